@@ -1,0 +1,118 @@
+"""Pure aggregation: responses -> counter increments -> summary shapes. No I/O.
+
+An aggregate document holds nested counters. One response adds 1 to a set of counter *paths*
+(`by_country.VN`, `country_priorities.VN.sdg-6`, ...); a batch sums them, and the store applies the
+sum with a single `$inc`. The same functions recount from the raw responses, so a running total
+and a recount can never disagree on what is counted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from shared.events import SurveyResponse
+from shared.taxonomy import load_taxonomy
+
+OVERALL = "all"
+
+COUNTER_FIELDS = (
+    "by_respondent_type",
+    "by_country",
+    "by_city",
+    "development_priorities",
+    "capacity_needs",
+    "collaboration_interests",
+    "by_day",
+)
+MATRIX_FIELDS = ("country_priorities", "type_themes")
+
+
+def survey_key(survey_id: str) -> str:
+    """The aggregate document of one survey."""
+    return f"survey:{survey_id}"
+
+
+def encode_key(text: str) -> str:
+    """A free text (a city name) made safe as a MongoDB field name: no `.`, no leading `$`."""
+    return text.replace("%", "%25").replace(".", "%2E").replace("$", "%24")
+
+
+def decode_key(key: str) -> str:
+    """The inverse of `encode_key`."""
+    return key.replace("%24", "$").replace("%2E", ".").replace("%25", "%")
+
+
+def city_key(country: str, city: str) -> str:
+    """One city: the same name in two countries is two cities."""
+    return encode_key(f"{country}|{city}")
+
+
+def response_paths(response: SurveyResponse) -> list[str]:
+    """Every counter path one response adds 1 to (in its survey's document and overall)."""
+    respondent = response.respondent
+    themes = load_taxonomy().themes
+    theme_interest = [code for code in response.collaboration_interests if code in themes]
+    type_themes = dict.fromkeys([*response.capacity_needs, *theme_interest])
+    return [
+        "total",
+        f"by_respondent_type.{respondent.type}",
+        f"by_country.{respondent.country}",
+        f"by_city.{city_key(respondent.country, respondent.city)}",
+        *(f"development_priorities.{code}" for code in response.development_priorities),
+        *(f"capacity_needs.{code}" for code in response.capacity_needs),
+        *(f"collaboration_interests.{code}" for code in response.collaboration_interests),
+        f"by_day.{response.submitted_at.date().isoformat()}",
+        *(
+            f"country_priorities.{respondent.country}.{code}"
+            for code in response.development_priorities
+        ),
+        *(f"type_themes.{respondent.type}.{code}" for code in type_themes),
+    ]
+
+
+def increments(responses: Iterable[SurveyResponse]) -> dict[str, Counter[str]]:
+    """Counter increments per aggregate document: each survey's and the overall one."""
+    by_document: dict[str, Counter[str]] = {}
+    for response in responses:
+        paths = response_paths(response)
+        for key in (survey_key(response.survey_id), OVERALL):
+            by_document.setdefault(key, Counter()).update(paths)
+        by_document[OVERALL][f"surveys.{response.survey_id}"] += 1
+    return by_document
+
+
+def summary(survey_id: str | None, document: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The API shape of one aggregate document (`survey_id=None` for the overview)."""
+    document = document or {}
+    shaped: dict[str, Any] = {"survey_id": survey_id} if survey_id else {}
+    shaped["total"] = int(document.get("total", 0))
+    for field in COUNTER_FIELDS:
+        counters = document.get(field, {})
+        if field == "by_city":
+            shaped[field] = _cities(counters)
+        elif field == "by_day":
+            shaped[field] = {day: counters[day] for day in sorted(counters)}
+        else:
+            shaped[field] = _ranked(counters)
+    for field in MATRIX_FIELDS:
+        shaped[field] = {
+            row: _ranked(cells) for row, cells in sorted(document.get(field, {}).items())
+        }
+    if survey_id is None:
+        shaped["surveys"] = _ranked(document.get("surveys", {}))
+    return shaped
+
+
+def _ranked(counters: Mapping[str, int]) -> dict[str, int]:
+    # Largest first, then by code, so the JSON reads like a chart.
+    return {key: int(n) for key, n in sorted(counters.items(), key=lambda kv: (-kv[1], kv[0]))}
+
+
+def _cities(counters: Mapping[str, int]) -> list[dict[str, Any]]:
+    cities = []
+    for key, count in _ranked(counters).items():
+        country, _, city = decode_key(key).partition("|")
+        cities.append({"country": country, "city": city, "count": count})
+    return cities

@@ -1,0 +1,61 @@
+"""The analytics composition root: MongoDB store, Kafka subscriber and HTTP app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from services.analytics.api import router
+from services.analytics.consumer import subscribe
+from services.analytics.settings import AnalyticsSettings
+from services.analytics.store import AnalyticsStore
+from shared import mongo
+from shared.http import health_router, install_problem_handlers
+from shared.kafka import ensure_topics, new_broker, readiness_check, topics_with_dlq
+
+DASHBOARD = Path(__file__).with_name("dashboard")
+
+
+def create_app(settings: AnalyticsSettings) -> FastAPI:
+    """The analytics app; the consumer runs inside the app's lifespan."""
+    client = mongo.new_client(settings.mongodb_url)
+    store = AnalyticsStore(mongo.database(client, settings.mongodb_database))
+    broker = new_broker(settings.kafka_bootstrap_servers, client_id="analytics")
+    subscribe(broker, settings, store)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await ensure_topics(
+            settings.kafka_bootstrap_servers, topics_with_dlq(settings.topic_responses)
+        )
+        await broker.start()
+        try:
+            yield
+        finally:
+            await broker.stop()
+            await client.close()
+
+    app = FastAPI(
+        title="Cities survey analytics",
+        version="1",
+        description="Exact running aggregates of the survey responses. No personal data.",
+        lifespan=lifespan,
+    )
+    app.state.store = store
+    install_problem_handlers(app)
+    app.include_router(router)
+    app.mount("/dashboard", StaticFiles(directory=DASHBOARD), name="dashboard")
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        return FileResponse(DASHBOARD / "index.html")
+
+    app.include_router(
+        health_router({"kafka": readiness_check(broker), "mongodb": lambda: mongo.ping(client)})
+    )
+    return app

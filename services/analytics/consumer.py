@@ -1,0 +1,66 @@
+"""The analytics subscriber: a batch of records in -> raw responses -> aggregate increments.
+
+Offsets are committed only after both steps succeeded; on an error the batch is read again,
+which the store makes harmless (see `store.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, TypeAlias
+
+from aiokafka import ConsumerRecord
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
+
+from services.analytics.settings import AnalyticsSettings
+from services.analytics.store import AnalyticsStore, Positioned
+from shared.events import SurveyResponse
+from shared.kafka import keep_raw, send_to_dlq
+
+logger = logging.getLogger(__name__)
+RETRY_PAUSE_SECONDS = 1.0
+
+Record: TypeAlias = ConsumerRecord[Any, Any]
+
+
+async def handle_batch(records: list[Record], store: AnalyticsStore, broker: KafkaBroker) -> int:
+    """Apply one batch; poison records go to the DLQ. Returns how many responses counted."""
+    valid: list[Positioned] = []
+    for record in records:
+        try:
+            response = SurveyResponse.model_validate_json(record.value or b"")
+        except ValidationError as exc:
+            await send_to_dlq(broker, record, str(exc))
+            continue
+        valid.append(Positioned(response, record.partition, record.offset))
+    counted = await store.record(valid)
+    await store.apply(counted)
+    return len(counted)
+
+
+def subscribe(broker: KafkaBroker, settings: AnalyticsSettings, store: AnalyticsStore) -> None:
+    """Register the batch subscriber of `survey.responses.v1` on `broker`."""
+
+    @broker.subscriber(
+        settings.topic_responses,
+        group_id=settings.analytics_group_id,
+        batch=True,
+        max_records=settings.analytics_batch_size,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=keep_raw,
+    )
+    async def on_responses(message: KafkaMessage) -> None:
+        records = message.raw_message
+        batch = list(records) if isinstance(records, tuple) else [records]
+        try:
+            counted = await handle_batch(batch, store, broker)
+        except Exception:
+            logger.exception("batch of %d failed; it will be read again", len(batch))
+            await asyncio.sleep(RETRY_PAUSE_SECONDS)  # no busy loop while MongoDB is away
+            raise
+        logger.debug("batch of %d applied, %d counted", len(batch), counted)

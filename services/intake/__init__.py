@@ -1,0 +1,1 @@
+"""intake: takes survey webhooks and pilot announcements, validates them, publishes to Kafka."""

@@ -1,0 +1,164 @@
+"""The intake's HTTP routes. Thin: read -> authenticate -> adapt -> validate -> publish."""
+
+from __future__ import annotations
+
+import os
+import secrets as secrets_module
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from services.intake.acceptance import Intake, Outcome
+from services.intake.publisher import BrokerUnavailable
+from services.intake.settings import IntakeSettings
+from services.intake.sources import Delivery, Platform, Rejected
+from services.intake.surveys import SurveyCatalog
+from shared.events import PilotAnnounced, SurveyResponse
+from shared.http import PROBLEM_JSON, Problem, field_errors
+
+RETRY_AFTER_SECONDS = "5"
+
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"description": title, "content": {PROBLEM_JSON: {}}}
+    for status, title in {
+        400: "Malformed body",
+        401: "Bad or missing credentials, or a stale timestamp",
+        404: "Unknown survey or source",
+        413: "Body over the size limit",
+        415: "Unsupported content type",
+        422: "Invalid response; each failing field is named in `errors`",
+        503: "Kafka cannot take the event now; retry after `Retry-After` seconds",
+    }.items()
+}
+
+
+def get_intake(request: Request) -> Intake:
+    """The intake use cases built by the composition root."""
+    intake: Intake = request.app.state.intake
+    return intake
+
+
+def get_settings(request: Request) -> IntakeSettings:
+    """The settings the app was built with."""
+    settings: IntakeSettings = request.app.state.settings
+    return settings
+
+
+IntakeDep = Annotated[Intake, Depends(get_intake)]
+SettingsDep = Annotated[IntakeSettings, Depends(get_settings)]
+
+router = APIRouter()
+
+
+@router.post(
+    "/v1/webhooks/{source}/{survey_id}",
+    status_code=202,
+    responses={200: {"description": "Already accepted: nothing published"}, **_PROBLEMS},
+)
+async def receive_webhook(
+    source: str, survey_id: str, request: Request, intake: IntakeDep, settings: SettingsDep
+) -> JSONResponse:
+    """Accept one survey response from a platform's webhook."""
+    catalog: SurveyCatalog = request.app.state.catalog
+    platforms: dict[str, Platform] = request.app.state.platforms
+    survey = catalog.get(survey_id)
+    platform = platforms.get(source)
+    if survey is None:
+        raise Problem(404, "Unknown survey", f"no survey {survey_id!r} is defined")
+    if platform is None or source not in survey.sources:
+        raise Problem(404, "Unknown source", f"survey {survey_id!r} accepts no source {source!r}")
+    delivery = await read_delivery(request, settings.max_body_bytes, platform.content_types)
+    survey_secrets = survey.secrets(source, os.environ)
+    if not survey_secrets:
+        raise Problem(
+            401,
+            "Unauthorized",
+            f"source {source!r} is not enabled for {survey_id!r}: no secret is configured",
+        )
+    try:
+        platform.authenticate(delivery, survey_secrets)
+        candidate = platform.adapt(delivery, survey, datetime.now(UTC))
+    except Rejected as rejected:
+        raise Problem(rejected.status, rejected.title, rejected.detail) from rejected
+    response = validated(candidate)
+    outcome = await publish(intake.accept_response(response))
+    return _outcome_response(outcome, response_id=response.response_id)
+
+
+@router.post(
+    "/v1/pilots",
+    status_code=202,
+    responses={200: {"description": "Already announced: nothing published"}, **_PROBLEMS},
+)
+async def announce_pilot(
+    pilot: PilotAnnounced,
+    intake: IntakeDep,
+    settings: SettingsDep,
+    authorization: Annotated[str, Header()] = "",
+) -> JSONResponse:
+    """Announce a demonstration pilot to the notifier (operator token required)."""
+    expected = settings.operator_token.get_secret_value()
+    presented = authorization.removeprefix("Bearer ").strip()
+    if not expected or not secrets_module.compare_digest(presented.encode(), expected.encode()):
+        raise Problem(401, "Unauthorized", "a valid operator bearer token is required")
+    outcome = await publish(intake.announce_pilot(pilot))
+    return _outcome_response(outcome, pilot_id=pilot.pilot_id)
+
+
+async def read_delivery(request: Request, limit: int, content_types: frozenset[str]) -> Delivery:
+    """The raw delivery, refusing bodies over `limit` without reading more than `limit` bytes."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in content_types:
+        raise Problem(
+            415,
+            "Unsupported content type",
+            f"expected {' or '.join(sorted(content_types))}, got {content_type or 'none'!r}",
+        )
+    declared = request.headers.get("content-length")
+    too_large = Problem(413, "Body too large", f"the body must be at most {limit} bytes")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise too_large
+    return Delivery(
+        headers={name.lower(): value for name, value in request.headers.items()},
+        query=dict(request.query_params),
+        body=bytes(body),
+        content_type=content_type,
+    )
+
+
+def validated(candidate: dict[str, Any]) -> SurveyResponse:
+    """The candidate as a valid response event, or a 422 naming every failing field."""
+    try:
+        return SurveyResponse.model_validate(candidate)
+    except ValidationError as exc:
+        raise Problem(
+            422,
+            "Invalid response",
+            f"{exc.error_count()} field(s) failed validation",
+            errors=field_errors(exc.errors(include_url=False, include_input=False)),
+        ) from exc
+
+
+async def publish(outcome: Any) -> Outcome:
+    """Await a publishing use case; Kafka trouble becomes 503 with `Retry-After`."""
+    try:
+        result: Outcome = await outcome
+    except BrokerUnavailable as exc:
+        raise Problem(
+            503, "Service unavailable", str(exc), headers={"Retry-After": RETRY_AFTER_SECONDS}
+        ) from exc
+    return result
+
+
+def _outcome_response(outcome: Outcome, **ids: str) -> JSONResponse:
+    if outcome is Outcome.DUPLICATE:
+        return JSONResponse({**ids, "status": "duplicate"}, status_code=200)
+    return JSONResponse({**ids, "status": "accepted"}, status_code=202)

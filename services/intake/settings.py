@@ -1,0 +1,25 @@
+"""The intake's settings (environment variables; see README, "Configuration")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from shared.settings import ServiceSettings
+
+SURVEYS_DIR = Path(__file__).with_name("surveys")
+
+
+class IntakeSettings(ServiceSettings):
+    """Everything the intake reads from its environment."""
+
+    intake_host: str = "0.0.0.0"
+    intake_port: int = 8000
+    operator_token: SecretStr = SecretStr("")
+    surveys_dir: Path = SURVEYS_DIR
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # Kobo and Typeform give up after 30 s; answer 503 well before so they retry.
+    publish_timeout_seconds: float = Field(default=8.0, gt=0)
+    # A claim older than this was left by a replica that died mid-publish and may be taken over.
+    claim_lease_seconds: float = Field(default=30.0, gt=0)

@@ -1,0 +1,1 @@
+"""notifier: emails city focal points about newly announced pilots that match their interests."""

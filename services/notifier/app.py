@@ -1,0 +1,77 @@
+"""The notifier's composition root: registry, deliveries, mailer, subscribers and dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from services.notifier.api import router
+from services.notifier.consumer import subscribe
+from services.notifier.deliveries import Deliveries
+from services.notifier.mailer import Mailer
+from services.notifier.notifier import Notifier
+from services.notifier.registry import Registry
+from services.notifier.settings import NotifierSettings
+from shared import mongo
+from shared.http import health_router, install_problem_handlers
+from shared.kafka import ensure_topics, new_broker, readiness_check, topics_with_dlq
+
+
+def create_app(settings: NotifierSettings) -> FastAPI:
+    """The notifier app; subscribers and the dispatcher run inside its lifespan."""
+    client = mongo.new_client(settings.mongodb_url)
+    db = mongo.database(client, settings.mongodb_database)
+    notifier = Notifier(
+        settings=settings,
+        registry=Registry(db),
+        deliveries=Deliveries(db, timedelta(seconds=settings.send_lease_seconds)),
+        mailer=Mailer(
+            settings.smtp_host,
+            settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value(),
+            starttls=settings.smtp_starttls,
+            timeout=settings.smtp_timeout_seconds,
+        ),
+    )
+    broker = new_broker(settings.kafka_bootstrap_servers, client_id="notifier")
+    subscribe(broker, settings, notifier)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await notifier.registry.ensure_indexes()
+        await notifier.deliveries.ensure_indexes()
+        await ensure_topics(
+            settings.kafka_bootstrap_servers,
+            topics_with_dlq(settings.topic_responses, settings.topic_pilots),
+        )
+        await broker.start()
+        dispatcher = asyncio.create_task(notifier.run_dispatcher(), name="dispatcher")
+        try:
+            yield
+        finally:
+            await broker.stop()
+            dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await dispatcher
+            await notifier.mailer.close()
+            await client.close()
+
+    app = FastAPI(
+        title="Cities survey notifier",
+        version="1",
+        description="Pilot emails to matching focal points; one-click unsubscribe.",
+        lifespan=lifespan,
+    )
+    app.state.notifier = notifier
+    install_problem_handlers(app)
+    app.include_router(router)
+    app.include_router(
+        health_router({"kafka": readiness_check(broker), "mongodb": lambda: mongo.ping(client)})
+    )
+    return app

@@ -1,0 +1,33 @@
+"""The notifier's settings (environment variables; see README, "Configuration")."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from shared.settings import ServiceSettings
+
+
+class NotifierSettings(ServiceSettings):
+    """Everything the notifier reads from its environment."""
+
+    notifier_host: str = "0.0.0.0"
+    notifier_port: int = 8002
+    notifier_group_id: str = "notifier"
+    smtp_host: str = "localhost"
+    smtp_port: int = 1025
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    mail_from: str = "Cities Project <pilots@cities.example.org>"
+    public_base_url: str = "http://localhost:8002"
+    operator_token: SecretStr = SecretStr("")
+    unsubscribe_secret: SecretStr = SecretStr("change-me-in-production")
+    # Retries of transient SMTP failures: exponential from the first delay up to the cap.
+    retry_first_delay_seconds: float = Field(default=1.0, gt=0)
+    retry_max_delay_seconds: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=50, gt=0)
+    # A delivery left "sending" by a replica that died is picked up again after this lease.
+    send_lease_seconds: float = Field(default=60.0, gt=0)
+    # How often an idle dispatcher looks for retries that came due (new work wakes it at once).
+    poll_interval_seconds: float = Field(default=2.0, gt=0)

@@ -1,0 +1,1 @@
+"""The project's common package: event contracts, taxonomy, settings, Kafka and MongoDB helpers."""

@@ -1,0 +1,170 @@
+"""The event contracts: `survey.responses.v1` and `pilots.announced.v1` (DESIGN.md, "Events").
+
+Every code is checked against the taxonomy and every size is bounded, so a consumer can trust
+what it reads and nothing invalid is ever published.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Collection
+from datetime import UTC, date
+from typing import Annotated, Any, Literal
+
+import pycountry
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    HttpUrl,
+    PlainSerializer,
+    field_validator,
+)
+
+from shared.taxonomy import load_taxonomy
+
+SOURCES = ("generic", "kobotoolbox", "typeform", "jotform", "google-forms")
+LANGUAGES = ("en", "fr", "es", "ar", "zh", "ru")
+
+Source = Literal["generic", "kobotoolbox", "typeform", "jotform", "google-forms"]
+Language = Literal["en", "fr", "es", "ar", "zh", "ru"]
+
+
+def _normalise_text(value: Any) -> Any:
+    # NFC so that "Đà Nẵng" typed on two keyboards is one city in the aggregates.
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", " ".join(value.split()))
+    return value
+
+
+def _country_code(value: str) -> str:
+    code = value.strip().upper()
+    if pycountry.countries.get(alpha_2=code) is None:
+        raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code")
+    return code
+
+
+def _code_in(vocabulary: Callable[[], Collection[str]], what: str) -> Callable[[str], str]:
+    def check(code: str) -> str:
+        if code not in vocabulary():
+            raise ValueError(f"{code!r} is not a known {what} code")
+        return code
+
+    return check
+
+
+def _unique(values: list[str]) -> list[str]:
+    # Order kept: the first mention of a code is the respondent's own order.
+    return list(dict.fromkeys(values))
+
+
+def _taxonomy_codes(name: str) -> Callable[[], Collection[str]]:
+    return lambda: getattr(load_taxonomy(), name)
+
+
+Text = Annotated[str, BeforeValidator(_normalise_text)]
+CountryCode = Annotated[str, AfterValidator(_country_code)]
+RespondentType = Annotated[
+    str, AfterValidator(_code_in(_taxonomy_codes("respondent_types"), "respondent type"))
+]
+SdgCode = Annotated[str, AfterValidator(_code_in(_taxonomy_codes("sdgs"), "SDG"))]
+ThemeCode = Annotated[str, AfterValidator(_code_in(_taxonomy_codes("themes"), "theme"))]
+ModalityCode = Annotated[str, AfterValidator(_code_in(_taxonomy_codes("modalities"), "modality"))]
+InterestCode = Annotated[
+    str, AfterValidator(_code_in(lambda: load_taxonomy().interest_codes, "theme or modality"))
+]
+UtcDatetime = Annotated[
+    AwareDatetime,
+    AfterValidator(lambda value: value.astimezone(UTC)),
+    PlainSerializer(lambda value: value.strftime("%Y-%m-%dT%H:%M:%SZ"), return_type=str),
+]
+Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\w.:@-]+$")]
+Slug = Annotated[str, Field(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+
+
+class _Event(BaseModel):
+    # Unknown fields are ignored so that a consumer keeps working when v1 grows a field.
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+
+
+class Respondent(_Event):
+    """Who answered: their kind of institution and where it is."""
+
+    type: RespondentType
+    organization: Text | None = Field(default=None, max_length=300)
+    country: CountryCode
+    city: Text = Field(min_length=1, max_length=120)
+
+
+class FocalPoint(_Event):
+    """A person who agreed to be contacted about pilots; personal data only the notifier keeps."""
+
+    name: Text = Field(min_length=1, max_length=200)
+    email: EmailStr
+    language: Language = "en"
+    consent: bool
+
+    @field_validator("consent")
+    @classmethod
+    def _consent_given(cls, consent: bool) -> bool:
+        if not consent:
+            raise ValueError("a focal point is kept only with their consent")
+        return consent
+
+
+class SurveyResponse(_Event):
+    """One unique survey response, normalised: the value of `survey.responses.v1`."""
+
+    response_id: Identifier
+    survey_id: Slug
+    source: Source
+    submitted_at: UtcDatetime
+    received_at: UtcDatetime
+    respondent: Respondent
+    focal_point: FocalPoint | None = None
+    development_priorities: Annotated[list[SdgCode], AfterValidator(_unique)] = Field(
+        default_factory=list, max_length=17
+    )
+    capacity_needs: Annotated[list[ThemeCode], AfterValidator(_unique)] = Field(
+        default_factory=list, max_length=40
+    )
+    collaboration_interests: Annotated[list[InterestCode], AfterValidator(_unique)] = Field(
+        default_factory=list, max_length=40
+    )
+    answers: dict[str, Any] = Field(default_factory=dict, max_length=200)
+
+
+class PilotAnnounced(_Event):
+    """A demonstration pilot open for applications: the value of `pilots.announced.v1`."""
+
+    pilot_id: Identifier
+    title: Text = Field(min_length=1, max_length=200)
+    summary: str = Field(default="", max_length=5000)
+    themes: Annotated[list[ThemeCode], AfterValidator(_unique)] = Field(
+        default_factory=list, max_length=40
+    )
+    sdgs: Annotated[list[SdgCode], AfterValidator(_unique)] = Field(
+        default_factory=list, max_length=17
+    )
+    modalities: Annotated[list[ModalityCode], AfterValidator(_unique)] = Field(
+        default_factory=list, max_length=20
+    )
+    eligible_countries: Annotated[list[CountryCode], AfterValidator(_unique)] = Field(
+        default_factory=list, max_length=250
+    )
+    lead_agency: Text = Field(default="", max_length=200)
+    apply_by: date | None = None
+    url: Annotated[HttpUrl, PlainSerializer(str, return_type=str)]
+
+    @property
+    def codes(self) -> frozenset[str]:
+        """The codes a focal point's interests are matched against."""
+        return frozenset(self.themes) | frozenset(self.sdgs)
+
+    def is_open(self, today: date) -> bool:
+        """Whether applications are still taken on `today`."""
+        return self.apply_by is None or today <= self.apply_by

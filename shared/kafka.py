@@ -1,0 +1,100 @@
+"""The one Kafka helper: broker factory, topic creation and the dead-letter path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+
+from shared import topics
+
+logger = logging.getLogger(__name__)
+
+
+def new_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
+    """A broker whose producer never loses an acknowledged event: idempotent, `acks=all`."""
+    return KafkaBroker(
+        bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        request_timeout_ms=10_000,
+        logger=logger,
+    )
+
+
+async def ensure_topics(
+    bootstrap_servers: str,
+    names: Iterable[str],
+    *,
+    partitions: int = topics.PARTITIONS,
+    attempts: int = 30,
+) -> None:
+    """Create the topics that do not exist yet; waits for a broker that is still starting."""
+    wanted = [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
+    for attempt in range(1, attempts + 1):
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [topic for topic in wanted if topic.name not in existing]
+            if missing:
+                # Another replica may create one between our list and our create.
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(missing)
+            return
+        except KafkaConnectionError:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(1)
+        finally:
+            await admin.close()
+
+
+async def keep_raw(message: Any) -> None:
+    """A FastStream decoder that decodes nothing: handlers parse each record themselves, so that
+    one poison record goes to the DLQ instead of failing its batch over and over."""
+    return None
+
+
+def topics_with_dlq(*names: str) -> list[str]:
+    """The topics and their dead-letter topics."""
+    return [name for topic in names for name in (topic, topics.dlq(topic))]
+
+
+async def send_to_dlq(broker: KafkaBroker, record: ConsumerRecord[Any, Any], error: str) -> None:
+    """Park a poison message on `<topic>.dlq` with the reason, so consumption can go on."""
+    logger.warning(
+        "poison message to DLQ",
+        extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+    )
+    value = record.value if isinstance(record.value, bytes) else bytes(record.value or b"")
+    await broker.publish(
+        value,
+        topic=topics.dlq(record.topic),
+        key=record.key,
+        headers={
+            "dlq-error": error[:2000],
+            "dlq-source": json.dumps(
+                {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+            ),
+        },
+    )
+
+
+def readiness_check(broker: KafkaBroker, timeout: float = 2.0) -> Callable[[], Awaitable[None]]:
+    """A `/readyz` check that raises unless the broker answers within `timeout` seconds."""
+
+    async def check() -> None:
+        if not await broker.ping(timeout):
+            raise ConnectionError("Kafka does not answer")
+
+    return check

@@ -1,0 +1,20 @@
+"""One settings pattern for every service: environment variables named as in DESIGN.md."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared import topics
+
+
+class ServiceSettings(BaseSettings):
+    """What every service reads from its environment. Each service subclasses it once."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = "localhost:9092"
+    mongodb_url: str = "mongodb://localhost:27017"
+    mongodb_database: str = "cities_survey"
+    topic_responses: str = topics.RESPONSES
+    topic_pilots: str = topics.PILOTS
+    log_level: str = "INFO"

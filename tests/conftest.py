@@ -1,0 +1,111 @@
+"""The one fixture that provides the real stack (Kafka, MongoDB-wire server, SMTP server).
+
+Where it comes from, in order:
+1. the environment: `KAFKA_BOOTSTRAP_SERVERS`, `MONGODB_URL`, `SMTP_HOST`/`SMTP_PORT` (and
+   `MAILPIT_API_URL`, default `http://<SMTP_HOST>:8025`), when `KAFKA_BOOTSTRAP_SERVERS` is set;
+2. testcontainers (official Kafka, MongoDB and Mailpit images), when `TEST_STACK=containers`
+   and a Docker engine answers;
+3. else the local Docker-less stack (`deploy/local/stack.sh`), started here and stopped again
+   at the end if this run started it.
+
+Unit tests never ask for it, so `pytest tests/unit` needs no server.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.support import Stack
+
+REPO = Path(__file__).resolve().parent.parent
+STACK_SCRIPT = REPO / "deploy" / "local" / "stack.sh"
+
+
+def _from_environment() -> Stack | None:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        return None
+    smtp_host = os.environ.get("SMTP_HOST", "localhost")
+    return Stack(
+        kafka=bootstrap,
+        mongodb_url=os.environ.get("MONGODB_URL", "mongodb://localhost:27017"),
+        smtp_host=smtp_host,
+        smtp_port=int(os.environ.get("SMTP_PORT", "1025")),
+        mail_api=os.environ.get("MAILPIT_API_URL", f"http://{smtp_host}:8025"),
+    )
+
+
+@contextmanager
+def _from_containers() -> Iterator[Stack]:
+    from testcontainers.community.kafka import KafkaContainer
+    from testcontainers.community.mailpit import MailpitContainer
+    from testcontainers.community.mongodb import MongoDbContainer
+
+    with ExitStack() as containers:
+        kafka = containers.enter_context(KafkaContainer("confluentinc/cp-kafka:7.9.0").with_kraft())
+        mongo = containers.enter_context(MongoDbContainer("mongo:8"))
+        mail = containers.enter_context(MailpitContainer())
+        host = mail.get_container_host_ip()
+        yield Stack(
+            kafka=kafka.get_bootstrap_server(),
+            mongodb_url=mongo.get_connection_url(),
+            smtp_host=host,
+            smtp_port=int(mail.get_exposed_smtp_port()),
+            mail_api=f"http://{host}:{mail.get_exposed_port(mail.ui_port)}",
+        )
+
+
+def _docker_available() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@contextmanager
+def _local_stack() -> Iterator[Stack]:
+    already_up = subprocess.run(["bash", str(STACK_SCRIPT), "status"], capture_output=True)
+    started = already_up.returncode != 0
+    if started:
+        subprocess.run(["bash", str(STACK_SCRIPT), "up"], check=True)
+    try:
+        yield Stack(
+            kafka="127.0.0.1:9092",
+            mongodb_url="mongodb://127.0.0.1:27017",
+            smtp_host="127.0.0.1",
+            smtp_port=1025,
+            mail_api="http://127.0.0.1:8025",
+        )
+    finally:
+        if started:
+            subprocess.run(["bash", str(STACK_SCRIPT), "down"], check=False)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """The real servers integration and end-to-end tests talk to."""
+    from_env = _from_environment()
+    if from_env is not None:
+        yield from_env
+        return
+    if os.environ.get("TEST_STACK") == "containers":
+        if not _docker_available():
+            pytest.fail("TEST_STACK=containers but no Docker engine answers `docker info`")
+        with _from_containers() as containers:
+            yield containers
+        return
+    with _local_stack() as local:
+        yield local
+
+
+@pytest.fixture
+def run_id() -> str:
+    """A fresh suffix per test: its own topics, database and addresses."""
+    return uuid.uuid4().hex[:10]

@@ -1,0 +1,152 @@
+"""The whole pipeline as operators run it: three service processes on the real stack."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import Mailbox, Stack, canonical_response, dumps, eventually, signed_headers
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+OPERATOR_TOKEN = "e2e-operator-token"
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    intake: str
+    analytics: str
+    notifier: str
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{url} exited early:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} not ready in 60 s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def pipeline(stack: Stack, run_id: str, tmp_path: Path) -> Iterator[Pipeline]:
+    from tests.support import WEBHOOK_SECRET
+
+    ports = {name: _free_port() for name in ("intake", "analytics", "notifier")}
+    env = {
+        **os.environ,
+        **stack.environment(run_id),
+        "OPERATOR_TOKEN": OPERATOR_TOKEN,
+        "UNSUBSCRIBE_SECRET": "e2e-unsubscribe-secret",
+        "WEBHOOK_SECRET_CITIES_2024_PRIORITIES_GENERIC": WEBHOOK_SECRET,
+        **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        **{f"{name.upper()}_HOST": "127.0.0.1" for name in ports},
+    }
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    logs = {name: tmp_path / f"{name}.log" for name in ports}
+    try:
+        for name in ports:
+            with logs[name].open("wb") as log:
+                processes[name] = subprocess.Popen(
+                    [sys.executable, "-m", f"services.{name}"],
+                    cwd=REPO,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        for name, url in urls.items():
+            _wait_ready(url, processes[name], logs[name])
+        yield Pipeline(**urls)
+    finally:
+        for process in processes.values():
+            process.send_signal(signal.SIGTERM)
+        for name, process in processes.items():
+            # Uvicorn re-raises SIGTERM after its graceful shutdown, so -15 is a clean exit too.
+            assert process.wait(timeout=20) in (0, -signal.SIGTERM), logs[name].read_text()[-2000:]
+            assert "Application shutdown complete" in logs[name].read_text(), name
+
+
+async def test_webhook_to_email_end_to_end(pipeline: Pipeline, stack: Stack, run_id: str) -> None:
+    matching = f"e2e-match-{run_id}@example.org"
+    unmatched = f"e2e-other-{run_id}@example.org"
+    webhook = f"{pipeline.intake}/v1/webhooks/generic/cities-2024-priorities"
+    people = [
+        ("r1", matching, ["climate-resilience", "knowledge-exchange"]),
+        ("r2", unmatched, ["housing"]),
+    ]
+    async with httpx.AsyncClient(timeout=15) as client:
+
+        async def total() -> int:
+            answer = await client.get(
+                f"{pipeline.analytics}/v1/surveys/cities-2024-priorities/summary"
+            )
+            return int(answer.json()["total"])
+
+        before = await total()
+        for response_id, email, interests in people:
+            body = dumps(
+                canonical_response(
+                    response_id,
+                    collaboration_interests=interests,
+                    focal_point={"name": "Focal Point", "email": email, "consent": True},
+                )
+            )
+            answer = await client.post(
+                webhook, content=body, headers=signed_headers(body, response_id)
+            )
+            assert answer.status_code == 202, answer.text
+
+        assert await eventually(total, lambda n: n == before + 2, within=60) == before + 2
+
+        pilot = {
+            "pilot_id": f"pilot-{run_id}",
+            "title": "Flood early warning for coastal districts",
+            "summary": "Co-financed early warning.",
+            "themes": ["climate-resilience"],
+            "sdgs": ["sdg-13"],
+            "eligible_countries": ["VN"],
+            "lead_agency": "UNOSSC",
+            "apply_by": "2099-12-31",
+            "url": "https://example.org/pilots/e2e",
+        }
+        headers = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
+        announced = await client.post(f"{pipeline.intake}/v1/pilots", json=pilot, headers=headers)
+        assert announced.status_code == 202, announced.text
+
+        async def counts() -> dict[str, int]:
+            answer = await client.get(
+                f"{pipeline.notifier}/v1/deliveries",
+                params={"pilot_id": pilot["pilot_id"]},
+                headers=headers,
+            )
+            return dict(answer.json()["counts"])
+
+        await eventually(counts, lambda c: c == {"sent": 1}, within=60)
+
+    mailbox = Mailbox(stack.mail_api)
+    inbox = await eventually(lambda: mailbox.messages_to(matching), lambda m: len(m) >= 1)
+    assert len(inbox) == 1
+    assert await mailbox.messages_to(unmatched) == []

@@ -1,0 +1,190 @@
+"""The notifier against the real broker, MongoDB-wire server and SMTP server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from services.notifier.app import create_app
+from services.notifier.mailer import Mailer
+from services.notifier.settings import NotifierSettings
+from shared.events import PilotAnnounced, SurveyResponse
+from tests.support import (
+    Mailbox,
+    Stack,
+    canonical_response,
+    eventually,
+    produce,
+    serving,
+    settings_for,
+)
+
+pytestmark = pytest.mark.integration
+OPERATOR = {"authorization": "Bearer operator-test-token"}
+
+
+def pilot(pilot_id: str, **overrides: object) -> PilotAnnounced:
+    return PilotAnnounced.model_validate(
+        {
+            "pilot_id": pilot_id,
+            "title": "Flood early warning for coastal districts",
+            "summary": "Early warning for coastal flooding, co-financed.",
+            "themes": ["climate-resilience", "disaster-risk-reduction"],
+            "sdgs": ["sdg-13"],
+            "eligible_countries": ["VN", "ID"],
+            "lead_agency": "UNOSSC",
+            "apply_by": "2099-03-31",
+            "url": "https://example.org/pilots/007",
+            **overrides,
+        }
+    )
+
+
+def focal_response(
+    number: int, email: str, *, interests: list[str], country: str = "VN", language: str = "en"
+) -> SurveyResponse:
+    body = canonical_response(
+        f"generic:{number}",
+        respondent={"type": "local_government", "country": country, "city": "Đà Nẵng"},
+        development_priorities=["sdg-6"],
+        collaboration_interests=interests,
+        focal_point={
+            "name": "Nguyễn Văn An",
+            "email": email,
+            "language": language,
+            "consent": True,
+        },
+    )
+    return SurveyResponse.model_validate(
+        {**body, "source": "generic", "received_at": datetime.now(UTC)}
+    )
+
+
+def records(*events: SurveyResponse | PilotAnnounced) -> list[tuple[bytes, bytes]]:
+    return [
+        (
+            (e.response_id if isinstance(e, SurveyResponse) else e.pilot_id).encode(),
+            e.model_dump_json().encode(),
+        )
+        for e in events
+    ]
+
+
+@pytest.fixture
+def settings(stack: Stack, run_id: str) -> NotifierSettings:
+    return settings_for(
+        NotifierSettings,
+        stack.environment(run_id),
+        operator_token="operator-test-token",
+        unsubscribe_secret="test-unsubscribe-secret",
+        public_base_url="https://notify.example.org",
+        poll_interval_seconds=0.1,
+    )
+
+
+async def test_pilot_emails_each_matching_focal_point_once(
+    stack: Stack, settings: NotifierSettings, run_id: str
+) -> None:
+    matching = f"match-{run_id}@example.org"
+    french = f"fr-{run_id}@example.org"
+    other_theme = f"other-{run_id}@example.org"
+    other_country = f"abroad-{run_id}@example.org"
+    await produce(
+        stack.kafka,
+        settings.topic_responses,
+        records(
+            focal_response(1, matching, interests=["climate-resilience"]),
+            focal_response(2, french, interests=["disaster-risk-reduction"], language="fr"),
+            focal_response(3, other_theme, interests=["housing"]),
+            focal_response(4, other_country, interests=["climate-resilience"], country="KE"),
+        ),
+    )
+    announced = pilot(f"pilot-{run_id}")
+    mailbox = Mailbox(stack.mail_api)
+    async with serving(create_app(settings)) as client:
+
+        async def deliveries() -> dict[str, object]:
+            answer = await client.get(
+                "/v1/deliveries", params={"pilot_id": announced.pilot_id}, headers=OPERATOR
+            )
+            return dict(answer.json())
+
+        # The pilot arrives twice (a redelivery), after or before the registry has the people.
+        await produce(stack.kafka, settings.topic_pilots, records(announced, announced))
+        done = await eventually(deliveries, lambda d: d["counts"] == {"sent": 2}, within=60)
+        inbox = await eventually(lambda: mailbox.messages_to(matching), lambda m: len(m) >= 1)
+
+    assert sorted(d["focal_point"] for d in done["deliveries"]) == sorted([matching, french])
+    assert len(inbox) == 1
+    assert len(await mailbox.messages_to(french)) == 1
+    assert await mailbox.messages_to(other_theme) == []
+    assert await mailbox.messages_to(other_country) == []
+
+    sent = message_from_bytes(await mailbox.raw(inbox[0]["ID"]), policy=policy.default)
+    assert sent["Subject"] == f"New pilot for your city: {announced.title}"
+    assert sent["Content-Language"] == "en"
+    assert sent["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    unsubscribe_url = sent["List-Unsubscribe"].strip("<>")
+    assert unsubscribe_url.startswith("https://notify.example.org/v1/unsubscribe?token=")
+    parts = {part.get_content_type(): part.get_content() for part in sent.iter_parts()}
+    assert set(parts) == {"text/plain", "text/html"}
+    assert "Climate adaptation and resilience" in parts["text/plain"]
+    assert "Nguyễn Văn An" in parts["text/html"]
+
+
+async def test_unsubscribe_one_click_stops_later_pilots(
+    stack: Stack, settings: NotifierSettings, run_id: str
+) -> None:
+    leaving = f"leaving-{run_id}@example.org"
+    staying = f"staying-{run_id}@example.org"
+    mailbox = Mailbox(stack.mail_api)
+    await produce(
+        stack.kafka,
+        settings.topic_responses,
+        records(
+            focal_response(1, leaving, interests=["climate-resilience"]),
+            focal_response(2, staying, interests=["climate-resilience"]),
+        ),
+    )
+    async with serving(create_app(settings)) as client:
+        await produce(stack.kafka, settings.topic_pilots, records(pilot(f"first-{run_id}")))
+        inbox = await eventually(lambda: mailbox.messages_to(leaving), lambda m: len(m) == 1)
+        sent = message_from_bytes(await mailbox.raw(inbox[0]["ID"]), policy=policy.default)
+        token = parse_qs(urlparse(sent["List-Unsubscribe"].strip("<>")).query)["token"][0]
+
+        forged = await client.post("/v1/unsubscribe", params={"token": token[:-2] + "xx"})
+        page = await client.get("/v1/unsubscribe", params={"token": token})
+        clicked = await client.post("/v1/unsubscribe", params={"token": token})
+
+        await produce(stack.kafka, settings.topic_pilots, records(pilot(f"second-{run_id}")))
+        # The second pilot has been handled once the one who stayed has both emails.
+        await eventually(lambda: mailbox.messages_to(staying), lambda m: len(m) == 2)
+
+    assert forged.status_code == 400
+    assert page.status_code == 200
+    assert "<form" in page.text
+    assert clicked.status_code == 200
+    assert len(await mailbox.messages_to(leaving)) == 1
+
+
+async def test_mailer_reuses_connection_for_many_messages(stack: Stack, run_id: str) -> None:
+    from email.message import EmailMessage
+
+    mailer = Mailer(stack.smtp_host, stack.smtp_port)
+    addresses = [f"batch-{run_id}-{n}@example.org" for n in range(5)]
+    try:
+        for address in addresses:
+            message = EmailMessage()
+            message["From"] = "pilots@example.org"
+            message["To"] = address
+            message["Subject"] = "batch"
+            message.set_content("hello")
+            await mailer.send(message)
+    finally:
+        await mailer.close()
+    mailbox = Mailbox(stack.mail_api)
+    for address in addresses:
+        assert len(await mailbox.messages_to(address)) == 1

@@ -1,0 +1,171 @@
+"""Helpers for tests against the real stack: endpoints, service settings, mailbox, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from fastapi import FastAPI
+from pydantic_settings import BaseSettings
+from standardwebhooks.webhooks import Webhook
+
+T = TypeVar("T")
+S = TypeVar("S", bound=BaseSettings)
+
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where the real servers are."""
+
+    kafka: str
+    mongodb_url: str
+    smtp_host: str
+    smtp_port: int
+    mail_api: str
+
+    def environment(self, run_id: str) -> dict[str, str]:
+        """Settings for services isolated to one test: their own topics and database."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+            "MONGODB_URL": self.mongodb_url,
+            "MONGODB_DATABASE": f"test_{run_id}",
+            "TOPIC_RESPONSES": f"test-{run_id}.survey.responses.v1",
+            "TOPIC_PILOTS": f"test-{run_id}.pilots.announced.v1",
+            "SMTP_HOST": self.smtp_host,
+            "SMTP_PORT": str(self.smtp_port),
+            "ANALYTICS_GROUP_ID": f"analytics-{run_id}",
+            "NOTIFIER_GROUP_ID": f"notifier-{run_id}",
+        }
+
+
+def settings_for(settings_class: type[S], environment: dict[str, str], **overrides: Any) -> S:
+    """A service's settings from an environment dict (names as in DESIGN.md), plus overrides."""
+    fields = {name.lower(): value for name, value in environment.items()}
+    return settings_class(**{**fields, **overrides})
+
+
+def signed_headers(body: bytes, message_id: str, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
+    """Standard Webhooks headers, made with the reference library (not with our code)."""
+    now = datetime.now(UTC)
+    return {
+        "content-type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(message_id, now, body.decode()),
+    }
+
+
+def canonical_response(response_id: str, **overrides: Any) -> dict[str, Any]:
+    """A valid generic webhook body (DESIGN.md's example), with overrides."""
+    body: dict[str, Any] = {
+        "response_id": response_id,
+        "survey_id": "cities-2024-priorities",
+        "submitted_at": "2024-05-02T10:31:00Z",
+        "respondent": {
+            "type": "local_government",
+            "organization": "Da Nang People's Committee",
+            "country": "VN",
+            "city": "Đà Nẵng",
+        },
+        "development_priorities": ["sdg-11", "sdg-6"],
+        "capacity_needs": ["urban-planning", "digital-governance"],
+        "collaboration_interests": ["climate-resilience", "knowledge-exchange"],
+        "answers": {"comments": "We would welcome peer learning."},
+    }
+    body.update(overrides)
+    return body
+
+
+class Mailbox:
+    """The SMTP server's received messages, read through Mailpit's REST API."""
+
+    def __init__(self, api: str) -> None:
+        self._api = api.rstrip("/")
+
+    async def messages_to(self, address: str) -> list[dict[str, Any]]:
+        """Summaries of every message received for `address`."""
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.get(
+                f"{self._api}/api/v1/search", params={"query": f'to:"{address}"', "limit": 200}
+            )
+            response.raise_for_status()
+            messages: list[dict[str, Any]] = response.json()["messages"]
+            return messages
+
+    async def raw(self, message_id: str) -> bytes:
+        """The message as received (headers and MIME body)."""
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.get(f"{self._api}/api/v1/message/{message_id}/raw")
+            response.raise_for_status()
+            return response.content
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    until: Callable[[T], bool],
+    *,
+    within: float = 30.0,
+    interval: float = 0.2,
+) -> T:
+    """Poll `probe` until `until(value)` holds; fail with the last value after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await probe()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s; last value: {value!r}")
+        await asyncio.sleep(interval)
+
+
+def dumps(body: dict[str, Any]) -> bytes:
+    """JSON bytes as a platform would send them."""
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run `app`'s lifespan (its consumers and clients) and give an HTTP client to it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    """Write `(key, value)` records to `topic` and wait for the broker's acknowledgement."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, *, idle_seconds: float = 3.0) -> list[Any]:
+    """Every record of `topic` from the start, once no new one came for `idle_seconds`."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=int(idle_seconds * 1000))
+            if not batch:
+                return records
+            for partition_records in batch.values():
+                records.extend(partition_records)
+    finally:
+        await consumer.stop()
