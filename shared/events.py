@@ -37,7 +37,9 @@ Language = Literal["en", "fr", "es", "ar", "zh", "ru"]
 def _normalise_text(value: Any) -> Any:
     # NFC so that "Đà Nẵng" typed on two keyboards is one city in the aggregates.
     if isinstance(value, str):
-        return unicodedata.normalize("NFC", " ".join(value.split()))
+        value = unicodedata.normalize("NFC", " ".join(value.split()))
+        if any(unicodedata.category(char) == "Cc" for char in value):
+            raise ValueError("control characters are not allowed")
     return value
 
 

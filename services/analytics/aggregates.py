@@ -36,12 +36,12 @@ def survey_key(survey_id: str) -> str:
 
 def encode_key(text: str) -> str:
     """A free text (a city name) made safe as a MongoDB field name: no `.`, no leading `$`."""
-    return text.replace("%", "%25").replace(".", "%2E").replace("$", "%24")
+    return text.replace("%", "%25").replace(".", "%2E").replace("$", "%24").replace("\x00", "%00")
 
 
 def decode_key(key: str) -> str:
     """The inverse of `encode_key`."""
-    return key.replace("%24", "$").replace("%2E", ".").replace("%25", "%")
+    return key.replace("%00", "\x00").replace("%24", "$").replace("%2E", ".").replace("%25", "%")
 
 
 def city_key(country: str, city: str) -> str:

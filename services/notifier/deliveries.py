@@ -30,7 +30,8 @@ def delivery_id(pilot_id: str, email_key: str) -> str:
 
 def backoff(attempts: int, first: float, cap: float, rng: random.Random | None = None) -> float:
     """Seconds before the next try: exponential, capped, with jitter so replicas do not align."""
-    delay = min(cap, first * 2.0 ** max(0, attempts - 1))
+    # The exponent is bounded first: 2.0 ** 1100 would overflow long before the cap applies.
+    delay = min(cap, first * 2.0 ** min(max(0, attempts - 1), 64))
     jitter: float = (rng or random.Random()).random()
     return delay * (0.5 + jitter / 2)
 

@@ -67,9 +67,7 @@ def test_response_paths_theme_in_needs_and_interests_counted_once(make_event):
 
 
 def test_response_paths_minimal_response(make_event):
-    response = make_event(
-        development_priorities=[], capacity_needs=[], collaboration_interests=[]
-    )
+    response = make_event(development_priorities=[], capacity_needs=[], collaboration_interests=[])
 
     assert response_paths(response) == [
         "total",

@@ -61,7 +61,7 @@ def test_validate_naive_submitted_at_rejected(make_response):
     ("field", "codes", "message"),
     [
         ("development_priorities", ["sdg-11", "sdg-18"], "'sdg-18' is not a known SDG code"),
-        ("capacity_needs", ["urban-planning", "teleportation"], "'teleportation' is not a known theme code"),
+        ("capacity_needs", ["housing", "teleport"], "'teleport' is not a known theme code"),
         ("capacity_needs", ["urban-planning", "advisory"], "'advisory' is not a known theme code"),
         (
             "collaboration_interests",
@@ -69,7 +69,7 @@ def test_validate_naive_submitted_at_rejected(make_response):
             "'sdg-6' is not a known theme or modality code",
         ),
     ],
-)  # fmt: skip
+)
 def test_validate_unknown_code_names_field_and_index(make_response, field, codes, message):
     errors = errors_of(SurveyResponse, make_response(**{field: codes}))
 

@@ -103,7 +103,9 @@ def test_catalog_get_by_id():
 
 
 def test_load_directory_reads_every_yaml(tmp_path):
-    write(tmp_path, "cities-2024-capacity.yaml", "id: cities-2024-capacity\ntitle: B\nsources: {}\n")
+    write(
+        tmp_path, "cities-2024-capacity.yaml", "id: cities-2024-capacity\ntitle: B\nsources: {}\n"
+    )
     write(
         tmp_path,
         "cities-2024-priorities.yaml",
@@ -128,7 +130,9 @@ def test_load_empty_directory_empty_catalog(tmp_path):
 def test_load_file_name_not_id_rejected(tmp_path):
     write(tmp_path, "priorities.yaml", "id: cities-2024-priorities\ntitle: A\nsources: {}\n")
 
-    with pytest.raises(ValueError, match="file name must be the survey id 'cities-2024-priorities'"):
+    with pytest.raises(
+        ValueError, match="file name must be the survey id 'cities-2024-priorities'"
+    ):
         SurveyCatalog.load(tmp_path)
 
 
@@ -155,7 +159,9 @@ def test_load_unknown_source_rejected(tmp_path):
 def test_load_invalid_file_names_file(tmp_path, text):
     write(tmp_path, "cities-2024-priorities.yaml", text)
 
-    with pytest.raises(ValueError, match="invalid survey definition .*cities-2024-priorities.yaml"):
+    with pytest.raises(
+        ValueError, match=r"invalid survey definition .*cities-2024-priorities\.yaml"
+    ):
         SurveyCatalog.load(tmp_path)
 
 

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import binascii
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from standardwebhooks.webhooks import (
+    EmptyWebhookSecretError,
+    Webhook,
+    WebhookVerificationError,
+)
 
 from services.intake.sources import Delivery, Rejected
 from services.intake.surveys import SurveyDefinition
 
+logger = logging.getLogger(__name__)
 _REQUIRED_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 
@@ -38,6 +44,8 @@ class GenericPlatform:
                     break  # the same for every secret
             except (ValueError, binascii.Error, UnicodeDecodeError):
                 reason = "the webhook-signature header is malformed"
+            except EmptyWebhookSecretError:
+                logger.error("an empty secret is configured for the generic source; it is ignored")
         raise Rejected(401, "Unauthorized", reason)
 
     def adapt(
@@ -45,7 +53,9 @@ class GenericPlatform:
     ) -> dict[str, Any]:
         """The body is the canonical response without `source` and `received_at`."""
         payload = parse_json_object(delivery.body)
-        platform_id = str(payload.get("response_id", "")).removeprefix(f"{self.name}:")
+        raw_id = payload.get("response_id")
+        # Only a string is an id; anything else is left for validation to name.
+        platform_id = raw_id.removeprefix(f"{self.name}:") if isinstance(raw_id, str) else raw_id
         body_survey = payload.get("survey_id", survey.id)
         if body_survey != survey.id:
             raise Rejected(
@@ -55,7 +65,9 @@ class GenericPlatform:
             )
         return {
             **payload,
-            "response_id": f"{self.name}:{platform_id}" if platform_id else "",
+            "response_id": f"{self.name}:{platform_id}"
+            if isinstance(platform_id, str) and platform_id
+            else platform_id,
             "survey_id": survey.id,
             "source": self.name,
             "received_at": received_at,
@@ -68,6 +80,8 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise Rejected(400, "Malformed body", f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise Rejected(400, "Malformed body", "the body nests JSON too deeply") from exc
     if not isinstance(payload, dict):
         raise Rejected(400, "Malformed body", "the body must be a JSON object")
     return payload
