@@ -30,6 +30,10 @@ from standardwebhooks.webhooks import Webhook
 
 from demo.sample import PILOTS, SampleResponse, generate, resent
 from services.intake.surveys import default_secret_env
+from services.notifier.matching import focal_point_codes, shared_codes
+from shared import topics
+from shared.events import PilotAnnounced, SurveyResponse
+from shared.kafka import consumer_lag
 from shared.taxonomy import load_taxonomy
 
 CONCURRENCY = 16
@@ -45,6 +49,8 @@ class Endpoints:
     analytics: str = os.environ.get("DEMO_ANALYTICS_URL", "http://127.0.0.1:8001")
     notifier: str = os.environ.get("DEMO_NOTIFIER_URL", "http://127.0.0.1:8002")
     mail_api: str = os.environ.get("DEMO_MAIL_API_URL", "http://127.0.0.1:8025")
+    kafka: str = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    responses_topic: str = os.environ.get("TOPIC_RESPONSES", topics.RESPONSES)
     operator_token: str = os.environ.get("OPERATOR_TOKEN", "")
 
 
@@ -117,6 +123,50 @@ async def wait_for_total(
             await asyncio.sleep(0.5)
 
 
+async def wait_until_consumed(urls: Endpoints) -> None:
+    """Wait until analytics and the notifier's registry have read every response.
+
+    Pilots are announced after that, so the emails depend on the sample alone, not on timing.
+    """
+    groups = [
+        os.environ.get("ANALYTICS_GROUP_ID", "analytics"),
+        f"{os.environ.get('NOTIFIER_GROUP_ID', 'notifier')}.registry",
+    ]
+    deadline = time.monotonic() + WAIT_SECONDS
+    with console.status("Waiting for the consumers to catch up…"):
+        while time.monotonic() < deadline:
+            lags = [await consumer_lag(urls.kafka, group, urls.responses_topic) for group in groups]
+            if not any(lags):
+                return
+            await asyncio.sleep(1)
+    behind = dict(zip(groups, lags, strict=True))
+    raise SystemExit(f"consumers still behind after {WAIT_SECONDS}s: {behind}")
+
+
+def expected_emails(sample: list[SampleResponse]) -> dict[str, int]:
+    """Emails per pilot that the sample calls for: latest response per focal point wins."""
+    latest: dict[str, SurveyResponse] = {}
+    for item in sample:
+        if "focal_point" not in item.body:
+            continue
+        response = SurveyResponse.model_validate(
+            {**item.body, "source": "generic", "received_at": item.body["submitted_at"]}
+        )
+        assert response.focal_point is not None
+        email = str(response.focal_point.email).lower()
+        if email not in latest or latest[email].submitted_at < response.submitted_at:
+            latest[email] = response
+    counts: dict[str, int] = {}
+    for pilot_data in PILOTS:
+        pilot = PilotAnnounced.model_validate(pilot_data)
+        counts[pilot.pilot_id] = sum(
+            1
+            for r in latest.values()
+            if shared_codes(pilot, focal_point_codes(r), r.respondent.country)
+        )
+    return counts
+
+
 async def announce_and_wait(
     client: httpx.AsyncClient, urls: Endpoints
 ) -> dict[str, dict[str, int]]:
@@ -152,6 +202,7 @@ def report(
     unique: int,
     overview: dict[str, Any],
     emails: dict[str, dict[str, int]],
+    expected: dict[str, int],
 ) -> bool:
     """Print the summary; True when analytics counted exactly the unique responses posted."""
     taxonomy = load_taxonomy()
@@ -169,8 +220,13 @@ def report(
     )
     console.print(f"Intake answers: {dict(posted.statuses)}")
     for pilot_id, counts in emails.items():
-        console.print(f"Emails for {pilot_id}: {counts}")
-    exact = bool(overview["total"] == unique)
+        console.print(
+            f"Emails for {pilot_id}: {counts} (matching focal points: {expected[pilot_id]})"
+        )
+    sent_as_expected = all(
+        sum(emails.get(pilot_id, {}).values()) == n for pilot_id, n in expected.items()
+    )
+    exact = bool(overview["total"] == unique) and sent_as_expected
     verdict = "[green]equals" if exact else "[red]DIFFERS FROM"
     console.print(
         f"Analytics total {overview['total']} {verdict} the {unique} unique responses posted."
@@ -197,8 +253,11 @@ async def run() -> int:
             console.print(f"[red]{len(posted.errors)} rejected, first: {posted.errors[0]}")
             return 1
         overview = await wait_for_total(client, urls, len(sample))
+        await wait_until_consumed(urls)
         emails = await announce_and_wait(client, urls)
-    return 0 if report(urls, posted, len(sample), overview, emails) else 1
+    expected = expected_emails(sample)
+    exact = report(urls, posted, len(sample), overview, emails, expected)
+    return 0 if exact else 1
 
 
 if __name__ == "__main__":

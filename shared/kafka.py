@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
@@ -63,6 +63,29 @@ async def keep_raw(message: Any) -> None:
     """A FastStream decoder that decodes nothing: handlers parse each record themselves, so that
     one poison record goes to the DLQ instead of failing its batch over and over."""
     return None
+
+
+async def consumer_lag(bootstrap_servers: str, group_id: str, topic: str) -> int:
+    """Records of `topic` the consumer group has not committed yet (all of them for a new group)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        await consumer.topics()  # loads the cluster metadata the next line reads
+        partitions = [
+            TopicPartition(topic, partition)
+            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        ends = await consumer.end_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(group_id, partitions=partitions)
+        return sum(
+            max(0, end - (committed[tp].offset if tp in committed else 0))
+            for tp, end in ends.items()
+        )
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 def topics_with_dlq(*names: str) -> list[str]:
