@@ -13,8 +13,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from prometheus_client import REGISTRY
 
 from shared import topics
+from shared.observability import DLQ_MESSAGES
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +31,8 @@ def new_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
         enable_idempotence=True,
         request_timeout_ms=10_000,
         logger=logger,
+        # Events published and consumed, with sizes and durations, on the service's /metrics.
+        middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY, app_name=client_id)],
     )
 
 
@@ -99,6 +104,7 @@ async def send_to_dlq(broker: KafkaBroker, record: ConsumerRecord[Any, Any], err
         "poison message to DLQ",
         extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
     )
+    DLQ_MESSAGES.labels(record.topic).inc()
     value = record.value if isinstance(record.value, bytes) else bytes(record.value or b"")
     await broker.publish(
         value,

@@ -1,0 +1,101 @@
+"""Observability every service shares: JSON logs and Prometheus metrics on `/metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.routing import Match
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "HTTP requests answered", ["service", "method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "http_request_duration_seconds", "HTTP request latency", ["service", "method", "route"]
+)
+DLQ_MESSAGES = Counter("dlq_messages_total", "Poison messages parked on a DLQ", ["topic"])
+EMAILS = Counter("emails_total", "Pilot emails by outcome", ["status"])
+CONSUMER_LAG = Gauge("consumer_lag", "Records not yet committed by a group", ["group", "topic"])
+
+# Log record attributes that identify the thing a line is about; they become JSON fields.
+CONTEXT_FIELDS = ("response_id", "pilot_id", "survey_id", "topic", "partition", "offset")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the context fields given."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "service": self._service,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in CONTEXT_FIELDS:
+            if name in record.__dict__:
+                entry[name] = record.__dict__[name]
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_json_logging(service: str, level: str) -> None:
+    """Send every log line of the process to stderr as JSON."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def instrument(app: FastAPI, service: str) -> None:
+    """Count and time every request by route template, and serve `/metrics`."""
+    app.state.service = service
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = _route_template(app, request)
+        HTTP_LATENCY.labels(service, request.method, route).observe(time.perf_counter() - started)
+        HTTP_REQUESTS.labels(service, request.method, route, str(response.status_code)).inc()
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _route_template(app: FastAPI, request: Request) -> str:
+    # The template (`/v1/surveys/{survey_id}/summary`), not the path: label values stay few.
+    for route in app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is Match.FULL:
+            return str(getattr(route, "path", "other"))
+    return "unmatched"
+
+
+async def track_lag(
+    measure: Callable[[], Awaitable[int]], group: str, topic: str, interval: float = 15.0
+) -> None:
+    """Refresh the `consumer_lag` gauge every `interval` seconds until cancelled."""
+    while True:
+        try:
+            CONSUMER_LAG.labels(group, topic).set(await measure())
+        except Exception:  # lag is advisory: a failed measurement must not stop the service
+            logging.getLogger(__name__).debug("consumer lag not measured", exc_info=True)
+        await asyncio.sleep(interval)
