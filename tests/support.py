@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -169,3 +175,74 @@ async def read_topic(bootstrap: str, topic: str, *, idle_seconds: float = 3.0) -
                 records.extend(partition_records)
     finally:
         await consumer.stop()
+
+
+REPO = Path(__file__).resolve().parent.parent
+SHUTDOWN_BOUND_SECONDS = 10  # operators' contract: SIGTERM stops a service within 10 s
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class ServiceProcess:
+    """One service run as operators run it: `python -m services.<name>` in its own process."""
+
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_tail(self) -> str:
+        """The end of its log, for assertion messages."""
+        return self.log.read_text(errors="replace")[-3000:]
+
+    def wait_ready(self, within: float = 60.0) -> None:
+        """Block until `/readyz` answers 200; fail with the log if it dies or takes too long."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"{self.name} exited early:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"{self.name} not ready in {within}s:\n{self.log_tail()}")
+
+    def terminate(self) -> int:
+        """SIGTERM, and the exit code once it stopped (within the operators' bound)."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=SHUTDOWN_BOUND_SECONDS)
+
+
+def start_service(name: str, environment: dict[str, str], log_dir: Path) -> ServiceProcess:
+    """Start a service on a free port with `environment` added to ours; not yet ready."""
+    port = free_port()
+    env = {
+        **os.environ,
+        **environment,
+        f"{name.upper()}_PORT": str(port),
+        f"{name.upper()}_HOST": "127.0.0.1",
+    }
+    log = log_dir / f"{name}-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return ServiceProcess(name, f"http://127.0.0.1:{port}", process, log)
+
+
+def assert_clean_exit(service: ServiceProcess, code: int) -> None:
+    """Uvicorn re-raises SIGTERM after its graceful shutdown, so -15 is a clean exit too."""
+    assert code in (0, -signal.SIGTERM), service.log_tail()
+    assert "Application shutdown complete" in service.log.read_text(), service.name

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +9,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import Mailbox, Stack, canonical_response, dumps, eventually, signed_headers
+from tests.support import (
+    WEBHOOK_SECRET,
+    Mailbox,
+    Stack,
+    assert_clean_exit,
+    canonical_response,
+    dumps,
+    eventually,
+    signed_headers,
+    start_service,
+)
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 OPERATOR_TOKEN = "e2e-operator-token"
 
 
@@ -30,63 +33,24 @@ class Pipeline:
     notifier: str
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"{url} exited early:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url} not ready in 60 s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture
 def pipeline(stack: Stack, run_id: str, tmp_path: Path) -> Iterator[Pipeline]:
-    from tests.support import WEBHOOK_SECRET
-
-    ports = {name: _free_port() for name in ("intake", "analytics", "notifier")}
-    env = {
-        **os.environ,
+    environment = {
         **stack.environment(run_id),
         "OPERATOR_TOKEN": OPERATOR_TOKEN,
         "UNSUBSCRIBE_SECRET": "e2e-unsubscribe-secret",
         "WEBHOOK_SECRET_CITIES_2024_PRIORITIES_GENERIC": WEBHOOK_SECRET,
-        **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
-        **{f"{name.upper()}_HOST": "127.0.0.1" for name in ports},
     }
-    processes: dict[str, subprocess.Popen[bytes]] = {}
-    logs = {name: tmp_path / f"{name}.log" for name in ports}
+    services = [
+        start_service(name, environment, tmp_path) for name in ("intake", "analytics", "notifier")
+    ]
     try:
-        for name in ports:
-            with logs[name].open("wb") as log:
-                processes[name] = subprocess.Popen(
-                    [sys.executable, "-m", f"services.{name}"],
-                    cwd=REPO,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        for name, url in urls.items():
-            _wait_ready(url, processes[name], logs[name])
-        yield Pipeline(**urls)
+        for service in services:
+            service.wait_ready()
+        yield Pipeline(*(service.url for service in services))
     finally:
-        for process in processes.values():
-            process.send_signal(signal.SIGTERM)
-        for name, process in processes.items():
-            # Uvicorn re-raises SIGTERM after its graceful shutdown, so -15 is a clean exit too.
-            assert process.wait(timeout=20) in (0, -signal.SIGTERM), logs[name].read_text()[-2000:]
-            assert "Application shutdown complete" in logs[name].read_text(), name
+        for service in services:
+            assert_clean_exit(service, service.terminate())
 
 
 async def test_webhook_to_email_end_to_end(pipeline: Pipeline, stack: Stack, run_id: str) -> None:
