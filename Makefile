@@ -12,7 +12,7 @@ SERVICES := deploy/local/services.sh
 .PHONY: help venv lock stack-up stack-down stack-status up down status demo test test-unit lint clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@command -v $(PYTHON_BOOT) >/dev/null || { echo "python3 not found: install Python 3.11+"; exit 1; }
@@ -24,8 +24,9 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 venv: $(VENV)/.installed ## Create the virtual environment from the lock file
 
-lock: ## Re-resolve requirements.lock from pyproject.toml (pinned, hashed)
+lock: ## Re-resolve requirements.lock (all) and requirements.runtime.lock (the image), pinned, hashed
 	@$(VENV)/bin/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+	@$(VENV)/bin/uv pip compile -q pyproject.toml --python-version 3.11 --generate-hashes -c requirements.lock -o requirements.runtime.lock
 
 stack-up: venv ## Start Kafka, FerretDB and Mailpit (no Docker)
 	@bash $(STACK) up
@@ -57,8 +58,53 @@ lint: venv ## ruff and mypy
 test-unit: venv ## Unit tests only (no servers)
 	@$(VENV)/bin/pytest tests/unit -q
 
-test: venv lint ## Lint, then unit, integration and end-to-end tests against real servers
+test: venv lint browser ## Lint, then unit, integration and end-to-end tests against real servers
 	@$(VENV)/bin/pytest -q -ra
 
 clean: down ## Stop everything and delete the local stack's data and the environment
 	rm -rf .stack $(VENV)
+
+.PHONY: asyncapi
+asyncapi: venv ## Write docs/asyncapi.yaml: the events the intake publishes (AsyncAPI 3.0)
+	@$(PY) -m services.intake.asyncapi docs/asyncapi.yaml
+	@echo "docs/asyncapi.yaml written"
+
+.PHONY: bench-intake
+bench-intake: stack-up ## Benchmark: webhooks/s and latency of one intake process vs a bare FastAPI parse
+	@$(PY) -m bench.intake
+
+.PHONY: bench-notifier
+bench-notifier: stack-up ## Benchmark: matching 1k/10k/100k focal points, emails/s to a local SMTP server
+	@$(PY) -m bench.notifier
+
+# --- deployment files: kustomize and the Compose loader, built once from Go modules into .stack/bin
+KUSTOMIZE_VERSION := v5.8.1
+TOOLS_BIN := .stack/bin
+COMPOSECHECK_SRC := $(wildcard deploy/tools/composecheck/*.go) deploy/tools/composecheck/go.mod deploy/tools/composecheck/go.sum
+
+.PHONY: deploy-tools k8s-validate
+
+$(TOOLS_BIN)/composecheck: $(COMPOSECHECK_SRC)
+	@command -v go >/dev/null || { echo "go not found: install Go 1.24+"; exit 1; }
+	@mkdir -p $(TOOLS_BIN)
+	@echo "building composecheck (the Compose file loader, first run only)…"
+	@cd deploy/tools/composecheck && go build -buildvcs=false -o $(CURDIR)/$@ .
+
+deploy-tools: $(TOOLS_BIN)/composecheck ## Build kustomize and composecheck (cached in .stack/bin)
+	@test -x $(TOOLS_BIN)/kustomize -a -f $(TOOLS_BIN)/.kustomize-$(KUSTOMIZE_VERSION) || { \
+	  echo "building kustomize $(KUSTOMIZE_VERSION) from its Go module (first run only)…"; \
+	  GOBIN=$(CURDIR)/$(TOOLS_BIN) go install -buildvcs=false sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION) \
+	  && rm -f $(TOOLS_BIN)/.kustomize-* && touch $(TOOLS_BIN)/.kustomize-$(KUSTOMIZE_VERSION); }
+
+k8s-validate: venv deploy-tools ## Render every Kubernetes overlay and check it and the Compose file, offline
+	@$(VENV)/bin/pytest -q tests/integration/test_deploy_manifests.py
+
+.PHONY: browser
+browser: ## Install Debian chromium for the dashboard's browser test when missing (as root, e.g. CI)
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
+	  else echo "chromium missing: run 'sudo apt-get install -y chromium'"; exit 1; fi; }
+
+.PHONY: bench-analytics
+bench-analytics: stack-up ## Benchmark: responses applied/s by analytics vs a consume-only loop, 100k events
+	@$(PY) -m bench.analytics

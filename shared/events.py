@@ -22,7 +22,6 @@ from pydantic import (
     Field,
     HttpUrl,
     PlainSerializer,
-    field_validator,
 )
 
 from shared.taxonomy import load_taxonomy
@@ -103,19 +102,16 @@ class Respondent(_Event):
 
 
 class FocalPoint(_Event):
-    """A person who agreed to be contacted about pilots; personal data only the notifier keeps."""
+    """A person who may be contacted about pilots; personal data only the notifier keeps.
+
+    `consent: false` is a withdrawal: the notifier stops all mail to that address and keeps only
+    the fact; counts of focal points include only those with consent (`consenting_focal_point`).
+    """
 
     name: Text = Field(min_length=1, max_length=200)
     email: EmailStr
     language: Language = "en"
     consent: bool
-
-    @field_validator("consent")
-    @classmethod
-    def _consent_given(cls, consent: bool) -> bool:
-        if not consent:
-            raise ValueError("a focal point is kept only with their consent")
-        return consent
 
 
 class SurveyResponse(_Event):
@@ -138,6 +134,13 @@ class SurveyResponse(_Event):
         default_factory=list, max_length=40
     )
     answers: dict[str, Any] = Field(default_factory=dict, max_length=200)
+
+    @property
+    def consenting_focal_point(self) -> FocalPoint | None:
+        """The focal point if they agreed to be contacted; None when absent or withdrawn."""
+        if self.focal_point is None or not self.focal_point.consent:
+            return None
+        return self.focal_point
 
 
 class PilotAnnounced(_Event):

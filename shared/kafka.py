@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -17,7 +18,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY
 
 from shared import topics
-from shared.observability import DLQ_MESSAGES
+from shared.observability import DLQ_MESSAGES, track_lag
 
 logger = logging.getLogger(__name__)
 
@@ -77,15 +78,19 @@ async def consumer_lag(bootstrap_servers: str, group_id: str, topic: str) -> int
     await admin.start()
     await consumer.start()
     try:
-        await consumer.topics()  # loads the cluster metadata the next line reads
+        # From the admin client: the consumer's own metadata knows only subscribed topics, and
+        # an empty partition list would report no lag at all.
+        (described,) = await admin.describe_topics([topic])
         partitions = [
-            TopicPartition(topic, partition)
-            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+            TopicPartition(topic, entry["partition"]) for entry in described["partitions"]
         ]
+        if not partitions:
+            return 0  # no such topic (yet): nothing to lag behind
         ends = await consumer.end_offsets(partitions)
         committed = await admin.list_consumer_group_offsets(group_id, partitions=partitions)
+        # A partition without a commit reads as offset -1: nothing of it is committed.
         return sum(
-            max(0, end - (committed[tp].offset if tp in committed else 0))
+            max(0, end - (max(0, committed[tp].offset) if tp in committed else 0))
             for tp, end in ends.items()
         )
     finally:
@@ -127,3 +132,16 @@ def readiness_check(broker: KafkaBroker, timeout: float = 2.0) -> Callable[[], A
             raise ConnectionError("Kafka does not answer")
 
     return check
+
+
+def start_lag_tracking(
+    bootstrap_servers: str, groups: list[tuple[str, str]]
+) -> list[asyncio.Task[None]]:
+    """Keep the `consumer_lag` gauge of each (group, topic) fresh; cancel the tasks to stop."""
+    return [
+        asyncio.create_task(
+            track_lag(partial(consumer_lag, bootstrap_servers, group, topic), group, topic),
+            name=f"lag:{group}",
+        )
+        for group, topic in groups
+    ]

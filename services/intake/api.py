@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets as secrets_module
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from pymongo.errors import PyMongoError
 
 from services.intake.acceptance import Intake, Outcome
 from services.intake.publisher import BrokerUnavailable
@@ -20,6 +22,7 @@ from shared.events import PilotAnnounced, SurveyResponse
 from shared.http import PROBLEM_JSON, Problem, field_errors
 
 RETRY_AFTER_SECONDS = "5"
+logger = logging.getLogger(__name__)
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"description": title, "content": {PROBLEM_JSON: {}}}
@@ -82,7 +85,8 @@ async def receive_webhook(
         platform.authenticate(delivery, survey_secrets)
         candidate = platform.adapt(delivery, survey, datetime.now(UTC))
     except Rejected as rejected:
-        raise Problem(rejected.status, rejected.title, rejected.detail) from rejected
+        extra: dict[str, Any] = {"errors": rejected.errors} if rejected.errors else {}
+        raise Problem(rejected.status, rejected.title, rejected.detail, **extra) from rejected
     response = validated(candidate)
     outcome = await publish(intake.accept_response(response))
     return _outcome_response(outcome, response_id=response.response_id)
@@ -148,12 +152,21 @@ def validated(candidate: dict[str, Any]) -> SurveyResponse:
 
 
 async def publish(outcome: Any) -> Outcome:
-    """Await a publishing use case; Kafka trouble becomes 503 with `Retry-After`."""
+    """Await a publishing use case; Kafka or MongoDB trouble becomes 503 with `Retry-After`
+    (platforms retry a 503, never a 500)."""
     try:
         result: Outcome = await outcome
     except BrokerUnavailable as exc:
         raise Problem(
             503, "Service unavailable", str(exc), headers={"Retry-After": RETRY_AFTER_SECONDS}
+        ) from exc
+    except PyMongoError as exc:
+        logger.warning("claim store unavailable: %s", exc)
+        raise Problem(
+            503,
+            "Service unavailable",
+            "the claim store (MongoDB) cannot take the event now",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
         ) from exc
     return result
 

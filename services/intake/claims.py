@@ -7,13 +7,16 @@ or a claim older than the lease (its replica died mid-publish), which it takes o
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from shared.mongo import Document
+
+CONFIRM_ATTEMPTS = 5
 
 
 class Claim(StrEnum):
@@ -59,9 +62,20 @@ class ClaimStore:
 
     async def confirm(self, key: str) -> None:
         """The broker acknowledged `key`: every later delivery of it is a duplicate."""
-        await self._collection.update_one(
-            {"_id": key}, {"$set": {"state": "published", "published_at": datetime.now(UTC)}}
-        )
+        # Retried: the event is already in Kafka, and an unconfirmed claim would let a retry of
+        # the delivery publish it again once the lease ran out. SQLite-backed servers answer a
+        # busy database under write load.
+        for attempt in range(CONFIRM_ATTEMPTS):
+            try:
+                await self._collection.update_one(
+                    {"_id": key},
+                    {"$set": {"state": "published", "published_at": datetime.now(UTC)}},
+                )
+                return
+            except PyMongoError:
+                if attempt == CONFIRM_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.05 * 2**attempt)
 
     async def release(self, key: str) -> None:
         """Publishing failed: forget the claim so that the platform's retry is accepted."""

@@ -1,4 +1,5 @@
-"""Survey definitions: data files that say which sources a survey accepts and with which secrets.
+"""Survey definitions: data files that say which sources a survey accepts, with which secrets, and
+how each platform's fields map to the canonical response.
 
 Adding a survey is adding a file to `surveys/`; no code changes.
 """
@@ -14,6 +15,50 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import SOURCES
+from shared.taxonomy import load_taxonomy
+
+
+class FieldMap(BaseModel):
+    """Where a platform puts each core answer of a survey: the platform's field name (a Kobo
+    XLSForm path, a Typeform ref, a Jotform field name without `q<N>_`, a Google Forms question
+    title). A field left out keeps the platform's default (the shared questionnaire core)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    respondent_type: str | None = None
+    organization: str | None = None
+    country: str | None = None
+    city: str | None = None
+    development_priorities: str | None = None
+    capacity_needs: str | None = None
+    collaboration_interests: str | None = None
+    consent: str | None = None
+    contact_name: str | None = None
+    contact_email: str | None = None
+    language: str | None = None
+    # Extra answer texts this survey uses for taxonomy codes, e.g. {"City official": ...}.
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    def fields(self) -> dict[str, str]:
+        """The canonical names this mapping sets, with the platform's field name for each."""
+        return {
+            name: value
+            for name, value in self.model_dump(exclude={"labels"}).items()
+            if value is not None
+        }
+
+    def check_labels(self) -> None:
+        """Raise `ValueError` naming each label whose code is not in the taxonomy."""
+        taxonomy = load_taxonomy()
+        known = (
+            set(taxonomy.respondent_types)
+            | set(taxonomy.sdgs)
+            | set(taxonomy.themes)
+            | set(taxonomy.modalities)
+        )
+        unknown = {label: code for label, code in self.labels.items() if code not in known}
+        if unknown:
+            raise ValueError(f"labels map to codes not in the taxonomy: {unknown}")
 
 
 class SourceDefinition(BaseModel):
@@ -23,6 +68,10 @@ class SourceDefinition(BaseModel):
 
     secret_env: str | None = None
     mapping: dict[str, Any] = Field(default_factory=dict)
+
+    def field_map(self) -> FieldMap:
+        """The mapping as a `FieldMap` (checked when the catalog is loaded)."""
+        return FieldMap.model_validate(self.mapping)
 
 
 class SurveyDefinition(BaseModel):
@@ -76,5 +125,11 @@ class SurveyCatalog:
                 raise ValueError(f"{path}: unknown sources {sorted(unknown)}")
             if path.stem != survey.id:
                 raise ValueError(f"{path}: file name must be the survey id {survey.id!r}")
+            for source, definition in survey.sources.items():
+                try:
+                    definition.field_map().check_labels()
+                except ValueError as exc:
+                    problem = f"{path}: invalid mapping of source {source!r}: {exc}"
+                    raise ValueError(problem) from exc
             surveys.append(survey)
         return cls(surveys)

@@ -1,14 +1,67 @@
-"""`python -m services.notifier`: serve the notifier service."""
+"""`python -m services.notifier`: serve the notifier service; `... preview --pilot FILE
+--language fr`: write the HTML and text of a pilot's email to files for review."""
 
 from __future__ import annotations
 
-from services.notifier.app import create_app
-from services.notifier.settings import NotifierSettings
-from shared.serve import serve
+import argparse
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from shared.events import LANGUAGES
 
 
-def main() -> None:
-    """Read settings, build the app, serve it."""
+def parser() -> argparse.ArgumentParser:
+    """The command line: no arguments (or `serve`) serves; `preview` renders a sample email."""
+    cli = argparse.ArgumentParser(prog="python -m services.notifier", description=__doc__)
+    commands = cli.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve the notifier (the default)")
+    preview = commands.add_parser(
+        "preview",
+        help="write a sample email of a pilot to files",
+        description="Render the email a matching focal point would get, as HTML and text files.",
+    )
+    preview.add_argument("--pilot", type=Path, required=True, metavar="FILE", help="pilot JSON")
+    preview.add_argument("--language", choices=LANGUAGES, default="en")
+    preview.add_argument("--name", help="the focal point's name in the greeting")
+    preview.add_argument(
+        "--out", type=Path, default=Path("."), help="directory to write to (default: here)"
+    )
+    return cli
+
+
+def write_preview(args: argparse.Namespace) -> int:
+    """Render the sample email and write `<pilot_id>.<language>.html` and `.txt`."""
+    from services.notifier import preview
+
+    try:
+        pilot = preview.parse_pilot(args.pilot.read_bytes())
+    except OSError as exc:
+        print(f"cannot read {args.pilot}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"{args.pilot} is not a valid pilot:\n{exc}", file=sys.stderr)
+        return 2
+    sample = preview.render(pilot, args.language, args.name)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"{pilot.pilot_id}.{args.language}"
+    html, text = args.out / f"{stem}.html", args.out / f"{stem}.txt"
+    html.write_text(sample.html, encoding="utf-8")
+    text.write_text(f"Subject: {sample.subject}\n\n{sample.text}", encoding="utf-8")
+    print(f"{html}\n{text}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve, or run the subcommand given."""
+    args = parser().parse_args(argv)
+    if args.command == "preview":
+        return write_preview(args)
+    from services.notifier.app import create_app
+    from services.notifier.settings import NotifierSettings
+    from shared.serve import serve
+
     settings = NotifierSettings()
     serve(
         create_app(settings),
@@ -16,7 +69,8 @@ def main() -> None:
         port=settings.notifier_port,
         log_level=settings.log_level,
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

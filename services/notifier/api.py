@@ -67,6 +67,8 @@ async def list_deliveries(
                 "state": d["state"],
                 "attempts": d["attempts"],
                 "last_error": d.get("last_error"),
+                # Deliveries sent together in one digest share it.
+                "message_id": d.get("message_id"),
             }
             for d in deliveries
         ],

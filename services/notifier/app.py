@@ -19,7 +19,14 @@ from services.notifier.registry import Registry
 from services.notifier.settings import NotifierSettings
 from shared import mongo
 from shared.http import health_router, install_problem_handlers
-from shared.kafka import ensure_topics, new_broker, readiness_check, topics_with_dlq
+from shared.kafka import (
+    ensure_topics,
+    new_broker,
+    readiness_check,
+    start_lag_tracking,
+    topics_with_dlq,
+)
+from shared.observability import instrument
 
 
 def create_app(settings: NotifierSettings) -> FastAPI:
@@ -52,9 +59,18 @@ def create_app(settings: NotifierSettings) -> FastAPI:
         )
         await broker.start()
         dispatcher = asyncio.create_task(notifier.run_dispatcher(), name="dispatcher")
+        lag = start_lag_tracking(
+            settings.kafka_bootstrap_servers,
+            [
+                (f"{settings.notifier_group_id}.registry", settings.topic_responses),
+                (f"{settings.notifier_group_id}.pilots", settings.topic_pilots),
+            ],
+        )
         try:
             yield
         finally:
+            for task in lag:
+                task.cancel()
             await broker.stop()
             dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -70,6 +86,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     )
     app.state.notifier = notifier
     install_problem_handlers(app)
+    instrument(app, "notifier")
     app.include_router(router)
     app.include_router(
         health_router({"kafka": readiness_check(broker), "mongodb": lambda: mongo.ping(client)})

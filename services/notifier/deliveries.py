@@ -2,25 +2,42 @@
 or back to pending with a later attempt time on a transient failure, or failed on a permanent one.
 
 At most one email per pair: the record's `_id` is the pair, so a redelivered or replayed pilot
-creates nothing new, and a record is sent only by the replica that claimed it. The one window SMTP
-leaves: a replica that dies after the server accepted the message and before `mark_sent` leaves the
-record `sending`; after the lease another replica sends it again. The window is the time of one
-MongoDB update; the repeated message carries the same `Message-ID`, so mail clients fold it.
+creates nothing new, and a record is sent only by the replica that claimed it (one claim per
+attempt, see `claims`: an insert, atomic on every supported server). A replica that dies before
+the end of the SMTP transaction leaves the record `sending`; the server drops a transaction whose
+final "." it never got, so the replica that takes the record over once the lease has run out
+sends the only copy.
+
+The one window SMTP itself leaves: the server takes responsibility for a message when it answers
+the final "." of DATA, and the record says `sent` only once that answer has reached us and one
+MongoDB update has been applied. A replica killed in between leaves the record `sending` although
+the message went out, and after the lease it is sent again. No order of steps closes it (writing
+`sent` first would lose the message in the same window instead), so it is kept as small as it can
+be: that update is the only step between the reply and the record (no rendering, logging or other
+I/O in between), and the repeated message carries the same `Message-ID`, so mail clients fold it.
+
+Digest: with a window, a new delivery waits that long before it is due; the replica that claims it
+also claims every other pending delivery of the same focal point, and they go as one message.
+Each keeps its own record (one per pair, as always) and they share the message's id and fate.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.notifier.claims import Claims
 from shared.mongo import Document
 
 DELIVERIES = "notifier_deliveries"
+CLAIM_TRIES = 3
+CLAIM_BATCH = 100
 
 
 def delivery_id(pilot_id: str, email_key: str) -> str:
@@ -41,15 +58,19 @@ class Deliveries:
 
     def __init__(self, db: AsyncDatabase[Document], lease: timedelta) -> None:
         self._deliveries = db[DELIVERIES]
+        self._claims = Claims(db)
         self._lease = lease
+        self._due: list[Document] = []  # candidates of the last query, oldest first
 
     async def ensure_indexes(self) -> None:
         """Indexes for the dispatcher's claim and the operators' listing."""
         await self._deliveries.create_index([("state", ASCENDING), ("next_attempt_at", ASCENDING)])
         await self._deliveries.create_index([("pilot_id", ASCENDING)])
 
-    async def create(self, pilot_id: str, email_key: str, codes: list[str]) -> bool:
-        """A pending delivery; False when the pair already has one (sent or not)."""
+    async def create(
+        self, pilot_id: str, email_key: str, codes: list[str], hold_seconds: float = 0.0
+    ) -> bool:
+        """A pending delivery, due after `hold_seconds`; False when the pair already has one."""
         now = datetime.now(UTC)
         try:
             await self._deliveries.insert_one(
@@ -61,7 +82,7 @@ class Deliveries:
                     "state": "pending",
                     "attempts": 0,
                     "created_at": now,
-                    "next_attempt_at": now,
+                    "next_attempt_at": now + timedelta(seconds=hold_seconds),
                 }
             )
         except DuplicateKeyError:
@@ -69,41 +90,92 @@ class Deliveries:
         return True
 
     async def claim_due(self, now: datetime | None = None) -> Document | None:
-        """Take the next delivery that is due, or whose sender died; None when there is none."""
+        """Take the next delivery that is due, or whose sender died; None when there is none.
+
+        One query fetches up to `CLAIM_BATCH` candidates (a server that scans reads the whole
+        collection for it) and the next calls claim them one by one. A candidate seen earlier is
+        safe to claim: its claim key names the attempt seen, so a stale one only loses.
+        """
         now = now or datetime.now(UTC)
-        return await self._deliveries.find_one_and_update(
-            {
-                "$or": [
-                    {"state": "pending", "next_attempt_at": {"$lte": now}},
-                    {"state": "sending", "lease_until": {"$lt": now}},
-                ]
-            },
-            {
-                "$set": {"state": "sending", "lease_until": now + self._lease},
-                "$inc": {"attempts": 1},
-            },
-            sort=[("next_attempt_at", ASCENDING)],
-            return_document=ReturnDocument.AFTER,
-        )
+        lost: list[str] = []
+        for _ in range(CLAIM_TRIES):
+            if not self._due:
+                self._due = await self._fetch_due(now, lost)
+                if not self._due:
+                    return None
+            while self._due:
+                candidate = self._due.pop(0)
+                claimed = await self._take(candidate, now)
+                if claimed is not None:
+                    return claimed
+                lost.append(candidate["_id"])  # another replica has it: try the next one
+        return None
 
-    async def mark_sent(self, key: str, message_id: str) -> None:
-        """The SMTP server accepted the message."""
-        await self._set(key, state="sent", sent_at=datetime.now(UTC), message_id=message_id)
+    async def _fetch_due(self, now: datetime, lost: list[str]) -> list[Document]:
+        query: dict[str, Any] = {
+            "$or": [
+                {"state": "pending", "next_attempt_at": {"$lte": now}},
+                {"state": "sending", "lease_until": {"$lt": now}},
+            ]
+        }
+        if lost:
+            query["_id"] = {"$nin": lost}
+        cursor = self._deliveries.find(query).sort("next_attempt_at", ASCENDING).limit(CLAIM_BATCH)
+        return [candidate async for candidate in cursor]
 
-    async def retry_later(self, key: str, error: str, delay_seconds: float) -> None:
+    async def claim_pending_for(
+        self, email_key: str, now: datetime | None = None
+    ) -> list[Document]:
+        """Claim every other pending delivery of one focal point, due or not (for a digest)."""
+        now = now or datetime.now(UTC)
+        pending = self._deliveries.find({"email_key": email_key, "state": "pending"}).sort("_id")
+        claimed = [await self._take(candidate, now) async for candidate in pending]
+        return [delivery for delivery in claimed if delivery is not None]
+
+    async def _take(self, candidate: Document, now: datetime) -> Document | None:
+        # One claim per (delivery, attempt): of the replicas that saw the same attempt due, one
+        # wins, whatever the server. The winner then owns the record until its lease runs out.
+        attempt = int(candidate["attempts"]) + 1
+        claim = f"{candidate['_id']}#{attempt}"
+        if not await self._claims.take(claim, now):
+            await self._skip_if_abandoned(candidate, claim, now)
+            return None
+        fields = {"state": "sending", "lease_until": now + self._lease, "attempts": attempt}
+        await self._deliveries.update_one({"_id": candidate["_id"]}, {"$set": fields})
+        return {**candidate, **fields}
+
+    async def _skip_if_abandoned(self, candidate: Document, claim: str, now: datetime) -> None:
+        # A replica that died between its claim and its update would block this attempt number
+        # for ever: once the lease has run out, the record moves on to the next number.
+        taken_at = await self._claims.taken_at(claim)
+        if taken_at is not None and taken_at + self._lease < now:
+            attempt = int(candidate["attempts"]) + 1
+            await self._deliveries.update_one(
+                {"_id": candidate["_id"], "attempts": candidate["attempts"]},
+                {"$set": {"attempts": attempt}},
+            )
+
+    async def mark_sent(self, keys: Sequence[str], message_id: str) -> None:
+        """The SMTP server accepted the message of these deliveries."""
+        await self._set(keys, state="sent", sent_at=datetime.now(UTC), message_id=message_id)
+
+    async def retry_later(self, keys: Sequence[str], error: str, delay_seconds: float) -> None:
         """A transient failure: try again after `delay_seconds`."""
         retry_at = datetime.now(UTC) + timedelta(seconds=delay_seconds)
-        await self._set(key, state="pending", next_attempt_at=retry_at, last_error=error)
+        await self._set(keys, state="pending", next_attempt_at=retry_at, last_error=error)
 
-    async def mark_failed(self, key: str, error: str) -> None:
+    async def mark_failed(self, keys: Sequence[str], error: str) -> None:
         """A permanent failure (or no one to send to): never tried again."""
-        await self._set(key, state="failed", failed_at=datetime.now(UTC), last_error=error)
+        await self._set(keys, state="failed", failed_at=datetime.now(UTC), last_error=error)
 
     async def for_pilot(self, pilot_id: str) -> list[Document]:
         """Every delivery of one pilot."""
         return [d async for d in self._deliveries.find({"pilot_id": pilot_id}).sort("_id")]
 
-    async def _set(self, key: str, **fields: Any) -> None:
-        await self._deliveries.update_one(
-            {"_id": key}, {"$set": fields, "$unset": {"lease_until": ""}}
-        )
+    async def _set(self, keys: Sequence[str], **fields: Any) -> None:
+        # One update per key: `{_id: value}` is the filter every supported server looks up
+        # directly, and a digest holds only a few deliveries.
+        for key in keys:
+            await self._deliveries.update_one(
+                {"_id": key}, {"$set": fields, "$unset": {"lease_until": ""}}
+            )

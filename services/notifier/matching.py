@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from shared.events import PilotAnnounced, SurveyResponse
@@ -31,3 +34,60 @@ def candidates_query(pilot: PilotAnnounced) -> dict[str, Any]:
     if pilot.eligible_countries:
         query["country"] = {"$in": pilot.eligible_countries}
     return query
+
+
+# The match index: every focal point as one short line, packed into a few hundred bucket
+# documents. A server that scans (FerretDB pays per document read) then reads a few hundred
+# documents instead of one per focal point, and the match runs here over the lines.
+BUCKETS = 256
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """What matching needs of one focal point; `codes` is empty when they get no mail."""
+
+    email_key: str
+    revision: int
+    country: str
+    codes: tuple[str, ...]
+
+
+def bucket_of(email_key: str, buckets: int = BUCKETS) -> int:
+    """The bucket an email key lives in (stable across processes and versions)."""
+    return int.from_bytes(hashlib.sha256(email_key.encode()).digest()[:4], "big") % buckets
+
+
+def encode_bucket(entries: dict[str, IndexEntry]) -> str:
+    """One line per entry: key, revision, country and codes, tab-separated.
+
+    Email keys, country codes and taxonomy codes never hold a tab, a space or a line break.
+    """
+    return "\n".join(
+        f"{e.email_key}\t{e.revision}\t{e.country}\t{' '.join(e.codes)}"
+        for e in sorted(entries.values(), key=lambda e: e.email_key)
+    )
+
+
+def decode_bucket(data: str) -> dict[str, IndexEntry]:
+    """The entries of a bucket, by email key."""
+    entries: dict[str, IndexEntry] = {}
+    for line in data.splitlines():
+        email_key, revision, country, codes = line.split("\t")
+        entries[email_key] = IndexEntry(email_key, int(revision), country, tuple(codes.split()))
+    return entries
+
+
+def match(pilot: PilotAnnounced, buckets: Iterable[str]) -> list[tuple[str, list[str]]]:
+    """(email key, shared codes) of every indexed focal point `pilot` matches."""
+    wanted = pilot.codes
+    countries = frozenset(pilot.eligible_countries)
+    matched: list[tuple[str, list[str]]] = []
+    for data in buckets:
+        for line in data.splitlines():
+            email_key, _, country, codes = line.split("\t")
+            if countries and country not in countries:
+                continue
+            shared = [code for code in codes.split() if code in wanted]
+            if shared:
+                matched.append((email_key, shared))
+    return matched

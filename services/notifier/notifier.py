@@ -12,7 +12,8 @@ from email.message import EmailMessage
 from services.notifier import emails, unsubscribe
 from services.notifier.deliveries import Deliveries, backoff
 from services.notifier.mailer import Mailer, PermanentMailError, TransientMailError
-from services.notifier.matching import candidates_query, shared_codes
+from services.notifier.matching import shared_codes
+from services.notifier.ratelimit import TokenBucket
 from services.notifier.registry import Registry
 from services.notifier.settings import NotifierSettings
 from shared.events import PilotAnnounced, SurveyResponse
@@ -30,85 +31,121 @@ class Notifier:
     deliveries: Deliveries
     mailer: Mailer
     _work: asyncio.Event = field(default_factory=asyncio.Event)
+    _bucket: TokenBucket = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._bucket = TokenBucket(self.settings.send_rate_per_second)
 
     async def on_response(self, response: SurveyResponse) -> int:
         """Register the response's focal point; returns the deliveries of open pilots it got."""
         record = await self.registry.register(response)
-        if record is None or record["unsubscribed"]:
+        if record is None or record["unsubscribed"] or not record["consent"]:
             return 0
         created = 0
         for pilot in await self.registry.open_pilots(datetime.now(UTC).date()):
-            created += await self._deliver(pilot, record)
+            codes = shared_codes(pilot, record["codes"], record["country"])
+            created += await self._deliver(pilot, record["_id"], codes)
         return created
 
     async def on_pilot(self, pilot: PilotAnnounced) -> int:
         """Create a delivery for every focal point the pilot matches; returns how many are new."""
         await self.registry.remember_pilot(pilot)
         created = 0
-        async for record in self.registry.matching(candidates_query(pilot)):
-            created += await self._deliver(pilot, record)
+        for email_key, codes in await self.registry.candidates(pilot):
+            created += await self._deliver(pilot, email_key, codes)
         logger.info("pilot %s: %d new deliveries", pilot.pilot_id, created)
         return created
 
-    async def _deliver(self, pilot: PilotAnnounced, record: Document) -> int:
-        codes = shared_codes(pilot, record["codes"], record["country"])
-        if not codes or not record["consent"]:
+    async def _deliver(self, pilot: PilotAnnounced, email_key: str, codes: list[str]) -> int:
+        # Consent and unsubscribe are checked again when the email is sent.
+        if not codes:
             return 0
-        created = await self.deliveries.create(pilot.pilot_id, record["_id"], codes)
+        created = await self.deliveries.create(
+            pilot.pilot_id, email_key, codes, self.settings.digest_window_seconds
+        )
         if created:
             self._work.set()  # wake the dispatcher now rather than at its next poll
         return int(created)
 
     async def send_due(self) -> bool:
-        """Send one due delivery; False when nothing is due."""
-        delivery = await self.deliveries.claim_due()
-        if delivery is None:
+        """Send one due delivery (with the focal point's other pending ones in a digest window);
+        False when nothing is due or the server is unwell."""
+        first = await self.deliveries.claim_due()
+        if first is None:
             return False
-        key = delivery["_id"]
-        record = await self.registry.get(delivery["email_key"])
-        pilot = await self.registry.pilot(delivery["pilot_id"])
-        if record is None or pilot is None or record["unsubscribed"] or not record["consent"]:
-            await self.deliveries.mark_failed(key, "focal point unsubscribed or withdrew consent")
+        group = [first]
+        if self.settings.digest_window_seconds > 0:
+            group += await self.deliveries.claim_pending_for(first["email_key"])
+        keys = [d["_id"] for d in group]
+        record = await self.registry.get(first["email_key"])
+        if record is None or record["unsubscribed"] or not record["consent"]:
+            await self.deliveries.mark_failed(keys, "focal point unsubscribed or withdrew consent")
             return True
+        items = []
+        for delivery in group:
+            pilot = await self.registry.pilot(delivery["pilot_id"])
+            if pilot is None:
+                await self.deliveries.mark_failed([delivery["_id"]], "pilot unknown")
+            else:
+                items.append((pilot, list(delivery["codes"]), str(delivery["_id"])))
+        if not items:
+            return True
+        keys = [key for *_, key in items]
         try:
-            message = self.compose(pilot, record, delivery["codes"], key)
+            message = self.compose(record, items)
+            message_id = str(message["Message-ID"])
         except ValueError as exc:  # e.g. a header value that would inject a header
-            await self.deliveries.mark_failed(key, f"cannot compose the email: {exc}")
+            await self.deliveries.mark_failed(keys, f"cannot compose the email: {exc}")
             return True
+        await self._bucket.acquire()
         try:
             await self.mailer.send(message)
         except TransientMailError as exc:
+            attempts = max(d["attempts"] for d in group)
             delay = backoff(
-                delivery["attempts"],
+                attempts,
                 self.settings.retry_first_delay_seconds,
                 self.settings.retry_max_delay_seconds,
             )
-            if delivery["attempts"] >= self.settings.max_attempts:
-                await self.deliveries.mark_failed(key, f"gave up after retries: {exc}")
+            if attempts >= self.settings.max_attempts:
+                await self.deliveries.mark_failed(keys, f"gave up after retries: {exc}")
             else:
-                await self.deliveries.retry_later(key, str(exc), delay)
-            logger.warning("delivery %s: transient failure, retry in %.1fs: %s", key, delay, exc)
+                await self.deliveries.retry_later(keys, str(exc), delay)
+            logger.warning("deliveries %s: transient failure, retry in %.1fs: %s", keys, delay, exc)
             return False  # the server is unwell: let the loop pause before the next one
         except PermanentMailError as exc:
-            await self.deliveries.mark_failed(key, str(exc))
+            await self.deliveries.mark_failed(keys, str(exc))
             return True
-        await self.deliveries.mark_sent(key, str(message["Message-ID"]))
+        else:
+            # Nothing but these updates between the server's reply and the records: the window
+            # described in `deliveries` stays one MongoDB round trip per delivery in the message.
+            await self.deliveries.mark_sent(keys, message_id)
         return True
 
     def compose(
-        self, pilot: PilotAnnounced, record: Document, codes: list[str], key: str
+        self, record: Document, items: list[tuple[PilotAnnounced, list[str], str]]
     ) -> EmailMessage:
-        """The email of one delivery."""
+        """The email of one delivery, or the digest of several: (pilot, codes, delivery key)."""
         token = unsubscribe.sign(record["_id"], self.settings.unsubscribe_secret.get_secret_value())
         url = f"{self.settings.public_base_url.rstrip('/')}/v1/unsubscribe?token={token}"
         recipient = emails.Recipient(record["email"], record["name"], record["language"])
-        return emails.compose(
-            pilot,
+        if len(items) == 1:
+            [(pilot, codes, key)] = items
+            return emails.compose(
+                pilot,
+                recipient,
+                codes,
+                sender=self.settings.mail_from,
+                unsubscribe_url=url,
+                delivery_key=key,
+            )
+        return emails.compose_digest(
+            [(pilot, codes) for pilot, codes, _ in items],
             recipient,
-            codes,
             sender=self.settings.mail_from,
             unsubscribe_url=url,
-            delivery_key=key,
+            # The same set of deliveries makes the same Message-ID if it has to be sent again.
+            delivery_key="+".join(sorted(key for *_, key in items)),
         )
 
     async def run_dispatcher(self) -> None:

@@ -1,21 +1,40 @@
-"""The focal-point registry in MongoDB: one record per email, the latest response wins."""
+"""The focal-point registry in MongoDB: one record per email, the latest response wins.
+
+The records are the truth. The match index (`matching.BUCKETS` documents, see `matching`) is
+derived from them: every change of a record bumps its `revision` and is copied into the index
+afterwards, a copy never replaces a newer revision, and each version of a bucket is claimed by
+one writer (`claims`), so replicas writing at once and a crash between the two writes (the event
+is read again and the copy made then) leave it right.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.notifier.matching import focal_point_codes
-from shared.events import PilotAnnounced, SurveyResponse
+from services.notifier.claims import Claims
+from services.notifier.matching import (
+    IndexEntry,
+    bucket_of,
+    decode_bucket,
+    encode_bucket,
+    focal_point_codes,
+    match,
+)
+from shared.events import FocalPoint, PilotAnnounced, SurveyResponse
 from shared.mongo import Document
 
 FOCAL_POINTS = "notifier_focal_points"
 PILOTS = "notifier_pilots"
+MATCH_INDEX = "notifier_match_index"
+# Far longer than one bucket write takes: only a writer that died is passed over.
+INDEX_CLAIM_TIMEOUT = timedelta(seconds=30)
 
 
 def normalise_email(email: str) -> str:
@@ -29,6 +48,8 @@ class Registry:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._focal_points = db[FOCAL_POINTS]
         self._pilots = db[PILOTS]
+        self._index = db[MATCH_INDEX]
+        self._claims = Claims(db)
 
     async def ensure_indexes(self) -> None:
         """Indexes that keep matching fast with 100,000 focal points."""
@@ -38,25 +59,16 @@ class Registry:
     async def register(self, response: SurveyResponse) -> Document | None:
         """Record the focal point of `response` unless a later response of theirs is already in.
 
-        Returns the record when it changed, so that open pilots can be matched against it.
+        Interests, language, city and consent all come from the latest response. A withdrawal
+        (`consent: false`) keeps only what is needed to honour it and to order later responses.
+        Returns the record as it now stands (changed or not), so that open pilots can be matched
+        against it again: the replica that stored it may have died before it did that.
         """
         focal_point = response.focal_point
         if focal_point is None:
             return None
         key = normalise_email(str(focal_point.email))
-        record: dict[str, Any] = {
-            "email": str(focal_point.email),
-            "name": focal_point.name,
-            "language": focal_point.language,
-            "consent": focal_point.consent,
-            "country": response.respondent.country,
-            "city": response.respondent.city,
-            "codes": focal_point_codes(response),
-            "response_id": response.response_id,
-            "submitted_at": response.submitted_at,
-            # A newer response with consent lifts an earlier unsubscribe.
-            "unsubscribed": False,
-        }
+        update = (_consent if focal_point.consent else _withdrawal)(response, focal_point)
         try:
             updated = await self._focal_points.find_one_and_update(
                 {
@@ -68,28 +80,89 @@ class Registry:
                         {"unsubscribed_at": {"$lt": response.submitted_at}},
                     ],
                 },
-                {"$set": record},
+                update,
                 upsert=True,
                 return_document=True,
             )
         except DuplicateKeyError:
-            return None  # a later (or the same) response of this focal point is already in
+            # A later (or the same) response of this focal point is already in.
+            updated = await self._focal_points.find_one({"_id": key})
+        if updated is not None:
+            # Also when nothing changed: the copy may be what a crashed replica left undone.
+            await self._copy_to_index(updated)
         return updated
 
     async def unsubscribe(self, email: str) -> bool:
         """Stop all mail to `email`; False when nobody has that address."""
+        key = normalise_email(email)
         result = await self._focal_points.update_one(
-            {"_id": normalise_email(email)},
-            {"$set": {"unsubscribed": True, "unsubscribed_at": datetime.now(UTC)}},
+            {"_id": key},
+            {
+                "$set": {"unsubscribed": True, "unsubscribed_at": datetime.now(UTC)},
+                "$inc": {"revision": 1},
+            },
         )
+        record = await self._focal_points.find_one({"_id": key})
+        if record is not None:
+            await self._copy_to_index(record)
         return result.matched_count > 0
+
+    async def _copy_to_index(self, record: Document) -> None:
+        """Copy `record` into the match index unless a newer copy is there."""
+        email_key = str(record["_id"])
+        active = record["consent"] and not record["unsubscribed"]
+        entry = IndexEntry(
+            email_key,
+            int(record.get("revision", 0)),
+            str(record.get("country", "")),
+            tuple(record["codes"]) if active else (),
+        )
+        bucket_id = f"bucket-{bucket_of(email_key)}"
+        while True:
+            bucket = await self._index.find_one({"_id": bucket_id})
+            entries = decode_bucket(bucket["data"]) if bucket else {}
+            current = entries.get(email_key)
+            if current is not None and current.revision >= entry.revision:
+                return
+            entries[email_key] = entry
+            version = int(bucket["version"]) if bucket else 0
+            # Each version of a bucket is written by the one replica that claimed it, on top of
+            # the version before: no write is lost, with or without transactions.
+            now = datetime.now(UTC)
+            if await self._claims.take(f"{bucket_id}@{version + 1}", now):
+                await self._index.update_one(
+                    {"_id": bucket_id},
+                    {"$set": {"data": encode_bucket(entries), "version": version + 1}},
+                    upsert=True,
+                )
+                return
+            await self._skip_if_abandoned(bucket_id, version, now)
+            await asyncio.sleep(0.005)  # the winner is writing: read its version next
+
+    async def _skip_if_abandoned(self, bucket_id: str, version: int, now: datetime) -> None:
+        # A replica that died between its claim and its write would block the bucket: after a
+        # while the next version is declared without its change (its event is read again).
+        taken_at = await self._claims.taken_at(f"{bucket_id}@{version + 1}")
+        if taken_at is not None and taken_at + INDEX_CLAIM_TIMEOUT < now:
+            await self._index.update_one(
+                {"_id": bucket_id, "version": version},
+                {"$set": {"version": version + 1}, "$setOnInsert": {"data": ""}},
+                upsert=version == 0,
+            )
+
+    async def candidates(self, pilot: PilotAnnounced) -> list[tuple[str, list[str]]]:
+        """(email key, shared codes) of every focal point `pilot` matches, from the match index."""
+        buckets = [document["data"] async for document in self._index.find({}, {"data": True})]
+        return match(pilot, buckets)
 
     async def get(self, email: str) -> Document | None:
         """The record of `email`, if any."""
         return await self._focal_points.find_one({"_id": normalise_email(email)})
 
     def matching(self, query: dict[str, Any]) -> AsyncIterator[Document]:
-        """Focal points that satisfy a matching query."""
+        """Focal points that satisfy a query, one document each (`matching.candidates_query`
+        uses the `codes` index on MongoDB). Pilots are matched through `candidates`, which
+        needs few reads on every server; this stays for checks and the benchmark's baseline."""
         return aiter(self._focal_points.find(query))
 
     async def remember_pilot(self, pilot: PilotAnnounced) -> None:
@@ -112,3 +185,39 @@ class Registry:
         """An announced pilot by id."""
         document = await self._pilots.find_one({"_id": pilot_id})
         return PilotAnnounced.model_validate(document["pilot"]) if document else None
+
+
+def _consent(response: SurveyResponse, focal_point: FocalPoint) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "email": str(focal_point.email),
+        "name": focal_point.name,
+        "language": focal_point.language,
+        "consent": True,
+        "country": response.respondent.country,
+        "city": response.respondent.city,
+        "codes": focal_point_codes(response),
+        "response_id": response.response_id,
+        "submitted_at": response.submitted_at,
+        # A newer response with consent lifts an earlier unsubscribe.
+        "unsubscribed": False,
+    }
+    return {"$set": record, "$inc": {"revision": 1}}
+
+
+def _withdrawal(response: SurveyResponse, focal_point: FocalPoint) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "language": focal_point.language,  # for the unsubscribe page
+        "consent": False,
+        "country": response.respondent.country,
+        "codes": [],
+        "response_id": response.response_id,
+        "submitted_at": response.submitted_at,
+        "unsubscribed": False,
+    }
+    # Without consent the personal data goes; the record stays so that an older response
+    # replayed later cannot bring it back.
+    return {
+        "$set": record,
+        "$unset": {"name": "", "email": "", "city": ""},
+        "$inc": {"revision": 1},
+    }

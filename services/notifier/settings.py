@@ -25,9 +25,15 @@ class NotifierSettings(ServiceSettings):
     unsubscribe_secret: SecretStr = SecretStr("change-me-in-production")
     # Retries of transient SMTP failures: exponential from the first delay up to the cap.
     retry_first_delay_seconds: float = Field(default=1.0, gt=0)
-    retry_max_delay_seconds: float = Field(default=30.0, gt=0)
+    # The cap keeps a message waiting at most this long after the server came back (plus one
+    # poll), so it is bounded to well under a minute.
+    retry_max_delay_seconds: float = Field(default=30.0, gt=0, le=50)
     max_attempts: int = Field(default=50, gt=0)
     # A delivery left "sending" by a replica that died is picked up again after this lease.
     send_lease_seconds: float = Field(default=60.0, gt=0)
     # How often an idle dispatcher looks for retries that came due (new work wakes it at once).
-    poll_interval_seconds: float = Field(default=2.0, gt=0)
+    poll_interval_seconds: float = Field(default=2.0, gt=0, le=10)
+    # Messages per second over the SMTP connection (a token bucket); 0 means no limit.
+    send_rate_per_second: float = Field(default=50.0, ge=0)
+    # Pilots matching one focal point within this many seconds go out as one digest; 0: at once.
+    digest_window_seconds: float = Field(default=0.0, ge=0)

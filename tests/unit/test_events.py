@@ -165,12 +165,29 @@ def test_validate_focal_point_optional(make_response):
     assert response.focal_point is None
 
 
-def test_validate_focal_point_without_consent_rejected(make_response):
-    errors = errors_of(SurveyResponse, make_response(focal_point={"consent": False}))
+def test_validate_focal_point_without_consent_is_a_withdrawal(make_response):
+    # Contract change: `consent: false` carries a withdrawal to the notifier (it stops all mail);
+    # a focal point counts only with consent.
+    response = SurveyResponse.model_validate(make_response(focal_point={"consent": False}))
 
-    assert errors == [
-        (("focal_point", "consent"), "Value error, a focal point is kept only with their consent")
-    ]
+    assert response.focal_point is not None
+    assert response.focal_point.consent is False
+    assert response.consenting_focal_point is None
+
+
+def test_validate_focal_point_with_consent_counts(make_response):
+    response = SurveyResponse.model_validate(make_response())
+
+    assert response.consenting_focal_point == response.focal_point
+
+
+def test_validate_focal_point_consent_required(make_response):
+    data = make_response()
+    del data["focal_point"]["consent"]
+
+    errors = errors_of(SurveyResponse, data)
+
+    assert errors == [(("focal_point", "consent"), "Field required")]
 
 
 def test_validate_focal_point_language_defaults_to_english(make_response):

@@ -79,7 +79,8 @@ def body(make_response) -> dict:
 
 
 def test_platforms_generic_registered():
-    assert platforms() == {"generic": PLATFORM}
+    assert platforms()["generic"] is PLATFORM
+    assert sorted(platforms()) == ["generic", "google-forms", "jotform", "kobotoolbox", "typeform"]
     assert PLATFORM.content_types == frozenset({"application/json"})
 
 

@@ -25,13 +25,21 @@ class Delivery:
 
 
 class Rejected(Exception):
-    """A delivery the intake refuses; `status` is the HTTP status to answer with."""
+    """A delivery the intake refuses; `status` is the HTTP status to answer with, `errors` the
+    failing fields (`[{"field", "message"}]`) when there are several to name."""
 
-    def __init__(self, status: int, title: str, detail: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        errors: list[dict[str, str]] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.title = title
         self.detail = detail
+        self.errors = errors or []
 
 
 class Platform(Protocol):
@@ -46,11 +54,13 @@ class Platform(Protocol):
     def adapt(
         self, delivery: Delivery, survey: SurveyDefinition, received_at: datetime
     ) -> dict[str, Any]:
-        """The canonical response (not yet validated); `Rejected(400, ...)` on a malformed body."""
+        """The canonical response (not yet validated); `Rejected(400, ...)` on a malformed body,
+        `Rejected(422, ...)` naming each field and value that cannot be mapped."""
 
 
 def platforms() -> dict[str, Platform]:
     """Every supported platform, by the `source` name used in webhook URLs."""
-    from services.intake.sources import generic
+    from services.intake.sources import generic, google_forms, jotform, kobotoolbox, typeform
 
-    return {module.name: module for module in (generic.PLATFORM,)}
+    modules = (generic, kobotoolbox, typeform, jotform, google_forms)
+    return {module.PLATFORM.name: module.PLATFORM for module in modules}

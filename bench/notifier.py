@@ -1,0 +1,276 @@
+"""`make bench-notifier`: matching one pilot against 1,000, 10,000 and 100,000 focal points, and
+emails per second to a local SMTP server, each against a baseline measured in the same run.
+
+Matching: the pure match over the compact index, and the store query the notifier runs (read the
+match index, match here), against the per-document query on the `codes` index (what a server
+with a real multikey index answers well, and a scanning server does not). Emails: the notifier's
+mailer (render, then send over one reused connection) against one new connection per message,
+both to an aiosmtpd server of this run, in its own process on a free port. Bounded in count;
+loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosmtplib
+
+from bench.report import Measurement, Verdict, publish
+from services.notifier import emails
+from services.notifier.mailer import Mailer
+from services.notifier.matching import (
+    BUCKETS,
+    IndexEntry,
+    bucket_of,
+    candidates_query,
+    encode_bucket,
+    match,
+)
+from services.notifier.registry import FOCAL_POINTS, MATCH_INDEX, Registry
+from shared import mongo
+from shared.events import PilotAnnounced
+from shared.taxonomy import load_taxonomy
+
+SIZES = [int(n) for n in os.environ.get("BENCH_NOTIFIER_SIZES", "1000,10000,100000").split(",")]
+EMAILS = int(os.environ.get("BENCH_NOTIFIER_EMAILS", "2000"))
+BASELINE_EMAILS = max(50, EMAILS // 10)
+MATCH_TARGET_SECONDS = 1.0
+EMAILS_TARGET_PER_SECOND = 200.0
+COUNTRIES = ["VN", "ID", "LK", "KE", "BR", "IN", "PH", "NG", "EG", "CO", "MX", "BD"]
+PILOT = PilotAnnounced.model_validate(
+    {
+        "pilot_id": "bench-pilot",
+        "title": "Flood early warning for coastal districts",
+        "summary": "Sirens and SMS alerts for low-lying districts.",
+        "themes": ["climate-resilience", "disaster-risk-reduction"],
+        "sdgs": ["sdg-13"],
+        "eligible_countries": ["VN", "ID", "LK", "KE", "BR", "IN"],
+        "lead_agency": "UNOSSC",
+        "apply_by": "2099-03-31",
+        "url": "https://example.org/pilots/007",
+    }
+)
+
+
+def focal_points(start: int, stop: int, rng: random.Random) -> list[dict[str, Any]]:
+    """Registry records as the notifier keeps them, with 2 to 6 codes each."""
+    taxonomy = load_taxonomy()
+    codes = [*taxonomy.themes, *taxonomy.sdgs, *taxonomy.modalities]
+    now = datetime.now(UTC)
+    return [
+        {
+            "_id": f"fp{n}@bench.example.org",
+            "email": f"fp{n}@bench.example.org",
+            "name": f"Focal Point {n}",
+            "language": rng.choice(["en", "fr", "es", "ar", "zh", "ru"]),
+            "consent": True,
+            "unsubscribed": False,
+            "country": rng.choice(COUNTRIES),
+            "city": "City",
+            "codes": rng.sample(codes, rng.randint(2, 6)),
+            "response_id": f"bench:{n}",
+            "submitted_at": now,
+            "revision": 1,
+        }
+        for n in range(start, stop)
+    ]
+
+
+def index_buckets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The match index of `records`, as the registry writes it."""
+    buckets: list[dict[str, IndexEntry]] = [{} for _ in range(BUCKETS)]
+    for r in records:
+        entry = IndexEntry(r["_id"], r["revision"], r["country"], tuple(r["codes"]))
+        buckets[bucket_of(r["_id"])][r["_id"]] = entry
+    return [
+        {"_id": f"bucket-{n}", "version": 1, "data": encode_bucket(entries)}
+        for n, entries in enumerate(buckets)
+    ]
+
+
+async def timed(work: Callable[[], Awaitable[Any]], rounds: int) -> tuple[float, Any]:
+    """Median seconds of `rounds` runs, and the last result."""
+    durations, result = [], None
+    for _ in range(rounds):
+        started = time.perf_counter()
+        result = await work()
+        durations.append(time.perf_counter() - started)
+    return statistics.median(durations), result
+
+
+async def bench_matching(url: str) -> tuple[list[Measurement], list[Verdict]]:
+    """Seed growing registries and time the three ways of matching at each size."""
+    client = mongo.new_client(url)
+    name = f"bench_notifier_{uuid.uuid4().hex[:8]}"
+    db = mongo.database(client, name)
+    registry = Registry(db)
+    await registry.ensure_indexes()
+    rng = random.Random(20240502)
+    records: list[dict[str, Any]] = []
+    measurements: list[Measurement] = []
+    verdicts: list[Verdict] = []
+    try:
+        for size in SIZES:
+            added = focal_points(len(records), size, rng)
+            records += added
+            print(f"seeding {size:,} focal points ...", flush=True)
+            for start in range(0, len(added), 5000):
+                await db[FOCAL_POINTS].insert_many(added[start : start + 5000], ordered=False)
+            await db[MATCH_INDEX].delete_many({})
+            await db[MATCH_INDEX].insert_many(index_buckets(records))
+            buckets = [d["data"] async for d in db[MATCH_INDEX].find({}, {"data": True})]
+
+            async def pure(buckets: list[str] = buckets) -> list[tuple[str, list[str]]]:
+                return match(PILOT, buckets)
+
+            async def per_document() -> list[str]:
+                return [d["_id"] async for d in registry.matching(candidates_query(PILOT))]
+
+            pure_s, _ = await timed(pure, 5)
+            ours_s, ours = await timed(lambda: registry.candidates(PILOT), 3)
+            base_s, base = await timed(per_document, 1)
+            if sorted(key for key, _ in ours) != sorted(base):
+                raise AssertionError(f"the match index and the query disagree at {size:,}")
+            print(
+                f"{size:>7,} focal points, {len(ours):,} matched: pure {pure_s:.3f} s, "
+                f"store {ours_s:.3f} s, per-document query {base_s:.3f} s "
+                f"(x{base_s / ours_s:,.1f})",
+                flush=True,
+            )
+            measurements += [
+                Measurement(f"pure match, {size:,}", pure_s * 1000, "ms"),
+                Measurement(f"store query (index), {size:,}", ours_s * 1000, "ms"),
+                Measurement(f"per-document query, {size:,}", base_s * 1000, "ms"),
+            ]
+            verdicts.append(
+                Verdict(
+                    f"speed-up over the per-document query at {size:,}",
+                    base_s / ours_s,
+                    1.0,
+                    base_s / ours_s >= 1.0,
+                )
+            )
+        largest = SIZES[-1]
+        verdicts.append(
+            Verdict(
+                f"store query seconds at {largest:,} (lower is better)",
+                ours_s,
+                MATCH_TARGET_SECONDS,
+                ours_s < MATCH_TARGET_SECONDS,
+            )
+        )
+    finally:
+        await client.drop_database(name)
+        await client.close()
+    return measurements, verdicts
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def sample_email(n: int) -> Any:
+    """The email of one delivery, rendered as the dispatcher renders it."""
+    language = ["en", "fr", "es", "ar", "zh", "ru"][n % 6]
+    return emails.compose(
+        PILOT,
+        emails.Recipient(f"fp{n}@bench.example.org", f"Focal Point {n}", language),
+        ["climate-resilience", "sdg-13"],
+        sender="Cities Project <pilots@cities.example.org>",
+        unsubscribe_url=f"https://cities.example.org/v1/unsubscribe?token=t{n}",
+        delivery_key=f"bench-pilot|fp{n}",
+    )
+
+
+async def smtp_server(port: int) -> asyncio.subprocess.Process:
+    """An aiosmtpd server that accepts and drops every message, in its own process as a real
+    server would be (in this process it would compete with the sender for the interpreter)."""
+    server = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}"],
+        *["-c", "aiosmtpd.handlers.Sink"],
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return server
+        await asyncio.sleep(0.1)
+    server.kill()
+    raise RuntimeError("the benchmark's SMTP server did not start")
+
+
+async def bench_emails() -> tuple[list[Measurement], list[Verdict]]:
+    """Render and send `EMAILS` over one connection; `BASELINE_EMAILS` over one each.
+
+    Every send raises unless the server answered 250, so each one counted was accepted.
+    """
+    port = free_port()
+    server = await smtp_server(port)
+    try:
+        mailer = Mailer("127.0.0.1", port)
+        started = time.perf_counter()
+        for n in range(EMAILS):
+            await mailer.send(sample_email(n))
+        reused = EMAILS / (time.perf_counter() - started)
+        await mailer.close()
+        started = time.perf_counter()
+        for n in range(BASELINE_EMAILS):
+            await aiosmtplib.send(sample_email(n), hostname="127.0.0.1", port=port)
+        fresh = BASELINE_EMAILS / (time.perf_counter() - started)
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), 10)
+    print(f"emails/s: one connection {reused:,.0f}, a connection each {fresh:,.0f}", flush=True)
+    return (
+        [
+            Measurement("emails/s, one reused connection", reused, "emails/s"),
+            Measurement("emails/s, a connection each", fresh, "emails/s"),
+        ],
+        [
+            Verdict(
+                "emails/s over one connection",
+                reused,
+                EMAILS_TARGET_PER_SECOND,
+                reused >= EMAILS_TARGET_PER_SECOND,
+            ),
+            Verdict("reuse speed-up over a connection each", reused / fresh, 1.0, reused > fresh),
+        ],
+    )
+
+
+async def run() -> int:
+    """Both benchmarks; exit status 1 when a target is not met."""
+    url = os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017")
+    matching, matching_verdicts = await bench_matching(url)
+    sending, sending_verdicts = await bench_emails()
+    verdicts = matching_verdicts + sending_verdicts
+    publish(
+        "notifier",
+        "Notifier: matching one pilot, and emails per second",
+        matching + sending,
+        verdicts,
+    )
+    return 0 if all(v.met for v in verdicts) else 1
+
+
+def main() -> None:
+    """`python -m bench.notifier`."""
+    raise SystemExit(asyncio.run(run()))
+
+
+if __name__ == "__main__":
+    main()

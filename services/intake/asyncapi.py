@@ -1,0 +1,63 @@
+"""`python -m services.intake.asyncapi [FILE]`: the AsyncAPI document of the events the intake
+publishes (`make asyncapi` writes it to docs/asyncapi.yaml)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+
+from shared import topics
+from shared.events import PilotAnnounced, SurveyResponse
+
+
+def specification(bootstrap_servers: str = "localhost:9092") -> str:
+    """The AsyncAPI 3.0 document of both topics, as YAML."""
+    # A broker that is never started: it only declares what the intake publishes.
+    broker = KafkaBroker(bootstrap_servers, description="Apache Kafka (KAFKA_BOOTSTRAP_SERVERS)")
+    broker.publisher(
+        topics.RESPONSES,
+        title=topics.RESPONSES,
+        description=(
+            "One unique, validated survey response, published once after the broker acknowledged "
+            "it (idempotent producer, acks=all). Key: `response_id`. Consumed by analytics and "
+            f"the notifier; poison records go to `{topics.dlq(topics.RESPONSES)}`."
+        ),
+        schema=SurveyResponse,
+    )
+    broker.publisher(
+        topics.PILOTS,
+        title=topics.PILOTS,
+        description=(
+            "A demonstration pilot open for applications, announced by an operator through "
+            "`POST /v1/pilots`. Key: `pilot_id`. Consumed by the notifier; poison records go to "
+            f"`{topics.dlq(topics.PILOTS)}`."
+        ),
+        schema=PilotAnnounced,
+    )
+    document = AsyncAPI(
+        broker,
+        title="Cities survey pipeline events",
+        version="1",
+        description=(
+            "The events the intake publishes. JSON values; codes from the project's taxonomy; "
+            "countries as ISO 3166-1 alpha-2; times as UTC `YYYY-MM-DDTHH:MM:SSZ`."
+        ),
+        schema_version="3.0.0",
+    )
+    return document.to_specification().to_yaml()
+
+
+def main() -> None:
+    """Print the document, or write it to the file given as the only argument."""
+    text = specification()
+    if len(sys.argv) > 1:
+        Path(sys.argv[1]).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""services.intake.asyncapi: the AsyncAPI document of both topics, and the committed copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from services.intake.asyncapi import specification
+from shared import topics
+
+COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
+
+
+def test_specification_both_topics_with_their_event_schemas():
+    document = yaml.safe_load(specification())
+
+    assert document["asyncapi"] == "3.0.0"
+    assert set(document["channels"]) == {topics.RESPONSES, topics.PILOTS}
+    assert {operation["action"] for operation in document["operations"].values()} == {"send"}
+    schemas = document["components"]["schemas"]
+    assert "response_id" in schemas["SurveyResponse"]["required"]
+    assert "pilot_id" in schemas["PilotAnnounced"]["required"]
+    assert "Key: `response_id`" in document["channels"][topics.RESPONSES]["description"]
+
+
+def test_committed_document_has_the_same_channels_and_schemas():
+    # `make asyncapi` regenerates it; a topic or event added without doing so is caught here.
+    committed = yaml.safe_load(COMMITTED.read_text(encoding="utf-8"))
+    generated = yaml.safe_load(specification())
+
+    assert committed["channels"] == generated["channels"]
+    assert set(committed["components"]["schemas"]) == set(generated["components"]["schemas"])
