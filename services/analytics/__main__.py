@@ -1,22 +1,72 @@
-"""`python -m services.analytics`: serve the analytics service."""
+"""`python -m services.analytics [serve | rebuild | verify]`: serve (the default), or repair and
+check the aggregates (see `maintenance.py` for when each is safe)."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import sys
+
+from services.analytics import maintenance
+from services.analytics.aggregates import OVERALL
 from services.analytics.app import create_app
 from services.analytics.settings import AnalyticsSettings
+from services.analytics.store import AnalyticsStore
+from shared import mongo
 from shared.serve import serve
 
 
-def main() -> None:
-    """Read settings, build the app, serve it."""
-    settings = AnalyticsSettings()
-    serve(
-        create_app(settings),
-        host=settings.analytics_host,
-        port=settings.analytics_port,
-        log_level=settings.log_level,
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen command; the exit code says whether it succeeded."""
+    parser = argparse.ArgumentParser(prog="python -m services.analytics")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="serve",
+        choices=("serve", "rebuild", "verify"),
+        help="serve the API and consumer (default); rebuild the aggregates from the raw "
+        "responses (consumers stopped); verify them against a recount (exit 1 on drift)",
     )
+    command = parser.parse_args(argv).command
+    settings = AnalyticsSettings()
+    if command == "serve":
+        serve(
+            create_app(settings),
+            host=settings.analytics_host,
+            port=settings.analytics_port,
+            log_level=settings.log_level,
+        )
+        return 0
+    return asyncio.run(_rebuild(settings) if command == "rebuild" else _verify(settings))
+
+
+async def _verify(settings: AnalyticsSettings) -> int:
+    client = mongo.new_client(settings.mongodb_url)
+    try:
+        audit = await maintenance.verify(
+            AnalyticsStore(mongo.database(client, settings.mongodb_database))
+        )
+    finally:
+        await client.close()
+    for drift in audit.drifts:
+        print(f"drift: {drift}")
+    verdict = f"{len(audit.drifts)} drifting counter(s)" if audit.drifts else "no drift"
+    print(f"verified {audit.documents} aggregate documents, {audit.counters} counters: {verdict}")
+    return 1 if audit.drifts else 0
+
+
+async def _rebuild(settings: AnalyticsSettings) -> int:
+    client = mongo.new_client(settings.mongodb_url)
+    try:
+        written = await maintenance.rebuild(
+            AnalyticsStore(mongo.database(client, settings.mongodb_database))
+        )
+    finally:
+        await client.close()
+    total = written[OVERALL]["total"] if OVERALL in written else 0
+    print(f"rebuilt {len(written)} aggregate documents from {total} counted responses")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from shared.events import SurveyResponse
@@ -27,6 +28,20 @@ COUNTER_FIELDS = (
     "by_day",
 )
 MATRIX_FIELDS = ("country_priorities", "type_themes")
+
+
+@dataclass(frozen=True)
+class Positioned:
+    """A response and where it sits in the topic."""
+
+    response: SurveyResponse
+    partition: int
+    offset: int
+
+    @property
+    def position(self) -> dict[str, int]:
+        """The position as stored with the raw response."""
+        return {"partition": self.partition, "offset": self.offset}
 
 
 def survey_key(survey_id: str) -> str:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+import pycountry
+from fastapi import APIRouter, Depends, Query, Request
 
-from services.analytics.aggregates import OVERALL, summary, survey_key
+from services.analytics import views
+from services.analytics.aggregates import survey_key
+from services.analytics.models import (
+    Filters,
+    Overview,
+    PartnerRanking,
+    SurveySummary,
+    SurveyTotal,
+    TaxonomyCodes,
+)
 from services.analytics.store import AnalyticsStore
 from shared.http import Problem
 from shared.taxonomy import load_taxonomy
@@ -19,31 +29,115 @@ def get_store(request: Request) -> AnalyticsStore:
 
 
 StoreDep = Annotated[AnalyticsStore, Depends(get_store)]
+CountryQuery = Annotated[
+    str | None, Query(description="ISO 3166-1 alpha-2 code of the respondents' country")
+]
+TypeQuery = Annotated[
+    str | None, Query(description="respondent type code (taxonomy `respondent_types`)")
+]
 
 router = APIRouter(prefix="/v1", tags=["aggregates"])
+PROBLEMS: dict[int | str, dict[str, str]] = {
+    404: {"description": "Unknown survey (problem+json)"},
+    422: {"description": "Invalid filter, each failing parameter named (problem+json)"},
+}
 
 
-@router.get("/surveys")
-async def list_surveys(store: StoreDep) -> list[dict[str, Any]]:
+def filters(survey_id: str | None, country: str | None, respondent_type: str | None) -> Filters:
+    """Checked filters; an unknown code is a 422 naming the parameter."""
+    errors = []
+    taxonomy = load_taxonomy()
+    if country is not None:
+        country = country.strip().upper()
+        if pycountry.countries.get(alpha_2=country) is None:
+            errors.append({"field": "country", "message": "not an ISO 3166-1 alpha-2 code"})
+    if respondent_type is not None and respondent_type not in taxonomy.respondent_types:
+        known = ", ".join(taxonomy.respondent_types)
+        errors.append({"field": "respondent_type", "message": f"not one of {known}"})
+    if survey_id is not None and survey_id not in taxonomy.surveys:
+        errors.append({"field": "survey_id", "message": "not a known survey"})
+    if errors:
+        raise Problem(422, "Invalid filter", "See `errors` for each failing field.", errors=errors)
+    return Filters(survey_id=survey_id, country=country, respondent_type=respondent_type)
+
+
+@router.get("/surveys", response_model=list[SurveyTotal])
+async def list_surveys(store: StoreDep) -> list[SurveyTotal]:
     """Every survey that has responses, with its title and unique-response total."""
     totals = await store.survey_totals()
     titles = load_taxonomy().surveys
     return [
-        {"survey_id": survey_id, "title": titles.get(survey_id, survey_id), "total": total}
+        SurveyTotal(survey_id=survey_id, title=titles.get(survey_id, survey_id), total=total)
         for survey_id, total in sorted(totals.items())
     ]
 
 
-@router.get("/surveys/{survey_id}/summary")
-async def survey_summary(survey_id: str, store: StoreDep) -> dict[str, Any]:
-    """Running aggregates of one survey's unique responses."""
-    document = await store.aggregate(survey_key(survey_id))
-    if document is None and survey_id not in load_taxonomy().surveys:
+@router.get("/surveys/{survey_id}/summary", response_model=SurveySummary, responses=PROBLEMS)
+async def survey_summary(
+    survey_id: str,
+    store: StoreDep,
+    country: CountryQuery = None,
+    respondent_type: TypeQuery = None,
+) -> SurveySummary:
+    """Unique responses of one survey; filtered by country and respondent type if asked."""
+    if (
+        survey_id not in load_taxonomy().surveys
+        and await store.aggregate(survey_key(survey_id)) is None
+    ):
         raise Problem(404, "Unknown survey", f"no responses and no survey {survey_id!r}")
-    return summary(survey_id, document)
+    checked = filters(None, country, respondent_type)
+    return await views.survey_summary(
+        store, survey_id, checked.model_copy(update={"survey_id": survey_id})
+    )
 
 
-@router.get("/labels")
+@router.get("/overview", response_model=Overview, responses=PROBLEMS)
+async def overview(
+    store: StoreDep,
+    survey_id: Annotated[str | None, Query(description="one survey only")] = None,
+    country: CountryQuery = None,
+    respondent_type: TypeQuery = None,
+) -> Overview:
+    """Unique responses over every survey, with responses per survey; filtered if asked."""
+    return await views.overview(store, filters(survey_id, country, respondent_type))
+
+
+@router.get("/partners", response_model=PartnerRanking, responses=PROBLEMS)
+async def partners(
+    store: StoreDep,
+    theme: Annotated[
+        list[str], Query(description="project theme codes; cities sharing none are left out")
+    ] = [],  # noqa: B006 (FastAPI copies query defaults)
+    country: CountryQuery = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> PartnerRanking:
+    """Potential city partners, ranked; each with its score and the reasons for it."""
+    checked = filters(None, country, None)
+    unknown = [code for code in theme if code not in load_taxonomy().themes]
+    if unknown:
+        raise Problem(
+            422,
+            "Invalid filter",
+            "See `errors` for each failing field.",
+            errors=[{"field": "theme", "message": f"unknown theme {code!r}"} for code in unknown],
+        )
+    return await views.partners(store, list(dict.fromkeys(theme)), checked.country, limit)
+
+
+@router.get("/taxonomy", response_model=TaxonomyCodes)
+async def taxonomy_codes() -> TaxonomyCodes:
+    """The codes of each vocabulary, in the taxonomy's order (for filters)."""
+    taxonomy = load_taxonomy()
+    return TaxonomyCodes(
+        respondent_types=list(taxonomy.respondent_types),
+        sdgs=list(taxonomy.sdgs),
+        themes=list(taxonomy.themes),
+        modalities=list(taxonomy.modalities),
+        surveys=list(taxonomy.surveys),
+    )
+
+
+@router.get("/labels", response_model=dict[str, str])
 async def labels() -> dict[str, str]:
     """English labels of every taxonomy code (for charts)."""
     taxonomy = load_taxonomy()
@@ -54,9 +148,3 @@ async def labels() -> dict[str, str]:
         **taxonomy.modalities,
         **taxonomy.surveys,
     }
-
-
-@router.get("/overview")
-async def overview(store: StoreDep) -> dict[str, Any]:
-    """Running aggregates over every survey, with responses per survey."""
-    return summary(None, await store.aggregate(OVERALL))

@@ -16,7 +16,14 @@ from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import AnalyticsStore
 from shared import mongo
 from shared.http import health_router, install_problem_handlers
-from shared.kafka import ensure_topics, new_broker, readiness_check, topics_with_dlq
+from shared.kafka import (
+    ensure_topics,
+    new_broker,
+    readiness_check,
+    start_lag_tracking,
+    topics_with_dlq,
+)
+from shared.observability import instrument
 
 DASHBOARD = Path(__file__).with_name("dashboard")
 
@@ -34,9 +41,15 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
             settings.kafka_bootstrap_servers, topics_with_dlq(settings.topic_responses)
         )
         await broker.start()
+        lag = start_lag_tracking(
+            settings.kafka_bootstrap_servers,
+            [(settings.analytics_group_id, settings.topic_responses)],
+        )
         try:
             yield
         finally:
+            for task in lag:
+                task.cancel()
             await broker.stop()
             await client.close()
 
@@ -48,6 +61,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
     )
     app.state.store = store
     install_problem_handlers(app)
+    instrument(app, "analytics")
     app.include_router(router)
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD), name="dashboard")
 

@@ -13,4 +13,4 @@ class AnalyticsSettings(ServiceSettings):
     analytics_host: str = "0.0.0.0"
     analytics_port: int = 8001
     analytics_group_id: str = "analytics"
-    analytics_batch_size: int = Field(default=500, gt=0, le=10_000)
+    analytics_batch_size: int = Field(default=2000, gt=0, le=10_000)

@@ -9,38 +9,66 @@ Exactly-once effect without transactions, from two single-document atomic steps:
 2. Each aggregate document carries a watermark per partition: the last offset applied to it. Its
    increments are applied by compare-and-set on those watermarks, counting only offsets above them,
    so a batch applied twice, by a zombie or after a crash, adds nothing the second time.
+
+The compare-and-set is an *insert*: an aggregate document is a chain of immutable versions
+(`_id = "<key>#<version>"`), and a writer inserts version n+1 computed from version n. The unique
+`_id` lets exactly one writer win; the others read the winner's version and try again on top of
+it. A conditional `update` would not do: FerretDB evaluates its filter and writes the result in
+two steps, so two concurrent writers can both pass the same guard and one increment is lost
+(measured: 240 successful guarded updates left 70 increments). A head document (`_id = <key>`)
+points readers at a recent version; old versions shrink to tombstones as new ones arrive.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Mapping
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.analytics.aggregates import OVERALL, increments, survey_key
+from services.analytics.aggregates import Positioned as Positioned
+from services.analytics.audit import (
+    KEY,
+    LATEST,
+    VERSION,
+    WATERMARKS,
+    add_counters,
+    counters_of,
+    watermark_fields,
+    watermarks,
+)
 from shared.events import SurveyResponse
 from shared.mongo import Document
 
 RESPONSES = "analytics_responses"
 AGGREGATES = "analytics_aggregates"
 DUPLICATE_KEY = 11000
+SUPERSEDED = "superseded"
+KEEP_VERSIONS = 3
 
 
-@dataclass(frozen=True)
-class Positioned:
-    """A response and where it sits in the topic."""
+def version_id(key: str, version: int) -> str:
+    """The `_id` of one version of an aggregate document; sorts by version."""
+    return f"{key}#{version:012d}"
 
-    response: SurveyResponse
-    partition: int
-    offset: int
 
-    @property
-    def position(self) -> dict[str, int]:
-        return {"partition": self.partition, "offset": self.offset}
+def responses_query(
+    survey_id: str | None = None, country: str | None = None, respondent_type: str | None = None
+) -> Document:
+    """The filter of the stored responses of a survey, country and respondent type (each
+    optional)."""
+    query: Document = {}
+    if survey_id is not None:
+        query["survey_id"] = survey_id
+    if country is not None:
+        query["respondent.country"] = country
+    if respondent_type is not None:
+        query["respondent.type"] = respondent_type
+    return query
 
 
 def raw_document(item: Positioned) -> Document:
@@ -48,6 +76,7 @@ def raw_document(item: Positioned) -> Document:
     document = item.response.model_dump(mode="json", exclude={"focal_point"})
     document["_id"] = document.pop("response_id")
     document["has_focal_point"] = item.response.focal_point is not None
+    document["consenting_focal_point"] = item.response.consenting_focal_point is not None
     document["position"] = item.position
     return document
 
@@ -58,12 +87,21 @@ def from_raw_document(document: Document) -> SurveyResponse:
     return SurveyResponse.model_validate({**fields, "response_id": document["_id"]})
 
 
+def positioned_from_raw(document: Document) -> Positioned:
+    """The response and the position that counts for it, from its raw document."""
+    position = document["position"]
+    return Positioned(from_raw_document(document), position["partition"], position["offset"])
+
+
 class AnalyticsStore:
     """Raw responses and aggregate documents."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._responses = db[RESPONSES]
         self._aggregates = db[AGGREGATES]
+        # The newest version of each document this process has seen: a starting point for
+        # probing, so a steady writer reads one document per write.
+        self._known: dict[str, tuple[int, Document]] = {}
 
     async def record(self, batch: list[Positioned]) -> list[Positioned]:
         """Store the raw responses; return those that count at their own position."""
@@ -88,51 +126,139 @@ class AnalyticsStore:
         documents: defaultdict[str, list[Positioned]] = defaultdict(list)
         for item in counted:
             documents[survey_key(item.response.survey_id)].append(item)
+        # The surveys' documents side by side, the overall one last: everything at or below the
+        # overall watermarks is then in every document (the boundary `rebuild` relies on).
+        await asyncio.gather(*(self._apply_to(key, items) for key, items in documents.items()))
         if counted:
-            documents[OVERALL] = counted
-        for key, items in documents.items():
-            await self._apply_to(key, items)
+            await self._apply_to(OVERALL, counted)
 
     async def _apply_to(self, key: str, items: list[Positioned]) -> None:
         partitions = {item.partition for item in items}
         while True:
-            current = await self._aggregates.find_one(
-                {"_id": key}, {f"applied.p{p}": 1 for p in partitions}
-            )
-            marks: dict[str, int] = (current or {}).get("applied", {})
-            fresh = [i for i in items if i.offset > marks.get(f"p{i.partition}", -1)]
+            version, current = await self._latest(key)
+            marks = watermarks(current)
+            fresh = [i for i in items if i.offset > marks.get(i.partition, -1)]
             if not fresh:
                 return
-            delta = increments(item.response for item in fresh)[key]
-            new_marks = {
-                f"applied.p{p}": max(
-                    marks.get(f"p{p}", -1), *(i.offset for i in items if i.partition == p)
-                )
-                for p in partitions
-            }
-            guard: dict[str, Any] = {"_id": key}
             for p in partitions:
-                mark = marks.get(f"p{p}")
-                guard[f"applied.p{p}"] = {"$exists": False} if mark is None else mark
-            try:
-                result = await self._aggregates.update_one(
-                    guard,
-                    {"$inc": dict(delta), "$set": new_marks},
-                    upsert=current is None,
-                )
-            except DuplicateKeyError:
-                continue  # another consumer created the document first: read it and retry
-            if result.matched_count or result.upserted_id is not None:
+                marks[p] = max(marks.get(p, -1), *(i.offset for i in items if i.partition == p))
+            counters = add_counters(
+                counters_of(current), increments(i.response for i in fresh)[key]
+            )
+            if await self._insert_version(key, version + 1, counters, marks):
                 return
+            # Another consumer wrote that version first: read it and try again on top of it.
+
+    async def _insert_version(
+        self, key: str, version: int, counters: Document, marks: Mapping[int, int]
+    ) -> bool:
+        """The compare-and-set: insert the next version, or learn that someone else did."""
+        document = {
+            **counters,
+            "_id": version_id(key, version),
+            KEY: key,
+            VERSION: version,
+            WATERMARKS: watermark_fields(marks),
+        }
+        try:
+            await self._aggregates.insert_one(document)
+        except DuplicateKeyError:
+            return False
+        # The head is a hint for readers (`$max` may lose a race on servers without atomic
+        # updates; readers probe forward from it, so it may lag but never misleads).
+        with contextlib.suppress(DuplicateKeyError):
+            await self._aggregates.update_one(
+                {"_id": key}, {"$max": {LATEST: version}}, upsert=True
+            )
+        self._known[key] = (version, document)
+        if version > KEEP_VERSIONS:
+            # An old version shrinks to a tombstone but is never deleted: a slow writer still
+            # trying to insert the version after an old one must fail, not fork the chain.
+            old = version - KEEP_VERSIONS
+            await self._aggregates.replace_one(
+                {"_id": version_id(key, old)}, {KEY: key, VERSION: old, SUPERSEDED: True}
+            )
+        return True
+
+    async def _latest(self, key: str) -> tuple[int, Document | None]:
+        """The newest version of an aggregate document (0, None when it has none).
+
+        Starts from the version this process saw last (versions never change, so it is still
+        right about that version), else from the head, and probes forward by `_id`."""
+        version, document = self._known.get(key) or await self._from_head(key)
+        while True:
+            newer = await self._aggregates.find_one({"_id": version_id(key, version + 1)})
+            if newer is None:
+                break
+            if newer.get(SUPERSEDED):  # far behind: jump to a recent version
+                version, document = await self._from_head(key)
+                continue
+            version, document = version + 1, newer
+        if document is not None:
+            self._known[key] = (version, document)
+        return version, document
+
+    async def _from_head(self, key: str) -> tuple[int, Document | None]:
+        head = await self._aggregates.find_one({"_id": key})
+        if head is not None and LATEST not in head:
+            return 0, head  # a document of the single-document format: version 0 of its chain
+        version = int(head[LATEST]) if head else 0
+        if not version:
+            return 0, None
+        document = await self._aggregates.find_one({"_id": version_id(key, version)})
+        if document is None or document.get(SUPERSEDED):
+            # The head lagged behind the superseded versions: one scan finds the newest.
+            document = await self._aggregates.find_one(
+                {KEY: key, SUPERSEDED: {"$exists": False}}, sort=[(VERSION, -1)]
+            )
+            version = int(document[VERSION]) if document else 0
+        return version, document
+
+    async def newest(self, key: str) -> Document | None:
+        """The newest version of one aggregate document, watermarks included."""
+        _, document = await self._latest(key)
+        return document
 
     async def aggregate(self, key: str) -> Document | None:
-        """One aggregate document (`all` or `survey:<id>`)."""
-        return await self._aggregates.find_one({"_id": key}, {"applied": 0})
+        """One aggregate document (`all` or `survey:<id>`): its counters, under `_id` = key."""
+        _, document = await self._latest(key)
+        return None if document is None else {"_id": key, **counters_of(document)}
 
     async def survey_totals(self) -> dict[str, int]:
         """Unique responses per survey."""
-        overall = await self._aggregates.find_one({"_id": OVERALL}, {"surveys": 1})
+        overall = await self.aggregate(OVERALL)
         return dict((overall or {}).get("surveys", {}))
+
+    async def aggregates(self) -> dict[str, Document]:
+        """The newest version of every aggregate document, watermarks included, by key."""
+        keys = await self._aggregates.distinct("_id", {KEY: {"$exists": False}})  # the heads
+        latest: dict[str, Document] = {}
+        for key in sorted(keys):
+            _, document = await self._latest(key)
+            if document is not None:
+                latest[key] = document
+        return latest
+
+    async def positioned(self, query: Document | None = None) -> AsyncIterator[Positioned]:
+        """The stored responses matching `query` with their counting positions, free text left
+        out (recounts never need it)."""
+        async for document in self._responses.find(query or {}, {"answers": 0}):
+            yield positioned_from_raw(document)
+
+    async def raw_documents(self, query: Document, fields: list[str]) -> AsyncIterator[Document]:
+        """Only `fields` (and `position`) of the stored responses matching `query`."""
+        projection = {"_id": 0, "position": 1, **dict.fromkeys(fields, 1)}
+        async for document in self._responses.find(query, projection):
+            yield document
+
+    async def replace_aggregates(self, documents: Mapping[str, Document]) -> None:
+        """Make `documents` (key -> counters and watermarks) the newest version of each."""
+        for key, content in documents.items():
+            counters, marks = counters_of(content), watermarks(content)
+            while True:
+                version, _ = await self._latest(key)
+                if await self._insert_version(key, version + 1, counters, marks):
+                    break
 
     async def raw_responses(self) -> Iterable[SurveyResponse]:
         """Every stored response (for recounts)."""

@@ -1,21 +1,30 @@
-// Live aggregates: polls the API and draws bar charts. Served by the service itself (no CDN).
+// Live aggregates: polls the API and draws bar charts and the partner ranking.
+// Served by the service itself (no CDN); text goes in through textContent only.
 "use strict";
 
 const LABELS = {};
 const MAX_BARS = 12;
+const MAX_PARTNERS = 15;
+const REFRESH_MS = 3000;
+const FIELDS = ["development_priorities", "capacity_needs", "collaboration_interests",
+                "by_respondent_type", "by_country"];
+
+function label(code) {
+  return LABELS[code] || code;
+}
 
 function bars(id, entries) {
   const box = document.getElementById(id);
   box.replaceChildren();
   const top = entries.slice(0, MAX_BARS);
   const max = Math.max(1, ...top.map(([, n]) => n));
-  for (const [label, count] of top) {
+  for (const [key, count, text] of top) {
     const row = document.createElement("div");
     row.className = "bar";
-    row.dataset.key = label;
+    row.dataset.key = key;
     const name = document.createElement("span");
     name.className = "label";
-    name.textContent = LABELS[label] || label;
+    name.textContent = text || label(key);
     name.title = name.textContent;
     const fill = document.createElement("div");
     fill.className = "fill";
@@ -28,37 +37,97 @@ function bars(id, entries) {
   }
 }
 
-async function refresh() {
-  const survey = document.getElementById("survey").value;
-  const url = survey ? `/v1/surveys/${encodeURIComponent(survey)}/summary` : "/v1/overview";
-  const response = await fetch(url);
-  if (!response.ok) return;
-  const data = await response.json();
-  document.getElementById("total").textContent = data.total.toLocaleString("en");
-  for (const field of ["development_priorities", "capacity_needs", "collaboration_interests",
-                       "by_respondent_type", "by_country"]) {
-    bars(field, Object.entries(data[field]));
+function value(id) {
+  return document.getElementById(id).value;
+}
+
+function summaryUrl() {
+  const params = new URLSearchParams();
+  for (const name of ["country", "respondent_type"]) {
+    if (value(name)) params.set(name, value(name));
   }
-  bars("by_city", data.by_city.map((c) => [`${c.city} (${c.country})`, c.count]));
-  document.getElementById("updated").textContent = `Updated ${new Date().toLocaleTimeString("en")}.`;
+  const survey = value("survey");
+  const path = survey ? `/v1/surveys/${encodeURIComponent(survey)}/summary` : "/v1/overview";
+  const query = params.toString();
+  return query ? `${path}?${query}` : path;
+}
+
+function partnersUrl() {
+  const params = new URLSearchParams({ limit: String(MAX_PARTNERS) });
+  if (value("country")) params.set("country", value("country"));
+  if (value("theme")) params.set("theme", value("theme"));
+  return `/v1/partners?${params}`;
+}
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+function partners(ranking) {
+  const body = document.getElementById("partners");
+  body.replaceChildren();
+  for (const p of ranking.partners) {
+    const row = document.createElement("tr");
+    row.dataset.city = `${p.country}|${p.city}`;
+    const score = cell(String(p.score), "score");
+    score.title = p.reasons.map((r) => `${r.factor} +${r.points}: ${r.detail}`).join("\n");
+    row.append(cell(String(p.rank)), cell(p.city), cell(p.country), score,
+               cell(String(p.consenting_focal_points)), cell(String(p.institutions)),
+               cell(String(p.responses)), cell(p.themes.slice(0, 3).map(label).join(", ")));
+    body.append(row);
+  }
+}
+
+function options(id, entries) {
+  const select = document.getElementById(id);
+  const known = new Set([...select.options].map((o) => o.value));
+  for (const [code, text] of entries) {
+    if (known.has(code)) continue;
+    const option = document.createElement("option");
+    option.value = code;
+    option.textContent = text;
+    select.append(option);
+  }
+}
+
+async function getJson(url) {
+  const response = await fetch(url);
+  return response.ok ? response.json() : null;
+}
+
+async function refresh() {
+  const [data, ranking, all] = await Promise.all([
+    getJson(summaryUrl()), getJson(partnersUrl()), getJson("/v1/overview"),
+  ]);
+  if (!data || !ranking || !all) return;
+  options("country", Object.keys(all.by_country).sort().map((c) => [c, c]));
+  document.getElementById("total").textContent = data.total.toLocaleString("en");
+  document.getElementById("computed").textContent =
+    data.computed_from === "raw responses" ? "(filtered)" : "";
+  for (const field of FIELDS) bars(field, Object.entries(data[field]));
+  bars("by_city", data.by_city.map((c) => [`${c.country}|${c.city}`, c.count,
+                                           `${c.city} (${c.country})`]));
+  partners(ranking);
+  document.getElementById("updated").textContent =
+    `Updated ${new Date().toLocaleTimeString("en")}.`;
 }
 
 async function start() {
-  const [labels, surveys] = await Promise.all([
-    fetch("/v1/labels").then((r) => r.json()),
-    fetch("/v1/surveys").then((r) => r.json()),
+  const [labels, surveys, taxonomy] = await Promise.all([
+    getJson("/v1/labels"), getJson("/v1/surveys"), getJson("/v1/taxonomy"),
   ]);
   Object.assign(LABELS, labels);
-  const select = document.getElementById("survey");
-  for (const s of surveys) {
-    const option = document.createElement("option");
-    option.value = s.survey_id;
-    option.textContent = s.title;
-    select.append(option);
+  options("survey", surveys.map((s) => [s.survey_id, s.title]));
+  options("respondent_type", taxonomy.respondent_types.map((c) => [c, label(c)]));
+  options("theme", taxonomy.themes.map((c) => [c, label(c)]));
+  for (const id of ["survey", "country", "respondent_type", "theme"]) {
+    document.getElementById(id).addEventListener("change", refresh);
   }
-  select.addEventListener("change", refresh);
   await refresh();
-  setInterval(refresh, 3000);
+  setInterval(refresh, REFRESH_MS);
 }
 
 start();

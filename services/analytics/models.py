@@ -1,0 +1,113 @@
+"""The API's response models (its OpenAPI schema). Counts and taxonomy codes only: no name,
+email, organisation or free-text answer has a field here."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Counts = dict[str, int]
+Computed = Literal["running aggregates", "raw responses"]
+
+
+class CityCount(BaseModel):
+    """Unique responses from one city."""
+
+    country: str = Field(examples=["VN"])
+    city: str = Field(examples=["Đà Nẵng"])
+    count: int
+
+
+class Filters(BaseModel):
+    """The filters a view was computed with (absent: not filtered)."""
+
+    survey_id: str | None = None
+    country: str | None = None
+    respondent_type: str | None = None
+
+
+class _Counts(BaseModel):
+    total: int = Field(description="unique responses")
+    by_respondent_type: Counts
+    by_country: Counts
+    by_city: list[CityCount]
+    development_priorities: Counts = Field(description="SDG code -> responses naming it")
+    capacity_needs: Counts
+    collaboration_interests: Counts
+    by_day: Counts = Field(description="UTC date of submission -> responses")
+    country_priorities: dict[str, Counts] = Field(description="country -> SDG code -> responses")
+    type_themes: dict[str, Counts] = Field(
+        description="respondent type -> theme (needed or of interest) -> responses"
+    )
+    filters: Filters = Field(default_factory=Filters)
+    computed_from: Computed = Field(
+        default="running aggregates",
+        description="unfiltered views are the running aggregates; filtered ones are counted from "
+        "the stored responses up to the same watermarks, so both agree exactly",
+    )
+
+
+class SurveySummary(_Counts):
+    """Unique responses of one survey."""
+
+    survey_id: str
+
+
+class Overview(_Counts):
+    """Unique responses over every survey."""
+
+    surveys: Counts = Field(description="survey id -> unique responses")
+
+
+class SurveyTotal(BaseModel):
+    """A survey with responses."""
+
+    survey_id: str
+    title: str
+    total: int
+
+
+class Reason(BaseModel):
+    """One factor of a partner's score."""
+
+    factor: Literal["contact", "institutions", "breadth", "modalities", "overlap"]
+    points: int
+    detail: str
+
+
+class Partner(BaseModel):
+    """A city ranked as a potential partner."""
+
+    rank: int
+    country: str
+    city: str
+    score: int
+    responses: int = Field(description="unique responses from the city")
+    institutions: int = Field(description="distinct responding institutions (counted, not named)")
+    consenting_focal_points: int = Field(
+        description="responses with a focal point who agreed to be contacted"
+    )
+    themes: list[str] = Field(description="project themes named, most often first")
+    modalities: list[str] = Field(description="ways of cooperating asked for")
+    matched_themes: list[str] = Field(description="the asked-for themes the city shares")
+    reasons: list[Reason]
+
+
+class PartnerRanking(BaseModel):
+    """Potential city partners, best first."""
+
+    themes: list[str]
+    country: str | None
+    cities: int = Field(description="cities ranked before the limit")
+    partners: list[Partner]
+
+
+class TaxonomyCodes(BaseModel):
+    """The codes of each vocabulary."""
+
+    respondent_types: list[str]
+    sdgs: list[str]
+    themes: list[str]
+    modalities: list[str]
+    surveys: list[str]

@@ -1,0 +1,268 @@
+"""The SIGKILL proof: real analytics processes killed at random points, restarted, scaled out,
+and every counter of every aggregate document still equals a hand recount of the produced data.
+
+The randomness is seeded; the seed is printed (`pytest -s`) and `ANALYTICS_CHAOS_SEED=<seed>`
+replays a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from services.analytics import maintenance
+from services.analytics.audit import flatten
+from services.analytics.store import AnalyticsStore
+from shared import mongo
+from shared.kafka import consumer_lag, ensure_topics
+from shared.taxonomy import load_taxonomy
+from tests.support import ServiceProcess, Stack, eventually, start_service
+
+pytestmark = pytest.mark.integration
+
+CITIES = {
+    "VN": ["Đà Nẵng", "Hà Nội"],
+    "ID": ["Surabaya", "Semarang"],
+    "KE": ["Kisumu"],
+    "BR": ["Recife", "Curitiba"],
+    "LK": ["Colombo"],
+    "PH": ["Iloilo"],
+}
+
+
+def seeded() -> random.Random:
+    seed = int(os.environ.get("ANALYTICS_CHAOS_SEED", random.SystemRandom().randrange(2**32)))
+    print(f"ANALYTICS_CHAOS_SEED={seed}")
+    return random.Random(seed)
+
+
+def random_response(rng: random.Random, response_id: str) -> dict[str, Any]:
+    taxonomy = load_taxonomy()
+    country = rng.choice(sorted(CITIES))
+    submitted = datetime(2024, 5, 1, tzinfo=UTC) + timedelta(minutes=rng.randrange(60 * 24 * 40))
+    body: dict[str, Any] = {
+        "response_id": response_id,
+        "survey_id": rng.choice(sorted(taxonomy.surveys)),
+        "source": "generic",
+        "submitted_at": submitted.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "received_at": submitted.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "respondent": {
+            "type": rng.choice(sorted(taxonomy.respondent_types)),
+            "organization": f"Institution {rng.randrange(50)}",
+            "country": country,
+            "city": rng.choice(CITIES[country]),
+        },
+        "development_priorities": rng.sample(sorted(taxonomy.sdgs), rng.randrange(4)),
+        "capacity_needs": rng.sample(sorted(taxonomy.themes), rng.randrange(4)),
+        "collaboration_interests": rng.sample(sorted(taxonomy.interest_codes), rng.randrange(4)),
+    }
+    if rng.random() < 0.3:
+        body["focal_point"] = {
+            "name": "Focal Point",
+            "email": f"fp{rng.randrange(10**6)}@example.org",
+            "consent": rng.random() < 0.8,
+        }
+    return body
+
+
+def topic_records(rng: random.Random, unique: int, duplicates: int) -> list[dict[str, Any]]:
+    """`unique` responses in order, and `duplicates` re-sends of some of them at later points;
+    a third of the re-sends carry other content (a platform re-sending an edited answer), which
+    must not count: the first message of a response is the one that counts."""
+    placed: list[tuple[float, int, dict[str, Any]]] = []
+    originals = [random_response(rng, f"generic:chaos-{n}") for n in range(unique)]
+    for index, body in enumerate(originals):
+        placed.append((float(index), 0, body))
+    for copy_number in range(duplicates):
+        index = rng.randrange(unique)
+        original = originals[index]
+        resent = original
+        if rng.random() < 1 / 3:
+            resent = {**random_response(rng, original["response_id"])}
+        placed.append((rng.uniform(index + 0.5, unique + 10), copy_number + 1, resent))
+    return [body for _, _, body in sorted(placed, key=lambda p: (p[0], p[1]))]
+
+
+def hand_recount(records: list[dict[str, Any]]) -> dict[str, Counter[str]]:
+    """Every counter of every document, counted here from the produced data, independently of
+    the service's code: the first record of each response id counts, nothing else."""
+    themes = set(load_taxonomy().themes)
+    first: dict[str, dict[str, Any]] = {}
+    for body in records:
+        first.setdefault(body["response_id"], body)
+    documents: dict[str, Counter[str]] = {}
+    for body in first.values():
+        who = body["respondent"]
+        country, kind = who["country"], who["type"]
+        counters = Counter(
+            [
+                "total",
+                f"by_respondent_type.{kind}",
+                f"by_country.{country}",
+                f"by_city.{country}|{who['city']}",
+                f"by_day.{body['submitted_at'][:10]}",
+            ]
+        )
+        for code in body["development_priorities"]:
+            counters[f"development_priorities.{code}"] += 1
+            counters[f"country_priorities.{country}.{code}"] += 1
+        for code in body["capacity_needs"]:
+            counters[f"capacity_needs.{code}"] += 1
+        for code in body["collaboration_interests"]:
+            counters[f"collaboration_interests.{code}"] += 1
+        for code in {*body["capacity_needs"], *body["collaboration_interests"]} & themes:
+            counters[f"type_themes.{kind}.{code}"] += 1
+        documents.setdefault(f"survey:{body['survey_id']}", Counter()).update(counters)
+        overall = documents.setdefault("all", Counter())
+        overall.update(counters)
+        overall[f"surveys.{body['survey_id']}"] += 1
+    return documents
+
+
+async def produce_all(bootstrap: str, topic: str, records: list[dict[str, Any]]) -> None:
+    """Keyed by response id, so every copy of a response lands in the same partition, in order."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(topic, json.dumps(body).encode(), key=body["response_id"].encode())
+            for body in records
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+class Fleet:
+    """Analytics processes of one test; whatever is left is killed at the end."""
+
+    def __init__(self, environment: dict[str, str], log_dir: Path) -> None:
+        self.environment = environment
+        self.log_dir = log_dir
+        self.running: list[ServiceProcess] = []
+        self.kills = 0
+
+    def start(self, **overrides: str) -> ServiceProcess:
+        process = start_service("analytics", {**self.environment, **overrides}, self.log_dir)
+        self.running.append(process)
+        return process
+
+    def kill(self, process: ServiceProcess) -> None:
+        process.process.send_signal(signal.SIGKILL)
+        process.process.wait(timeout=10)
+        self.running.remove(process)
+        self.kills += 1
+
+    def stop_all(self) -> None:
+        for process in list(self.running):
+            if process.process.poll() is None:
+                process.process.send_signal(signal.SIGKILL)
+                process.process.wait(timeout=10)
+            self.running.remove(process)
+
+
+@pytest.fixture
+async def fleet(stack: Stack, run_id: str, tmp_path: Path) -> AsyncIterator[Fleet]:
+    environment = stack.environment(run_id)
+    await ensure_topics(stack.kafka, [environment["TOPIC_RESPONSES"]])
+    fleet = Fleet(environment, tmp_path)
+    client = mongo.new_client(stack.mongodb_url)
+    try:
+        yield fleet
+    finally:
+        fleet.stop_all()
+        await client.drop_database(environment["MONGODB_DATABASE"])
+        await client.close()
+
+
+async def drained(stack: Stack, fleet: Fleet, group: str) -> None:
+    """Wait until `group` has committed every record of the topic (so all of it is applied)."""
+    topic = fleet.environment["TOPIC_RESPONSES"]
+
+    async def lag() -> int:
+        return await consumer_lag(stack.kafka, group, topic)
+
+    await eventually(lag, lambda n: n == 0, within=240, interval=1.0)
+
+
+async def assert_exact(stack: Stack, fleet: Fleet, expected: dict[str, Counter[str]]) -> None:
+    """Every counter of every document: running == recount from raw == hand recount."""
+    client = mongo.new_client(stack.mongodb_url)
+    try:
+        store = AnalyticsStore(mongo.database(client, fleet.environment["MONGODB_DATABASE"]))
+        running = {key: flatten(doc) for key, doc in (await store.aggregates()).items()}
+        audit = await maintenance.verify(store)
+        recount = await store.recount()
+    finally:
+        await client.close()
+    assert audit.drifts == [], [str(d) for d in audit.drifts[:20]]
+    assert set(running) == set(expected)
+    for key, counters in expected.items():
+        assert running[key] == counters, key
+        assert recount[key] == counters, key
+    compared = sum(len(counters) for counters in expected.values())
+    print(f"exact: {len(expected)} documents, {compared} counters")
+
+
+@pytest.mark.timeout(900)
+async def test_sigkill_at_random_points_counts_exactly(stack: Stack, fleet: Fleet) -> None:
+    rng = seeded()
+    records = topic_records(rng, unique=2500, duplicates=900)
+    expected = hand_recount(records)
+    topic = fleet.environment["TOPIC_RESPONSES"]
+    group = fleet.environment["ANALYTICS_GROUP_ID"]
+    chunks = [records[i : i + 700] for i in range(0, len(records), 700)]
+
+    for step in range(8):
+        # Odd steps run two processes of the group at once, so partitions move between them.
+        while len(fleet.running) < 1 + step % 2:
+            fleet.start(ANALYTICS_BATCH_SIZE=str(rng.choice([50, 200, 500])))
+        if chunks:
+            await produce_all(stack.kafka, topic, chunks.pop(0))
+        await asyncio.sleep(rng.uniform(2.0, 9.0))
+        for process in rng.sample(fleet.running, rng.randint(1, len(fleet.running))):
+            fleet.kill(process)
+    for chunk in chunks:
+        await produce_all(stack.kafka, topic, chunk)
+    survivor = fleet.start()
+    await asyncio.to_thread(survivor.wait_ready)
+    await drained(stack, fleet, group)
+
+    assert fleet.kills >= 8
+    assert expected["all"]["total"] == 2500
+    await assert_exact(stack, fleet, expected)
+
+    # A replay of the whole topic by another group, itself killed once, changes nothing.
+    replay_group = f"{group}-replay"
+    replayer = fleet.start(ANALYTICS_GROUP_ID=replay_group)
+    await asyncio.sleep(rng.uniform(4.0, 8.0))
+    fleet.kill(replayer)
+    await asyncio.to_thread(fleet.start(ANALYTICS_GROUP_ID=replay_group).wait_ready)
+    await drained(stack, fleet, replay_group)
+    await assert_exact(stack, fleet, expected)
+
+
+@pytest.mark.timeout(600)
+async def test_scale_out_three_processes_count_exactly(stack: Stack, fleet: Fleet) -> None:
+    rng = seeded()
+    records = topic_records(rng, unique=1500, duplicates=500)
+    processes = [fleet.start() for _ in range(3)]
+    for process in processes:
+        await asyncio.to_thread(process.wait_ready)
+
+    await produce_all(stack.kafka, fleet.environment["TOPIC_RESPONSES"], records)
+    await drained(stack, fleet, fleet.environment["ANALYTICS_GROUP_ID"])
+
+    assert all(process.process.poll() is None for process in processes)
+    await assert_exact(stack, fleet, hand_recount(records))

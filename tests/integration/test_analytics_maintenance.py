@@ -1,0 +1,161 @@
+"""`python -m services.analytics verify | rebuild` against the real MongoDB-wire server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from services.analytics.aggregates import OVERALL, survey_key
+from services.analytics.audit import flatten
+from services.analytics.store import AGGREGATES, AnalyticsStore, Positioned, version_id
+from shared import mongo
+from shared.events import SurveyResponse
+from shared.mongo import Document
+from tests.support import REPO, Stack, canonical_response
+
+pytestmark = pytest.mark.integration
+PRIORITIES = survey_key("cities-2024-priorities")
+
+
+def event(number: int, **overrides: object) -> SurveyResponse:
+    body = canonical_response(f"generic:m{number}", **overrides)
+    return SurveyResponse.model_validate(
+        {**body, "source": "generic", "received_at": datetime.now(UTC)}
+    )
+
+
+def run_command(stack: Stack, run_id: str, command: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **stack.environment(run_id)}
+    return subprocess.run(
+        [sys.executable, "-m", "services.analytics", command],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+async def client(stack: Stack, run_id: str) -> AsyncIterator[AsyncMongoClient[Document]]:
+    client = mongo.new_client(stack.mongodb_url)
+    yield client
+    await client.drop_database(f"test_{run_id}")
+    await client.close()
+
+
+async def corrupt(
+    client: AsyncMongoClient[Document], run_id: str, key: str, update: Document
+) -> None:
+    """Change the newest version of an aggregate document behind the service's back."""
+    aggregates = client[f"test_{run_id}"][AGGREGATES]
+    head = await aggregates.find_one({"_id": key})
+    assert head is not None
+    result = await aggregates.update_one({"_id": version_id(key, head["latest"])}, update)
+    assert result.modified_count == 1
+
+
+async def fill(store: AnalyticsStore) -> list[Positioned]:
+    """A consumer's work: 12 responses over two partitions and two surveys, one duplicate."""
+    responses = [
+        event(
+            n,
+            survey_id="cities-2024-capacity" if n % 4 == 0 else "cities-2024-priorities",
+            respondent={"type": "cso", "country": "KE" if n % 2 else "VN", "city": "Kisumu"},
+        )
+        for n in range(12)
+    ]
+    items = [Positioned(r, n % 2, n // 2) for n, r in enumerate(responses)]
+    items.append(Positioned(responses[3], 1, 6))  # r3 again, later in its partition
+    await store.apply(await store.record(items))
+    return items
+
+
+async def test_verify_clean_run_passes(
+    stack: Stack, run_id: str, client: AsyncMongoClient[Document]
+) -> None:
+    await fill(AnalyticsStore(client[f"test_{run_id}"]))
+
+    result = run_command(stack, run_id, "verify")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no drift" in result.stdout
+
+
+async def test_verify_corrupted_counter_names_it_and_rebuild_repairs(
+    stack: Stack, run_id: str, client: AsyncMongoClient[Document]
+) -> None:
+    store = AnalyticsStore(client[f"test_{run_id}"])
+    await fill(store)
+    before = await store.aggregates()
+    await corrupt(client, run_id, PRIORITIES, {"$inc": {"by_country.KE": 3}})
+    await corrupt(client, run_id, OVERALL, {"$set": {"capacity_needs.housing": 2}})
+
+    failed = run_command(stack, run_id, "verify")
+    rebuilt = run_command(stack, run_id, "rebuild")
+    repaired = run_command(stack, run_id, "verify")
+
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    drifting = [line for line in failed.stdout.splitlines() if line.startswith("drift:")]
+    kenya = before[PRIORITIES]["by_country"]["KE"]
+    assert drifting == [
+        "drift: all capacity_needs.housing: running 2, recount 0",
+        f"drift: {PRIORITIES} by_country.KE: running {kenya + 3}, recount {kenya}",
+    ]
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    after = await store.aggregates()
+    assert {key: flatten(doc) for key, doc in after.items()} == {
+        key: flatten(doc) for key, doc in before.items()
+    }
+    # Every document now carries the overall document's watermarks: the rebuild's boundary.
+    assert all(doc["applied"] == before[OVERALL]["applied"] for doc in after.values())
+
+
+async def test_rebuild_after_crash_then_replay_counts_once(
+    stack: Stack, run_id: str, client: AsyncMongoClient[Document]
+) -> None:
+    store = AnalyticsStore(client[f"test_{run_id}"])
+    items = await fill(store)
+    # The next batch was stored, then the process died before applying it: not committed.
+    late = [Positioned(event(100 + n), 0, 7 + n) for n in range(3)]
+    await store.record(late)
+    await client[f"test_{run_id}"][AGGREGATES].update_one({"_id": OVERALL}, {"$inc": {"total": 7}})
+
+    result = run_command(stack, run_id, "rebuild")
+    await store.apply(await store.record(late + items[-3:]))  # Kafka delivers it again
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    overall = await store.aggregate(OVERALL)
+    assert overall is not None
+    assert overall["total"] == 15
+    assert overall["surveys"] == {"cities-2024-priorities": 12, "cities-2024-capacity": 3}
+    audit = run_command(stack, run_id, "verify")
+    assert audit.returncode == 0, audit.stdout
+
+
+async def test_single_document_format_continued_by_next_write(
+    stack: Stack, run_id: str, client: AsyncMongoClient[Document]
+) -> None:
+    # What the first release wrote: one document per key, counters and watermarks in place.
+    legacy = event(50)
+    await client[f"test_{run_id}"][AGGREGATES].insert_one(
+        {"_id": OVERALL, "total": 1, "surveys": {"cities-2024-priorities": 1}, "applied": {"p0": 0}}
+    )
+    store = AnalyticsStore(client[f"test_{run_id}"])
+    await store.record([Positioned(legacy, 0, 0)])
+
+    before = await store.aggregate(OVERALL)
+    await store.apply(await store.record([Positioned(event(51), 0, 1)]))
+    after = await store.aggregate(OVERALL)
+
+    assert before == {"_id": OVERALL, "total": 1, "surveys": {"cities-2024-priorities": 1}}
+    assert after is not None
+    assert after["total"] == 2
+    assert after["surveys"] == {"cities-2024-priorities": 2}

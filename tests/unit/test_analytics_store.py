@@ -1,0 +1,53 @@
+"""The pure parts of services.analytics.store: raw documents, queries, version ids."""
+
+from __future__ import annotations
+
+from services.analytics.store import (
+    Positioned,
+    from_raw_document,
+    raw_document,
+    responses_query,
+    version_id,
+)
+
+
+def test_raw_document_keeps_no_personal_data_and_consent(make_event):
+    document = raw_document(Positioned(make_event(), 2, 41))
+
+    assert "focal_point" not in document
+    assert document["has_focal_point"] is True
+    assert document["consenting_focal_point"] is True
+    assert document["position"] == {"partition": 2, "offset": 41}
+
+
+def test_raw_document_withdrawn_consent_not_consenting(make_event):
+    event = make_event(focal_point={"consent": False})
+
+    document = raw_document(Positioned(event, 0, 0))
+
+    assert (document["has_focal_point"], document["consenting_focal_point"]) == (True, False)
+
+
+def test_from_raw_document_round_trip_without_focal_point(make_event):
+    event = make_event()
+
+    back = from_raw_document(raw_document(Positioned(event, 0, 0)))
+
+    assert back == event.model_copy(update={"focal_point": None})
+
+
+def test_responses_query_only_given_filters():
+    assert responses_query() == {}
+    assert responses_query("s1", "VN", "cso") == {
+        "survey_id": "s1",
+        "respondent.country": "VN",
+        "respondent.type": "cso",
+    }
+    assert responses_query(country="KE") == {"respondent.country": "KE"}
+
+
+def test_version_id_sorts_by_version():
+    ids = [version_id("all", version) for version in (9, 10, 100)]
+
+    assert ids == sorted(ids)
+    assert ids[0] == "all#000000000009"
