@@ -34,6 +34,7 @@ from pymongo.errors import DuplicateKeyError
 
 from services.notifier.claims import Claims
 from shared.mongo import Document
+from shared.observability import EMAILS
 
 DELIVERIES = "notifier_deliveries"
 CLAIM_TRIES = 3
@@ -158,15 +159,18 @@ class Deliveries:
     async def mark_sent(self, keys: Sequence[str], message_id: str) -> None:
         """The SMTP server accepted the message of these deliveries."""
         await self._set(keys, state="sent", sent_at=datetime.now(UTC), message_id=message_id)
+        EMAILS.labels("sent").inc(len(keys))
 
     async def retry_later(self, keys: Sequence[str], error: str, delay_seconds: float) -> None:
         """A transient failure: try again after `delay_seconds`."""
         retry_at = datetime.now(UTC) + timedelta(seconds=delay_seconds)
         await self._set(keys, state="pending", next_attempt_at=retry_at, last_error=error)
+        EMAILS.labels("retried").inc(len(keys))
 
     async def mark_failed(self, keys: Sequence[str], error: str) -> None:
         """A permanent failure (or no one to send to): never tried again."""
         await self._set(keys, state="failed", failed_at=datetime.now(UTC), last_error=error)
+        EMAILS.labels("failed").inc(len(keys))
 
     async def for_pilot(self, pilot_id: str) -> list[Document]:
         """Every delivery of one pilot."""

@@ -116,6 +116,12 @@ async def test_pilot_emails_each_matching_focal_point_once(
         await produce(stack.kafka, settings.topic_pilots, records(announced, announced))
         done = await eventually(deliveries, lambda d: d["counts"] == {"sent": 2}, within=60)
         inbox = await eventually(lambda: mailbox.messages_to(matching), lambda m: len(m) >= 1)
+        metrics = (await client.get("/metrics")).text
+
+    sent_counter = next(
+        line for line in metrics.splitlines() if line.startswith('emails_total{status="sent"}')
+    )
+    assert float(sent_counter.split()[-1]) >= 2  # process-wide: other tests may add to it
 
     assert sorted(d["focal_point"] for d in done["deliveries"]) == sorted([matching, french])
     assert len(inbox) == 1
