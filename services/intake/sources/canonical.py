@@ -150,6 +150,25 @@ def assemble(
     return result
 
 
+def envelope(
+    source: str,
+    platform_response_id: str,
+    survey: SurveyDefinition,
+    submitted_at: datetime,
+    received_at: datetime,
+    canonical: dict[str, Any],
+) -> dict[str, Any]:
+    """The whole candidate response: ids, times and what `assemble` made of the answers."""
+    return {
+        "response_id": f"{source}:{platform_response_id}",
+        "survey_id": survey.id,
+        "source": source,
+        "submitted_at": submitted_at,
+        "received_at": received_at,
+        **canonical,
+    }
+
+
 def unmappable(errors: list[dict[str, str]]) -> Rejected:
     """The 422 for answers that cannot be mapped, naming each field and value."""
     listed = "; ".join(f"{error['field']}: {error['message']}" for error in errors)

@@ -12,6 +12,7 @@ from typing import Any
 from services.intake.sources import Delivery, Rejected
 from services.intake.sources.canonical import (
     assemble,
+    envelope,
     field_names,
     label_aliases,
     label_converters,
@@ -49,14 +50,7 @@ class GoogleFormsPlatform:
             field_names(DEFAULT_FIELDS, survey, self.name),
             label_converters(label_aliases(survey, self.name)),
         )
-        return {
-            "response_id": f"{self.name}:{response_id}",
-            "survey_id": survey.id,
-            "source": self.name,
-            "submitted_at": submitted_at,
-            "received_at": received_at,
-            **canonical,
-        }
+        return envelope(self.name, response_id, survey, submitted_at, received_at, canonical)
 
 
 PLATFORM = GoogleFormsPlatform()

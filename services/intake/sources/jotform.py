@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 from services.intake.sources import Delivery, Rejected
 from services.intake.sources.canonical import (
     assemble,
+    envelope,
     field_names,
     label_aliases,
     label_converters,
@@ -117,14 +118,14 @@ class JotformPlatform:
             field_names(DEFAULT_FIELDS, survey, self.name),
             label_converters(label_aliases(survey, self.name)),
         )
-        return {
-            "response_id": f"{self.name}:{submission}",
-            "survey_id": survey.id,
-            "source": self.name,
-            "submitted_at": _submitted_at(request, received_at),
-            "received_at": received_at,
-            **canonical,
-        }
+        return envelope(
+            self.name,
+            submission,
+            survey,
+            _submitted_at(request, received_at),
+            received_at,
+            canonical,
+        )
 
 
 PLATFORM = JotformPlatform()

@@ -15,6 +15,7 @@ from services.intake.sources import Delivery, Rejected
 from services.intake.sources.canonical import (
     Converters,
     assemble,
+    envelope,
     field_names,
     label_aliases,
     platform_id,
@@ -126,14 +127,7 @@ class KoboToolboxPlatform:
         canonical = assemble(
             answers, field_names(DEFAULT_FIELDS, survey, self.name), converters(aliases)
         )
-        return {
-            "response_id": f"{self.name}:{response_id}",
-            "survey_id": survey.id,
-            "source": self.name,
-            "submitted_at": submitted_at,
-            "received_at": received_at,
-            **canonical,
-        }
+        return envelope(self.name, response_id, survey, submitted_at, received_at, canonical)
 
 
 PLATFORM = KoboToolboxPlatform()
