@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from services.analytics import maintenance
 from services.analytics.aggregates import OVERALL
@@ -40,14 +42,19 @@ def main(argv: list[str] | None = None) -> int:
     return asyncio.run(_rebuild(settings) if command == "rebuild" else _verify(settings))
 
 
-async def _verify(settings: AnalyticsSettings) -> int:
+@asynccontextmanager
+async def _store(settings: AnalyticsSettings) -> AsyncIterator[AnalyticsStore]:
+    """The store for one maintenance command; the client is closed however it ends."""
     client = mongo.new_client(settings.mongodb_url)
     try:
-        audit = await maintenance.verify(
-            AnalyticsStore(mongo.database(client, settings.mongodb_database))
-        )
+        yield AnalyticsStore(mongo.database(client, settings.mongodb_database))
     finally:
         await client.close()
+
+
+async def _verify(settings: AnalyticsSettings) -> int:
+    async with _store(settings) as store:
+        audit = await maintenance.verify(store)
     for drift in audit.drifts:
         print(f"drift: {drift}")
     verdict = f"{len(audit.drifts)} drifting counter(s)" if audit.drifts else "no drift"
@@ -56,13 +63,8 @@ async def _verify(settings: AnalyticsSettings) -> int:
 
 
 async def _rebuild(settings: AnalyticsSettings) -> int:
-    client = mongo.new_client(settings.mongodb_url)
-    try:
-        written = await maintenance.rebuild(
-            AnalyticsStore(mongo.database(client, settings.mongodb_database))
-        )
-    finally:
-        await client.close()
+    async with _store(settings) as store:
+        written = await maintenance.rebuild(store)
     total = written[OVERALL]["total"] if OVERALL in written else 0
     print(f"rebuilt {len(written)} aggregate documents from {total} counted responses")
     return 0
