@@ -84,7 +84,13 @@ async def test_consume_counts_unique_and_parks_poison(stack: Stack, run_id: str)
             return dict(answer.json())
 
         counted = await eventually(summary, lambda s: s["total"] == 40, within=60)
-        overview = (await client.get("/v1/overview")).json()
+
+        async def overall() -> dict[str, object]:
+            return dict((await client.get("/v1/overview")).json())
+
+        # Each aggregate document is exact on its own; the overall one may be written a moment
+        # after the survey's, so it is awaited too.
+        overview = await eventually(overall, lambda o: o["total"] == 40, within=60)
         surveys = (await client.get("/v1/surveys")).json()
 
     assert counted["by_country"] == {"VN": 40}
