@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import logging
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel
+from pymongo.errors import PyMongoError
 
 from services.intake.claims import Claim, ClaimStore
-from services.intake.publisher import BrokerUnavailable, EventPublisher
+from services.intake.publisher import BrokerUnavailable, EventPublisher, Unacknowledged
 from shared.events import PilotAnnounced, SurveyResponse
+
+logger = logging.getLogger(__name__)
 
 
 class Outcome(StrEnum):
@@ -32,6 +38,8 @@ class Intake:
     publisher: EventPublisher
     responses_topic: str
     pilots_topic: str
+    # Claims settled in the background, once the broker answers for an unacknowledged event.
+    _settling: set[asyncio.Task[None]] = field(default_factory=set, init=False, compare=False)
 
     async def accept_response(self, response: SurveyResponse) -> Outcome:
         """Publish a validated response unless its `response_id` was accepted before."""
@@ -53,8 +61,48 @@ class Intake:
             raise InFlight(f"{key} is being published by another request")
         try:
             await self.publisher.publish(topic, key, event)
+        except Unacknowledged as late:
+            # The producer may still write it once Kafka is back: releasing the claim now would
+            # let the platform's retry publish it a second time. Its retries get 503 until the
+            # broker answers, then 200 (written) or a fresh claim (never written).
+            task = asyncio.create_task(self._settle(claims, key, late.ack), name=f"settle:{key}")
+            self._settling.add(task)
+            task.add_done_callback(self._settling.discard)
+            raise
         except BaseException:
             await claims.release(key)
             raise
         await claims.confirm(key)
         return Outcome.ACCEPTED
+
+    async def close(self, within: float) -> None:
+        """Give the claims being settled `within` seconds to be written, then stop settling.
+        A claim left unsettled is taken over once its lease ran out, and published again."""
+        if self._settling:
+            await asyncio.wait(set(self._settling), timeout=within)
+        for task in set(self._settling):
+            task.cancel()
+
+    @staticmethod
+    async def _settle(claims: ClaimStore, key: str, ack: asyncio.Future[Any]) -> None:
+        """Hold the claim on `key` while the producer retries it; confirm or release it after."""
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.shield(ack), claims.lease.total_seconds() / 3)
+                written = True
+            except TimeoutError:
+                try:  # still in the producer's hands: keep other replicas from taking it over
+                    await claims.renew(key)
+                except PyMongoError as exc:
+                    logger.warning("cannot renew the claim on %s: %s", key, exc)
+                continue
+            except Exception as exc:  # the producer gave up on it: nothing was written
+                logger.warning("%s was never acknowledged: %s", key, exc)
+                written = False
+            break
+        try:
+            await (claims.confirm(key) if written else claims.release(key))
+        except PyMongoError as exc:  # the claim's lease runs out: a retry publishes it again
+            logger.warning("cannot settle the claim on %s: %s", key, exc)
+        else:
+            logger.info("claim on %s settled: %s", key, "confirmed" if written else "released")

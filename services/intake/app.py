@@ -27,6 +27,7 @@ from shared.observability import instrument
 
 RESPONSE_CLAIMS = "intake_response_claims"
 PILOT_CLAIMS = "intake_pilot_claims"
+SETTLE_ON_CLOSE_SECONDS = 2.0  # within the operators' 10 s from SIGTERM to exit
 
 
 class RedactSecrets(logging.Filter):
@@ -57,8 +58,9 @@ class Wiring:
     client: AsyncMongoClient[mongo.Document]
 
     async def close(self) -> None:
-        """Flush the producer and close both clients."""
+        """Flush the producer, settle the claims of late acknowledgements, close both clients."""
         await self.publisher.stop()
+        await self.intake.close(within=SETTLE_ON_CLOSE_SECONDS)
         await self.client.close()
 
 

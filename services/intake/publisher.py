@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel
 
 logger = logging.getLogger(__name__)
+FLUSH_ON_STOP_SECONDS = 5.0  # with the claims' settling, within the 10 s from SIGTERM to exit
 
 
 class BrokerUnavailable(Exception):
     """Kafka did not take the event in time; the client should retry later."""
+
+
+class Unacknowledged(BrokerUnavailable):
+    """The producer holds the event but the broker did not acknowledge it in time.
+
+    The producer keeps retrying it (idempotently), so it may still be written once Kafka is back:
+    `ack` settles with the broker's answer, or with the producer's final failure.
+    """
+
+    def __init__(self, message: str, ack: asyncio.Future[Any]) -> None:
+        super().__init__(message)
+        self.ack = ack
 
 
 class EventPublisher:
@@ -37,23 +51,45 @@ class EventPublisher:
             self._started = True
 
     async def stop(self) -> None:
-        """Flush and close the producer."""
-        await self._broker.stop()
+        """Flush and close the producer, waiting at most `FLUSH_ON_STOP_SECONDS` for the broker."""
+        bound = min(self._timeout, FLUSH_ON_STOP_SECONDS)
+        try:
+            # Unbounded, a flush to a broker that is down would hold the shutdown forever; what
+            # is left was answered 503 and its claim is taken over once its lease runs out.
+            await asyncio.wait_for(self._broker.stop(), bound)
+        except TimeoutError:
+            logger.warning("Kafka did not take the pending events within %ss", bound)
         self._started = False
 
     async def publish(self, topic: str, key: str, event: BaseModel) -> None:
-        """Return once the broker acknowledged (`acks=all`), else raise `BrokerUnavailable`."""
+        """Return once the broker acknowledged (`acks=all`), else raise `BrokerUnavailable`:
+        `Unacknowledged` when the event was handed to the producer and may still be written."""
         await self.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
         try:
-            await asyncio.wait_for(
+            ack = await asyncio.wait_for(
                 self._broker.publish(
                     event.model_dump_json().encode(),
                     topic=topic,
                     key=key.encode(),
                     headers={"content-type": "application/json"},
+                    no_confirm=True,
                 ),
                 self._timeout,
             )
+        except Exception as exc:
+            logger.warning("publish to %s failed: %s", topic, exc)
+            raise BrokerUnavailable(f"Kafka did not take the event: {exc!r}") from exc
+        try:
+            # Shielded: on our timeout the producer goes on retrying the record, and the caller
+            # must learn how that ends (a cancelled future would hide it).
+            await asyncio.wait_for(asyncio.shield(ack), max(0.0, deadline - loop.time()))
+        except TimeoutError as exc:
+            logger.warning("publish to %s not acknowledged within %ss", topic, self._timeout)
+            raise Unacknowledged(
+                f"Kafka did not acknowledge the event within {self._timeout}s", ack
+            ) from exc
         except Exception as exc:
             logger.warning("publish to %s failed: %s", topic, exc)
             raise BrokerUnavailable(f"Kafka did not acknowledge the event: {exc!r}") from exc

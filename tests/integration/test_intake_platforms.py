@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import json
+from functools import partial
 
 import pytest
 
@@ -11,11 +11,13 @@ from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
 from shared.events import SurveyResponse
 from tests.fixtures.platforms import (
-    JOTFORM_CONTENT_TYPE,
-    google_forms_body,
-    jotform_body,
-    kobo_submission,
+    SECRETS,
+    google_forms_request,
+    jotform_request,
+    kobo_request,
+    secret_variable,
     typeform_event,
+    typeform_request,
     typeform_signature,
 )
 from tests.support import Stack, read_topic, serving, settings_for
@@ -23,56 +25,26 @@ from tests.support import Stack, read_topic, serving, settings_for
 pytestmark = pytest.mark.integration
 
 SURVEY = "cities-2024-priorities"
-SECRETS = {
-    "kobotoolbox": "kobo-integration-secret",
-    "typeform": "typeform-integration-secret",
-    "jotform": "jotform-fixture-secret",
-    "google-forms": "bridge-integration-secret",
-}
 
 
 @pytest.fixture
 def settings(stack: Stack, run_id: str, monkeypatch: pytest.MonkeyPatch) -> IntakeSettings:
     for source, secret in SECRETS.items():
-        env = f"WEBHOOK_SECRET_CITIES_2024_PRIORITIES_{source.upper().replace('-', '_')}"
-        monkeypatch.setenv(env, f"rotated-out {secret}")
+        monkeypatch.setenv(secret_variable(SURVEY, source), f"rotated-out {secret}")
     return settings_for(IntakeSettings, stack.environment(run_id))
 
 
-def kobo_request() -> tuple[str, bytes, dict[str, str]]:
-    password = base64.b64encode(f"kobo:{SECRETS['kobotoolbox']}".encode()).decode()
-    headers = {"content-type": "application/json", "authorization": f"Basic {password}"}
-    return f"/v1/webhooks/kobotoolbox/{SURVEY}", json.dumps(kobo_submission()).encode(), headers
-
-
-def typeform_request() -> tuple[str, bytes, dict[str, str]]:
-    body = json.dumps(typeform_event(), ensure_ascii=False).encode()
-    headers = {
-        "content-type": "application/json",
-        "typeform-signature": typeform_signature(body, SECRETS["typeform"]),
-    }
-    return f"/v1/webhooks/typeform/{SURVEY}", body, headers
-
-
-def jotform_request() -> tuple[str, bytes, dict[str, str]]:
-    url = f"/v1/webhooks/jotform/{SURVEY}?token={SECRETS['jotform']}"
-    return url, jotform_body(), {"content-type": JOTFORM_CONTENT_TYPE}
-
-
-def google_forms_request() -> tuple[str, bytes, dict[str, str]]:
-    body = json.dumps(google_forms_body(), ensure_ascii=False).encode()
-    headers = {
-        "content-type": "application/json",
-        "authorization": f"Bearer {SECRETS['google-forms']}",
-    }
-    return f"/v1/webhooks/google-forms/{SURVEY}", body, headers
-
-
 REQUESTS = {
-    "kobotoolbox": (kobo_request, "kobotoolbox:faa38eee-4e3f-419e-bac0-e95f1085d998"),
-    "typeform": (typeform_request, "typeform:a3a12ec67a1365927098a606107fac15"),
-    "jotform": (jotform_request, "jotform:5912345678901234567"),
-    "google-forms": (google_forms_request, "google-forms:2_ABaOnudE8yS5vZl3kxR1pQ7tWm"),
+    "kobotoolbox": (
+        partial(kobo_request, SURVEY),
+        "kobotoolbox:faa38eee-4e3f-419e-bac0-e95f1085d998",
+    ),
+    "typeform": (partial(typeform_request, SURVEY), "typeform:a3a12ec67a1365927098a606107fac15"),
+    "jotform": (partial(jotform_request, SURVEY), "jotform:5912345678901234567"),
+    "google-forms": (
+        partial(google_forms_request, SURVEY),
+        "google-forms:2_ABaOnudE8yS5vZl3kxR1pQ7tWm",
+    ),
 }
 EXPECTED = {
     "kobotoolbox": ("local_government", "VN", ["sdg-11", "sdg-6"], True),
@@ -152,7 +124,7 @@ async def test_receive_typeform_unknown_country_422_names_field_and_value(
 
 
 async def test_receive_jotform_wrong_content_type_415(settings: IntakeSettings) -> None:
-    url, body, _ = jotform_request()
+    url, body, _ = jotform_request(SURVEY)
     async with serving(create_app(settings)) as client:
         answer = await client.post(url, content=body, headers={"content-type": "application/json"})
 
@@ -165,7 +137,7 @@ async def test_receive_platform_webhook_mongodb_down_503(settings: IntakeSetting
     unreachable = settings.model_copy(
         update={"mongodb_url": "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=1000"}
     )
-    url, body, headers = kobo_request()
+    url, body, headers = kobo_request(SURVEY)
     async with serving(create_app(unreachable)) as client:
         answer = await client.post(url, content=body, headers=headers)
 
