@@ -81,6 +81,6 @@ def _language(record: dict[str, Any] | None) -> str:
 
 def _verified(token: str, notifier: Notifier) -> str:
     try:
-        return unsubscribe.verify(token, notifier.settings.unsubscribe_secret.get_secret_value())
+        return unsubscribe.verify(token, *notifier.settings.unsubscribe_secrets)
     except unsubscribe.InvalidToken as exc:
         raise Problem(400, "Invalid token", str(exc)) from exc

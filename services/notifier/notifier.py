@@ -126,7 +126,7 @@ class Notifier:
         self, record: Document, items: list[tuple[PilotAnnounced, list[str], str]]
     ) -> EmailMessage:
         """The email of one delivery, or the digest of several: (pilot, codes, delivery key)."""
-        token = unsubscribe.sign(record["_id"], self.settings.unsubscribe_secret.get_secret_value())
+        token = unsubscribe.sign(record["_id"], self.settings.unsubscribe_secrets[0])
         url = f"{self.settings.public_base_url.rstrip('/')}/v1/unsubscribe?token={token}"
         recipient = emails.Recipient(record["email"], record["name"], record["language"])
         if len(items) == 1:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from shared.settings import ServiceSettings
 
@@ -22,6 +22,7 @@ class NotifierSettings(ServiceSettings):
     mail_from: str = "Cities Project <pilots@cities.example.org>"
     public_base_url: str = "http://localhost:8002"
     operator_token: SecretStr = SecretStr("")
+    # Several values separated by spaces while rotating: the first signs new links, all verify.
     unsubscribe_secret: SecretStr = SecretStr("change-me-in-production")
     # Retries of transient SMTP failures: exponential from the first delay up to the cap.
     retry_first_delay_seconds: float = Field(default=1.0, gt=0)
@@ -37,3 +38,15 @@ class NotifierSettings(ServiceSettings):
     send_rate_per_second: float = Field(default=50.0, ge=0)
     # Pilots matching one focal point within this many seconds go out as one digest; 0: at once.
     digest_window_seconds: float = Field(default=0.0, ge=0)
+
+    @property
+    def unsubscribe_secrets(self) -> list[str]:
+        """The unsubscribe secrets: the first signs new links, every one is accepted."""
+        return self.unsubscribe_secret.get_secret_value().split()
+
+    @field_validator("unsubscribe_secret")
+    @classmethod
+    def _one_unsubscribe_secret_at_least(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().split():
+            raise ValueError("UNSUBSCRIBE_SECRET needs at least one secret")
+        return value

@@ -7,7 +7,9 @@ from email import message_from_bytes, policy
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from pydantic import SecretStr
 
+from services.notifier import unsubscribe
 from services.notifier.app import create_app
 from services.notifier.mailer import Mailer
 from services.notifier.settings import NotifierSettings
@@ -194,3 +196,56 @@ async def test_mailer_reuses_connection_for_many_messages(stack: Stack, run_id: 
     mailbox = Mailbox(stack.mail_api)
     for address in addresses:
         assert len(await mailbox.messages_to(address)) == 1
+
+
+async def test_unsubscribe_after_secret_rotation_old_links_still_work(
+    stack: Stack, settings: NotifierSettings, run_id: str
+) -> None:
+    leaving = f"rotated-{run_id}@example.org"
+    staying = f"kept-{run_id}@example.org"
+    mailbox = Mailbox(stack.mail_api)
+    await produce(
+        stack.kafka,
+        settings.topic_responses,
+        records(
+            focal_response(1, leaving, interests=["climate-resilience"]),
+            focal_response(2, staying, interests=["climate-resilience"]),
+        ),
+    )
+    async with serving(create_app(settings)):
+        await produce(stack.kafka, settings.topic_pilots, records(pilot(f"before-{run_id}")))
+        inbox = await eventually(lambda: mailbox.messages_to(leaving), lambda m: len(m) == 1)
+    old_link = unsubscribe_token(await mailbox.raw(inbox[0]["ID"]))
+
+    retired = settings.model_copy(update={"unsubscribe_secret": SecretStr("rotated-secret")})
+    rotated = settings.model_copy(
+        update={"unsubscribe_secret": SecretStr("rotated-secret test-unsubscribe-secret")}
+    )
+    async with serving(create_app(retired)) as client:
+        refused = await client.post("/v1/unsubscribe", params={"token": old_link})
+    async with serving(create_app(rotated)) as client:
+        clicked = await client.post("/v1/unsubscribe", params={"token": old_link})
+        await produce(stack.kafka, settings.topic_pilots, records(pilot(f"after-{run_id}")))
+        # The second pilot has been handled once the one who stayed has both emails.
+        kept = await eventually(lambda: mailbox.messages_to(staying), lambda m: len(m) == 2)
+
+    assert refused.status_code == 400
+    assert clicked.status_code == 200
+    assert len(await mailbox.messages_to(leaving)) == 1
+    # New links are signed with the first secret: of the two emails, only the second one's.
+    tokens = [unsubscribe_token(await mailbox.raw(message["ID"])) for message in kept]
+    assert sorted(signed_with(token, "rotated-secret") for token in tokens) == [False, True]
+
+
+def unsubscribe_token(raw: bytes) -> str:
+    """The token of the `List-Unsubscribe` link of a raw email."""
+    sent = message_from_bytes(raw, policy=policy.default)
+    return parse_qs(urlparse(sent["List-Unsubscribe"].strip("<>")).query)["token"][0]
+
+
+def signed_with(token: str, secret: str) -> bool:
+    try:
+        unsubscribe.verify(token, secret)
+    except unsubscribe.InvalidToken:
+        return False
+    return True

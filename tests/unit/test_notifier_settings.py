@@ -39,3 +39,17 @@ def test_settings_out_of_bounds_rejected(name, value):
 
 def test_settings_send_rate_default_limited():
     assert NotifierSettings().send_rate_per_second == 50.0
+
+
+def test_settings_unsubscribe_secrets_first_signs_all_listed(monkeypatch):
+    monkeypatch.setenv("UNSUBSCRIBE_SECRET", "  new-secret   old-secret ")
+
+    assert NotifierSettings().unsubscribe_secrets == ["new-secret", "old-secret"]
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_settings_unsubscribe_secret_blank_rejected(monkeypatch, value):
+    monkeypatch.setenv("UNSUBSCRIBE_SECRET", value)
+
+    with pytest.raises(ValidationError, match="UNSUBSCRIBE_SECRET needs at least one secret"):
+        NotifierSettings()

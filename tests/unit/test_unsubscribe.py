@@ -144,3 +144,26 @@ def test_verify_altered_signature_same_bytes_raises(alter):
 
 def test_invalid_token_is_a_value_error():
     assert issubclass(InvalidToken, ValueError)
+
+
+def test_verify_rotated_secrets_accepts_links_signed_with_either():
+    old, new = "old-unsubscribe-secret", "new-unsubscribe-secret"
+
+    assert verify(sign(EMAIL, old), new, old) == EMAIL
+    assert verify(sign(EMAIL, new), new, old) == EMAIL
+
+
+def test_verify_rotated_secrets_refuses_retired_secret():
+    retired = sign(EMAIL, "retired-secret")
+
+    with pytest.raises(InvalidToken):
+        verify(retired, "new-unsubscribe-secret", "old-unsubscribe-secret")
+
+
+def test_verify_no_usable_secret_refuses_everything():
+    token = sign(EMAIL, "")
+
+    with pytest.raises(InvalidToken):
+        verify(token)
+    with pytest.raises(InvalidToken):
+        verify(token, "")
