@@ -246,3 +246,17 @@ def assert_clean_exit(service: ServiceProcess, code: int) -> None:
     """Uvicorn re-raises SIGTERM after its graceful shutdown, so -15 is a clean exit too."""
     assert code in (0, -signal.SIGTERM), service.log_tail()
     assert "Application shutdown complete" in service.log.read_text(), service.name
+
+
+def run_service_command(
+    name: str, command: str, environment: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m services.<name> <command>` with `environment` added to ours, to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", f"services.{name}", command],
+        cwd=REPO,
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

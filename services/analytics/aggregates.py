@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from shared.events import SurveyResponse
@@ -43,10 +44,24 @@ class Positioned:
         """The position as stored with the raw response."""
         return {"partition": self.partition, "offset": self.offset}
 
+    @cached_property
+    def paths(self) -> list[str]:
+        """`response_paths` of the response, computed once for its survey's document and the
+        overall one."""
+        return response_paths(self.response)
+
+
+SURVEY_PREFIX = "survey:"
+
 
 def survey_key(survey_id: str) -> str:
     """The aggregate document of one survey."""
-    return f"survey:{survey_id}"
+    return f"{SURVEY_PREFIX}{survey_id}"
+
+
+def survey_of(key: str) -> str:
+    """The survey of an aggregate document key (the inverse of `survey_key`)."""
+    return key.removeprefix(SURVEY_PREFIX)
 
 
 def encode_key(text: str) -> str:
@@ -93,9 +108,33 @@ def increments(responses: Iterable[SurveyResponse]) -> dict[str, Counter[str]]:
     for response in responses:
         paths = response_paths(response)
         for key in (survey_key(response.survey_id), OVERALL):
-            by_document.setdefault(key, Counter()).update(paths)
-        by_document[OVERALL][f"surveys.{response.survey_id}"] += 1
+            _count(by_document.setdefault(key, Counter()), key, paths, response.survey_id)
     return by_document
+
+
+def document_increments(key: str, items: Iterable[Positioned]) -> Counter[str]:
+    """`increments(...)[key]` of these responses, from the paths each computed once."""
+    delta: Counter[str] = Counter()
+    for item in items:
+        _count(delta, key, item.paths, item.response.survey_id)
+    return delta
+
+
+def _count(counters: Counter[str], key: str, paths: list[str], survey_id: str) -> None:
+    counters.update(paths)
+    if key == OVERALL:  # responses per survey: only the overall document has them
+        counters[f"surveys.{survey_id}"] += 1
+
+
+def overall_from_surveys(surveys: Mapping[str, Mapping[str, int]]) -> Counter[str]:
+    """The overall counters as the sum of the surveys' (`survey:<id>` -> dotted counters), with
+    the responses of each survey: what `increments` puts in the overall document, since every
+    response is in exactly one survey's."""
+    overall: Counter[str] = Counter()
+    for key, counters in surveys.items():
+        overall.update(counters)
+        overall[f"surveys.{survey_of(key)}"] += counters.get("total", 0)
+    return +overall  # no zero counters: a survey without responses is not listed
 
 
 def summary(survey_id: str | None, document: Mapping[str, Any] | None) -> dict[str, Any]:

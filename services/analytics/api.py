@@ -64,7 +64,7 @@ def filters(survey_id: str | None, country: str | None, respondent_type: str | N
 @router.get("/surveys", response_model=list[SurveyTotal])
 async def list_surveys(store: StoreDep) -> list[SurveyTotal]:
     """Every survey that has responses, with its title and unique-response total."""
-    totals = await store.survey_totals()
+    totals = await views.survey_totals(store)
     titles = load_taxonomy().surveys
     return [
         SurveyTotal(survey_id=survey_id, title=titles.get(survey_id, survey_id), total=total)

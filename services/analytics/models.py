@@ -88,8 +88,11 @@ class Partner(BaseModel):
     consenting_focal_points: int = Field(
         description="responses with a focal point who agreed to be contacted"
     )
-    themes: list[str] = Field(description="project themes named, most often first")
-    modalities: list[str] = Field(description="ways of cooperating asked for")
+    themes: list[str] = Field(
+        description="project themes named, strongest first (responses naming it, those with a "
+        "consenting focal point counting twice)"
+    )
+    modalities: list[str] = Field(description="ways of cooperating asked for, strongest first")
     matched_themes: list[str] = Field(description="the asked-for themes the city shares")
     reasons: list[Reason]
 

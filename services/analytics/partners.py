@@ -1,33 +1,43 @@
 """Pure: potential city partners, ranked, each with its score and the reasons for it. No I/O.
 
-A city (a country and a city name) is scored from the unique responses that came from it:
+A city (a country and a city name) is scored from the unique responses that came from it. Every
+factor counts something and earns a fixed number of points each time its count doubles
+(`weight * log2(1 + count)`): no factor saturates, so a city with forty contactable focal points
+still ranks above one with twenty, yet the fortieth adds far less than the first, and sheer volume
+cannot drown the other factors.
 
-- contact: 10 points per response with a consenting focal point, at most 3 (30): the project can
-  only work with a city it may contact;
-- institutions: 5 points per responding institution, at most 5 (25): several institutions of one
-  city answering is a sign of local ownership (distinct organisation names, case-insensitive; a
-  response that names none counts as one institution);
-- breadth: 2 points per distinct project theme the city needs or wants to cooperate on, at most
-  10 (20);
-- modalities: 1 point per distinct way of cooperating it asks for (knowledge exchange,
-  co-financing, ...), at most 8;
-- overlap: when themes are asked for, 10 points per asked theme the city shares; cities sharing
-  none are left out.
+- contact: 10 points per doubling of the responses with a consenting focal point: the project
+  can only work with a city it may contact;
+- institutions: 6 points per doubling of the responding institutions: several institutions of
+  one city answering is a sign of local ownership (distinct organisation names,
+  case-insensitive; a response that names none counts as one institution);
+- breadth: for each project theme the city needs or wants to cooperate on, half a point per
+  doubling of its *signal*: the responses naming it, those with a consenting focal point
+  counting twice (a theme a contactable person asks for is worth more than a passing mention);
+- modalities: the same for each way of cooperating asked for (knowledge exchange,
+  co-financing, ...);
+- overlap: when themes are asked for, 8 points per doubling of the signal of each asked theme
+  the city shares; cities sharing none are left out.
 
-Higher score first; ties go to more responses, then country and city.
+Each factor's points are rounded (half up) to a whole number and the score is their sum, so the
+reasons always add up to it. Higher score first; ties go to more responses, then country and city.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 
-FOCAL_POINT_POINTS, FOCAL_POINT_CAP = 10, 3
-INSTITUTION_POINTS, INSTITUTION_CAP = 5, 5
-THEME_POINTS, THEME_CAP = 2, 10
-MODALITY_POINTS, MODALITY_CAP = 1, 8
-OVERLAP_POINTS = 10
+# Points per doubling of each factor's count.
+CONTACT_WEIGHT = 10.0
+INSTITUTION_WEIGHT = 6.0
+THEME_WEIGHT = 0.5
+MODALITY_WEIGHT = 0.5
+OVERLAP_WEIGHT = 8.0
+CONTACTABLE_SIGNAL = 2  # what a response with a consenting focal point adds to a code's signal
+STRONGEST_SHOWN = 5  # codes named in a reason, strongest first
 
 
 @dataclass(frozen=True)
@@ -74,8 +84,18 @@ class _City:
     focal_points: int = 0
     organizations: set[str] = field(default_factory=set)
     unnamed: int = 0
-    themes: Counter[str] = field(default_factory=Counter)
+    themes: Counter[str] = field(default_factory=Counter)  # code -> signal
     modalities: Counter[str] = field(default_factory=Counter)
+
+
+def doublings(count: float) -> float:
+    """How many times a count has doubled, counting from none: 1 -> 1, 3 -> 2, 7 -> 3."""
+    return math.log2(1 + count)
+
+
+def whole_points(points: float) -> int:
+    """Points rounded half up (`round` would send 0.5 and 2.5 down)."""
+    return math.floor(points + 0.5)
 
 
 def city_response(
@@ -118,8 +138,9 @@ def rank(
             city.organizations.add(response.organization)
         else:
             city.unnamed += 1
-        city.themes.update(response.themes)
-        city.modalities.update(response.modalities)
+        signal = CONTACTABLE_SIGNAL if response.consenting_focal_point else 1
+        city.themes.update(dict.fromkeys(response.themes, signal))
+        city.modalities.update(dict.fromkeys(response.modalities, signal))
     wanted = set(themes)
     scored = [
         _score(where, city, wanted)
@@ -133,42 +154,41 @@ def rank(
 
 def _score(where: tuple[str, str], city: _City, wanted: set[str]) -> Partner:
     institutions = len(city.organizations) + city.unnamed
-    matched = sorted(wanted & set(city.themes))
-    by_count = [code for code, _ in sorted(city.themes.items(), key=lambda kv: (-kv[1], kv[0]))]
-    modalities = [
-        code for code, _ in sorted(city.modalities.items(), key=lambda kv: (-kv[1], kv[0]))
-    ]
+    themes, modalities = _strongest(city.themes), _strongest(city.modalities)
+    matched = sorted(wanted & set(themes))
     reasons = [
         Reason(
             "contact",
-            FOCAL_POINT_POINTS * min(city.focal_points, FOCAL_POINT_CAP),
+            whole_points(CONTACT_WEIGHT * doublings(city.focal_points)),
             f"{city.focal_points} response(s) with a focal point who agreed to be contacted"
             if city.focal_points
             else "no focal point agreed to be contacted yet",
         ),
         Reason(
             "institutions",
-            INSTITUTION_POINTS * min(institutions, INSTITUTION_CAP),
+            whole_points(INSTITUTION_WEIGHT * doublings(institutions)),
             f"{institutions} responding institution(s) in {city.responses} response(s)",
         ),
         Reason(
             "breadth",
-            THEME_POINTS * min(len(by_count), THEME_CAP),
-            f"{len(by_count)} project theme(s) named: {', '.join(by_count) or 'none'}",
+            _signal_points(THEME_WEIGHT, city.themes, themes),
+            f"{len(themes)} project theme(s) named, by signal (responses naming it, contactable "
+            f"ones twice){_signals(city.themes, themes)}",
         ),
         Reason(
             "modalities",
-            MODALITY_POINTS * min(len(modalities), MODALITY_CAP),
-            f"{len(modalities)} way(s) of cooperating asked for: {', '.join(modalities) or 'none'}",
+            _signal_points(MODALITY_WEIGHT, city.modalities, modalities),
+            f"{len(modalities)} way(s) of cooperating asked for, by signal"
+            + _signals(city.modalities, modalities),
         ),
     ]
     if wanted:
         reasons.append(
             Reason(
                 "overlap",
-                OVERLAP_POINTS * len(matched),
-                f"shares {len(matched)} of the {len(wanted)} theme(s) asked for: "
-                + ", ".join(matched),
+                _signal_points(OVERLAP_WEIGHT, city.themes, matched),
+                f"shares {len(matched)} of the {len(wanted)} theme(s) asked for, by signal"
+                + _signals(city.themes, matched, limit=len(matched)),
             )
         )
     return Partner(
@@ -179,8 +199,23 @@ def _score(where: tuple[str, str], city: _City, wanted: set[str]) -> Partner:
         responses=city.responses,
         institutions=institutions,
         consenting_focal_points=city.focal_points,
-        themes=by_count,
+        themes=themes,
         modalities=modalities,
         matched_themes=matched,
         reasons=reasons,
     )
+
+
+def _strongest(signals: Counter[str]) -> list[str]:
+    return [code for code, _ in sorted(signals.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def _signal_points(weight: float, signals: Counter[str], codes: Iterable[str]) -> int:
+    return whole_points(weight * sum(doublings(signals[code]) for code in codes))
+
+
+def _signals(signals: Counter[str], codes: list[str], limit: int = STRONGEST_SHOWN) -> str:
+    """`: code (signal), ...`, strongest first, for a reason's detail."""
+    shown = ", ".join(f"{code} ({signals[code]})" for code in codes[:limit]) or "none"
+    more = f" and {len(codes) - limit} more" if len(codes) > limit else ""
+    return f": {shown}{more}"

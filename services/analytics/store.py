@@ -29,7 +29,12 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.analytics.aggregates import OVERALL, increments, survey_key
+from services.analytics.aggregates import (
+    OVERALL,
+    document_increments,
+    increments,
+    survey_key,
+)
 from services.analytics.aggregates import Positioned as Positioned
 from services.analytics.audit import (
     KEY,
@@ -48,7 +53,12 @@ RESPONSES = "analytics_responses"
 AGGREGATES = "analytics_aggregates"
 DUPLICATE_KEY = 11000
 SUPERSEDED = "superseded"
-KEEP_VERSIONS = 3
+# On FerretDB every read or write by `_id` scans the collection (it uses no index for them), so
+# it pays to keep few whole versions (older ones are tombstones) and to move the head at every
+# second version only: readers probe forward from it, so a head one version behind costs them a
+# read that finds something, and it never points at a tombstone.
+KEEP_VERSIONS = 2
+HEAD_EVERY = 2
 
 
 def version_id(key: str, version: int) -> str:
@@ -134,20 +144,28 @@ class AnalyticsStore:
 
     async def _apply_to(self, key: str, items: list[Positioned]) -> None:
         partitions = {item.partition for item in items}
+        # Straight on top of the version this process wrote or read last: the insert itself
+        # tells whether it is still the newest, which saves a read per document and batch
+        # whenever no other consumer wrote in between (a read that misses costs a scan).
+        cached = self._known.get(key)
+        version, current = cached or await self._latest(key)
         while True:
-            version, current = await self._latest(key)
             marks = watermarks(current)
             fresh = [i for i in items if i.offset > marks.get(i.partition, -1)]
-            if not fresh:
+            if not fresh and cached is None:
                 return
-            for p in partitions:
-                marks[p] = max(marks.get(p, -1), *(i.offset for i in items if i.partition == p))
-            counters = add_counters(
-                counters_of(current), increments(i.response for i in fresh)[key]
-            )
-            if await self._insert_version(key, version + 1, counters, marks):
-                return
-            # Another consumer wrote that version first: read it and try again on top of it.
+            if fresh:
+                for p in partitions:
+                    offsets = (i.offset for i in items if i.partition == p)
+                    marks[p] = max(marks.get(p, -1), *offsets)
+                counters = add_counters(counters_of(current), document_increments(key, fresh))
+                if await self._insert_version(key, version + 1, counters, marks):
+                    return
+            # Another consumer wrote that version first, or, when nothing looked fresh in the
+            # version known here, a rebuild may have lowered the watermarks since: read the
+            # newest version and decide again on top of it.
+            cached = None
+            version, current = await self._latest(key)
 
     async def _insert_version(
         self, key: str, version: int, counters: Document, marks: Mapping[int, int]
@@ -164,13 +182,14 @@ class AnalyticsStore:
             await self._aggregates.insert_one(document)
         except DuplicateKeyError:
             return False
-        # The head is a hint for readers (`$max` may lose a race on servers without atomic
-        # updates; readers probe forward from it, so it may lag but never misleads).
-        with contextlib.suppress(DuplicateKeyError):
-            await self._aggregates.update_one(
-                {"_id": key}, {"$max": {LATEST: version}}, upsert=True
-            )
         self._known[key] = (version, document)
+        if version == 1 or version % HEAD_EVERY == 0:
+            # The head is a hint for readers (`$max` may lose a race on servers without atomic
+            # updates; readers probe forward from it, so it may lag but never misleads).
+            with contextlib.suppress(DuplicateKeyError):
+                await self._aggregates.update_one(
+                    {"_id": key}, {"$max": {LATEST: version}}, upsert=True
+                )
         if version > KEEP_VERSIONS:
             # An old version shrinks to a tombstone but is never deleted: a slow writer still
             # trying to insert the version after an old one must fail, not fork the chain.
@@ -224,10 +243,16 @@ class AnalyticsStore:
         _, document = await self._latest(key)
         return None if document is None else {"_id": key, **counters_of(document)}
 
-    async def survey_totals(self) -> dict[str, int]:
-        """Unique responses per survey."""
-        overall = await self.aggregate(OVERALL)
-        return dict((overall or {}).get("surveys", {}))
+    async def survey_documents(self, known: Iterable[str]) -> dict[str, Document]:
+        """The newest version of every survey's aggregate document, read side by side, by key:
+        those of `known` (survey keys) and of every survey the overall document counts."""
+        # Not a `distinct` over the heads: a filter on anything but `_id` makes FerretDB decode
+        # every document of the collection.
+        _, overall = await self._latest(OVERALL)
+        counted = (survey_key(survey_id) for survey_id in (overall or {}).get("surveys", {}))
+        keys = sorted({*known, *counted})
+        found = await asyncio.gather(*(self._latest(key) for key in keys))
+        return {key: document for key, (_, document) in zip(keys, found, strict=True) if document}
 
     async def aggregates(self) -> dict[str, Document]:
         """The newest version of every aggregate document, watermarks included, by key."""

@@ -1,18 +1,35 @@
 """The API's views: running aggregates when unfiltered, exact recounts when filtered, and the
-partner ranking. Reads the store, calls the pure functions, returns the response models."""
+partner ranking. Reads the store, calls the pure functions, returns the response models.
+
+The overall numbers are the sum of the surveys' documents read side by side, not the overall
+document: that one is written after the surveys', so a reader could briefly see a survey ahead
+of the overview. Summed, the overview never shows less than a survey read before it, and the
+surveys listed always add up to its total. Filtered views and the partner ranking count a
+response up to the watermarks of its own survey's document, so a filter matching everything
+gives exactly the unfiltered numbers.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Mapping
 
-from services.analytics.aggregates import OVERALL, summary, survey_key
-from services.analytics.audit import nest, recount_within, watermarks
+from services.analytics.aggregates import (
+    OVERALL,
+    overall_from_surveys,
+    summary,
+    survey_key,
+    survey_of,
+)
+from services.analytics.audit import Marks, flatten, nest, recount_within, watermarks
 from services.analytics.models import Filters, Overview, PartnerRanking, SurveySummary
 from services.analytics.partners import city_response, rank
 from services.analytics.store import AnalyticsStore, responses_query
+from shared.mongo import Document
 from shared.taxonomy import load_taxonomy
 
 PARTNER_FIELDS = [
+    "survey_id",
     "respondent",
     "capacity_needs",
     "collaboration_interests",
@@ -21,12 +38,23 @@ PARTNER_FIELDS = [
 ]
 
 
+async def survey_totals(store: AnalyticsStore) -> dict[str, int]:
+    """Unique responses per survey that has any."""
+    documents = await _survey_documents(store)
+    totals = {survey_of(key): int(document.get("total", 0)) for key, document in documents.items()}
+    return {survey_id: total for survey_id, total in totals.items() if total}
+
+
 async def overview(store: AnalyticsStore, filters: Filters) -> Overview:
     """Every survey together, or the responses matching `filters`."""
+    documents = await _survey_documents(store)
     if filters == Filters():
-        return Overview.model_validate(summary(None, await store.aggregate(OVERALL)))
-    counters = await _recount(store, OVERALL, filters)
-    shaped = summary(None, nest(counters))
+        surveys = {key: flatten(document) for key, document in documents.items()}
+        return Overview.model_validate(summary(None, nest(overall_from_surveys(surveys))))
+    marks = _marks_by_survey(documents)
+    counted = await _recount(store, filters, lambda key: marks.get(key, {}))
+    surveys = {key: counters for key, counters in counted.items() if key != OVERALL}
+    shaped = summary(None, nest(overall_from_surveys(surveys)))
     return Overview.model_validate({**shaped, "filters": filters, "computed_from": "raw responses"})
 
 
@@ -35,31 +63,42 @@ async def survey_summary(store: AnalyticsStore, survey_id: str, filters: Filters
     key = survey_key(survey_id)
     if filters == Filters(survey_id=survey_id):
         return SurveySummary.model_validate(summary(survey_id, await store.aggregate(key)))
-    shaped = summary(survey_id, nest(await _recount(store, key, filters)))
+    marks = watermarks(await store.newest(key))
+    counted = await _recount(store, filters, lambda _: marks)
+    shaped = summary(survey_id, nest(counted.get(key, Counter())))
     return SurveySummary.model_validate(
         {**shaped, "filters": filters, "computed_from": "raw responses"}
     )
 
 
-async def _recount(store: AnalyticsStore, key: str, filters: Filters) -> Counter[str]:
-    # The same watermarks as the running document: a filter that matches every response gives
-    # exactly the running numbers, never responses that are stored but not yet counted.
-    marks = watermarks(await store.newest(key))
+async def _survey_documents(store: AnalyticsStore) -> dict[str, Document]:
+    return await store.survey_documents(survey_key(s) for s in load_taxonomy().surveys)
+
+
+def _marks_by_survey(documents: Mapping[str, Document]) -> dict[str, Marks]:
+    return {key: watermarks(document) for key, document in documents.items()}
+
+
+async def _recount(
+    store: AnalyticsStore, filters: Filters, marks: Callable[[str], Marks]
+) -> dict[str, Counter[str]]:
+    # The same watermarks as the running documents: never a response stored but not counted yet.
     query = responses_query(filters.survey_id, filters.country, filters.respondent_type)
     items = [item async for item in store.positioned(query)]
-    return recount_within(items, lambda _: marks).get(key, Counter())
+    return recount_within(items, marks)
 
 
 async def partners(
     store: AnalyticsStore, themes: list[str], country: str | None, limit: int
 ) -> PartnerRanking:
     """Potential city partners among the counted responses, best first."""
-    marks = watermarks(await store.newest(OVERALL))
+    marks = _marks_by_survey(await _survey_documents(store))
     taxonomy = load_taxonomy()
     rows = []
     async for row in store.raw_documents(responses_query(country=country), PARTNER_FIELDS):
         position = row["position"]
-        if position["offset"] > marks.get(position["partition"], -1):
+        counted_up_to = marks.get(survey_key(row["survey_id"]), {})
+        if position["offset"] > counted_up_to.get(position["partition"], -1):
             continue  # stored, not counted yet
         who = row["respondent"]
         # Responses stored before consent could be withdrawn always had consent.

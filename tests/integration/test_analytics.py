@@ -137,6 +137,39 @@ async def test_summary_never_returns_personal_data(stack: Stack, run_id: str) ->
         assert "free text" not in page
 
 
+async def test_overview_never_trails_a_survey_when_overall_document_lags(
+    stack: Stack, run_id: str
+) -> None:
+    settings = settings_for(AnalyticsSettings, stack.environment(run_id))
+    app = create_app(settings)
+    store: AnalyticsStore = app.state.store
+    capacity = "cities-2024-capacity"
+    first = [Positioned(event(n), 0, n) for n in range(3)]
+    late = [Positioned(event(10 + n, survey=capacity), 0, 3 + n) for n in range(2)]
+    async with serving(app) as client:
+        await store.apply(await store.record(first))
+        before = await store.newest(OVERALL)
+        assert before is not None
+        await store.apply(await store.record(late))
+        # The overall document back where a writer stopped between the survey's document and the
+        # overall one leaves it: one batch behind.
+        await store.replace_aggregates({OVERALL: before})
+        trailing = await store.aggregate(OVERALL)
+        overview = (await client.get("/v1/overview")).json()
+        vietnam = (await client.get("/v1/overview", params={"country": "VN"})).json()
+        surveys = (await client.get("/v1/surveys")).json()
+        survey = (await client.get(f"/v1/surveys/{capacity}/summary")).json()
+        ranking = (await client.get("/v1/partners")).json()
+
+    assert trailing is not None and trailing["total"] == 3
+    assert survey["total"] == 2
+    assert overview["total"] == vietnam["total"] == 5
+    assert overview["surveys"] == vietnam["surveys"] == {"cities-2024-priorities": 3, capacity: 2}
+    assert overview["development_priorities"] == {"sdg-11": 5, "sdg-6": 5}
+    assert {s["survey_id"]: s["total"] for s in surveys} == overview["surveys"]
+    assert sum(p["responses"] for p in ranking["partners"]) == 5
+
+
 def _flatten(document: dict[str, object], prefix: str = "") -> dict[str, int]:
     flat: dict[str, int] = {}
     for key, value in document.items():

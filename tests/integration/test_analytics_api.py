@@ -125,14 +125,15 @@ async def test_partners_ranked_with_reasons(client: httpx.AsyncClient) -> None:
     ranking = await get(client, "/v1/partners")
 
     cities = [(p["rank"], p["city"], p["score"]) for p in ranking["partners"]]
-    assert cities == [(1, "Đà Nẵng", 40), (2, "Colombo", 12), (3, "Kisumu", 10)]
+    # Kisumu and Colombo tie on points; Kisumu has more responses.
+    assert cities == [(1, "Đà Nẵng", 33), (2, "Kisumu", 9), (3, "Colombo", 9)]
     da_nang = ranking["partners"][0]
     assert da_nang["consenting_focal_points"] == 2  # the withdrawn one is not counted
     assert da_nang["institutions"] == 2
     assert {r["factor"]: r["points"] for r in da_nang["reasons"]} == {
-        "contact": 20,
+        "contact": 16,
         "institutions": 10,
-        "breadth": 8,
+        "breadth": 5,
         "modalities": 2,
     }
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -17,7 +15,7 @@ from services.analytics.store import AGGREGATES, AnalyticsStore, Positioned, ver
 from shared import mongo
 from shared.events import SurveyResponse
 from shared.mongo import Document
-from tests.support import REPO, Stack, canonical_response
+from tests.support import Stack, canonical_response, run_service_command
 
 pytestmark = pytest.mark.integration
 PRIORITIES = survey_key("cities-2024-priorities")
@@ -31,15 +29,7 @@ def event(number: int, **overrides: object) -> SurveyResponse:
 
 
 def run_command(stack: Stack, run_id: str, command: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **stack.environment(run_id)}
-    return subprocess.run(
-        [sys.executable, "-m", "services.analytics", command],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_service_command("analytics", command, stack.environment(run_id))
 
 
 @pytest.fixture
@@ -136,6 +126,32 @@ async def test_rebuild_after_crash_then_replay_counts_once(
     assert overall is not None
     assert overall["total"] == 15
     assert overall["surveys"] == {"cities-2024-priorities": 12, "cities-2024-capacity": 3}
+    audit = run_command(stack, run_id, "verify")
+    assert audit.returncode == 0, audit.stdout
+
+
+async def test_rebuild_below_a_survey_then_redelivery_counts_once(
+    stack: Stack, run_id: str, client: AsyncMongoClient[Document]
+) -> None:
+    store = AnalyticsStore(client[f"test_{run_id}"])
+    await fill(store)
+    before = await store.newest(OVERALL)
+    assert before is not None
+    late = [Positioned(event(100 + n), 0, 7 + n) for n in range(3)]
+    await store.apply(await store.record(late))
+    # The process died between the survey's document and the overall one: the overall
+    # document is one batch behind, and the rebuild takes the survey's back to it.
+    await store.replace_aggregates({OVERALL: before})
+
+    result = run_command(stack, run_id, "rebuild")
+    # Kafka delivers the batch again to a consumer that last saw the survey's document ahead.
+    await store.apply(await store.record(late))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    overall = await store.aggregate(OVERALL)
+    survey = await store.aggregate(PRIORITIES)
+    assert overall is not None and survey is not None
+    assert (overall["total"], survey["total"]) == (15, 12)
     audit = run_command(stack, run_id, "verify")
     assert audit.returncode == 0, audit.stdout
 

@@ -9,13 +9,17 @@ import pytest
 
 from services.analytics.aggregates import (
     OVERALL,
+    Positioned,
     city_key,
     decode_key,
+    document_increments,
     encode_key,
     increments,
+    overall_from_surveys,
     response_paths,
     summary,
     survey_key,
+    survey_of,
 )
 
 
@@ -124,6 +128,45 @@ def test_increments_survey_and_overall_documents(make_event):
     assert overall["development_priorities.sdg-11"] == 2
     assert overall["surveys.cities-2024-priorities"] == 2
     assert overall["surveys.cities-2024-capacity"] == 1
+
+
+def test_overall_from_surveys_equals_overall_increments(make_event):
+    responses = [
+        make_event(response_id="generic:1"),
+        make_event(response_id="generic:2", respondent={"country": "ID", "city": "Surabaya"}),
+        make_event(response_id="generic:3", survey_id="cities-2024-capacity"),
+    ]
+    documents = increments(responses)
+
+    surveys = {key: counters for key, counters in documents.items() if key != OVERALL}
+
+    assert overall_from_surveys(surveys) == documents[OVERALL]
+
+
+def test_document_increments_equal_increments_per_document(make_event):
+    responses = [
+        make_event(response_id="generic:1"),
+        make_event(response_id="generic:2", survey_id="cities-2024-capacity"),
+        make_event(response_id="generic:3", respondent={"country": "ID", "city": "Surabaya"}),
+    ]
+    items = [Positioned(response, 0, offset) for offset, response in enumerate(responses)]
+    expected = increments(responses)
+
+    for key, counters in expected.items():
+        mine = [item for item in items if key in (OVERALL, survey_key(item.response.survey_id))]
+        assert document_increments(key, mine) == counters, key
+
+
+def test_overall_from_surveys_leaves_out_empty_surveys():
+    surveys = {"survey:a": Counter({"total": 2, "by_country.VN": 2}), "survey:b": Counter()}
+
+    assert overall_from_surveys(surveys) == Counter(
+        {"total": 2, "by_country.VN": 2, "surveys.a": 2}
+    )
+
+
+def test_survey_of_inverts_survey_key():
+    assert survey_of(survey_key("cities-2024-pilots")) == "cities-2024-pilots"
 
 
 def test_increments_survey_count_only_in_overall(make_event):
