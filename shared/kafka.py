@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -12,13 +11,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY
 
 from shared import topics
 from shared.observability import DLQ_MESSAGES, track_lag
+from shared.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +37,43 @@ def new_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
     )
 
 
+def new_topics(names: Iterable[str], partitions: int, replication_factor: int) -> list[NewTopic]:
+    """Topic specifications. A replicated topic gets `min.insync.replicas` = replication factor
+    minus one (2 of 3): an event acknowledged with `acks=all` is then on at least two brokers,
+    and one broker may be down without stopping writes."""
+    configs = {"min.insync.replicas": str(replication_factor - 1)} if replication_factor > 1 else {}
+    return [
+        NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=replication_factor,
+            topic_configs=configs,
+        )
+        for name in names
+    ]
+
+
 async def ensure_topics(
     bootstrap_servers: str,
     names: Iterable[str],
     *,
-    partitions: int = topics.PARTITIONS,
+    partitions: int | None = None,
+    replication_factor: int | None = None,
     attempts: int = 30,
 ) -> None:
-    """Create the topics that do not exist yet; waits for a broker that is still starting."""
-    wanted = [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
+    """Create the topics that do not exist yet; waits for a broker that is still starting.
+
+    Partitions and replication factor not given are read from the environment
+    (`KAFKA_TOPIC_PARTITIONS`, `KAFKA_TOPIC_REPLICATION_FACTOR`), so that a service creating a
+    missing topic makes it as the operators configured it.
+    """
+    if partitions is None or replication_factor is None:
+        configured = ServiceSettings()
+        if partitions is None:
+            partitions = configured.kafka_topic_partitions
+        if replication_factor is None:
+            replication_factor = configured.kafka_topic_replication_factor
+    wanted = new_topics(names, partitions, replication_factor)
     for attempt in range(1, attempts + 1):
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
         try:
@@ -53,9 +81,7 @@ async def ensure_topics(
             existing = set(await admin.list_topics())
             missing = [topic for topic in wanted if topic.name not in existing]
             if missing:
-                # Another replica may create one between our list and our create.
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    await admin.create_topics(missing)
+                _raise_topic_errors(await admin.create_topics(missing))
             return
         except KafkaConnectionError:
             if attempt == attempts:
@@ -63,6 +89,15 @@ async def ensure_topics(
             await asyncio.sleep(1)
         finally:
             await admin.close()
+
+
+def _raise_topic_errors(response: Any) -> None:
+    # The admin client returns the broker's refusals (e.g. a replication factor above the number
+    # of brokers) instead of raising them: unchecked, the topics would silently not exist.
+    for name, code, message in response.topic_errors:
+        # Another replica may have created the topic between our list and our create.
+        if code not in (0, TopicAlreadyExistsError.errno):
+            raise for_code(code)(f"cannot create topic {name}: {message}")
 
 
 async def keep_raw(message: Any) -> None:

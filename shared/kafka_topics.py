@@ -1,4 +1,6 @@
-"""`python -m shared.kafka_topics`: create the project's topics (6 partitions) and their DLQs."""
+"""`python -m shared.kafka_topics`: create the project's topics and their DLQs, with the
+configured partitions and replication factor (`KAFKA_TOPIC_PARTITIONS`,
+`KAFKA_TOPIC_REPLICATION_FACTOR`)."""
 
 from __future__ import annotations
 
@@ -9,11 +11,22 @@ from shared.settings import ServiceSettings
 
 
 def main() -> None:
-    """Create every topic of the configured names; safe to run any number of times."""
+    """Create every topic of the configured names; safe to run any number of times (existing
+    topics are left as they are)."""
     settings = ServiceSettings()
     names = topics_with_dlq(settings.topic_responses, settings.topic_pilots)
-    asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, names))
-    print(f"topics ready: {', '.join(names)}")
+    asyncio.run(
+        ensure_topics(
+            settings.kafka_bootstrap_servers,
+            names,
+            partitions=settings.kafka_topic_partitions,
+            replication_factor=settings.kafka_topic_replication_factor,
+        )
+    )
+    print(
+        f"topics ready: {', '.join(names)} (new ones: {settings.kafka_topic_partitions} "
+        f"partitions, replication factor {settings.kafka_topic_replication_factor})"
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import topics
@@ -17,4 +18,8 @@ class ServiceSettings(BaseSettings):
     mongodb_database: str = "cities_survey"
     topic_responses: str = topics.RESPONSES
     topic_pilots: str = topics.PILOTS
+    # For the topics created by `python -m shared.kafka_topics` or by a service that finds one
+    # missing; existing topics keep theirs. One broker locally, 3 (or more) in production.
+    kafka_topic_partitions: int = Field(default=topics.PARTITIONS, ge=1)
+    kafka_topic_replication_factor: int = Field(default=1, ge=1)
     log_level: str = "INFO"

@@ -241,9 +241,11 @@ def test_autoscale_consumers_no_further_than_the_partitions(
         assert 1 <= spec["minReplicas"] <= spec["maxReplicas"]
         # A `replicas` in the Deployment would fight the autoscaler on every apply.
         assert "replicas" not in deployments[name]["spec"], name
+    (config,) = of_kind(rendered[overlay], "ConfigMap").values()
+    partitions = int(config["data"].get("KAFKA_TOPIC_PARTITIONS", topics.PARTITIONS))
     for name in CONSUMERS:
-        assert autoscalers[name]["maxReplicas"] <= topics.PARTITIONS, (
-            f"{overlay}/{name}: replicas beyond the {topics.PARTITIONS} partitions would idle"
+        assert autoscalers[name]["maxReplicas"] <= partitions, (
+            f"{overlay}/{name}: replicas beyond the {partitions} partitions would idle"
         )
 
 
@@ -305,6 +307,16 @@ def test_provision_topics_with_a_job(rendered: dict[str, list[Manifest]], overla
     jobs = of_kind(rendered[overlay], "Job")
     commands = [only_container(job)["command"] for job in jobs.values()]
     assert ["python", "-m", "shared.kafka_topics"] in commands
+
+
+def test_replicate_topics_three_times_in_prod(rendered: dict[str, list[Manifest]]) -> None:
+    (config,) = of_kind(rendered["prod"], "ConfigMap").values()
+    assert int(config["data"]["KAFKA_TOPIC_REPLICATION_FACTOR"]) >= 3
+    (dev_config,) = of_kind(rendered["dev"], "ConfigMap").values()
+    assert dev_config["data"]["KAFKA_TOPIC_REPLICATION_FACTOR"] == "1", "a one-broker dev cluster"
+    for job in of_kind(rendered["prod"], "Job").values():
+        refs = [source.get("configMapRef") for source in only_container(job)["envFrom"]]
+        assert {"name": config["metadata"]["name"]} in refs, "the topic Job reads the settings"
 
 
 def test_pin_images_in_prod(rendered: dict[str, list[Manifest]]) -> None:
