@@ -31,6 +31,7 @@ from services.notifier import emails
 from services.notifier.mailer import Mailer
 from services.notifier.matching import (
     BUCKETS,
+    Bucket,
     IndexEntry,
     bucket_of,
     candidates_query,
@@ -131,7 +132,7 @@ async def bench_matching(url: str) -> tuple[list[Measurement], list[Verdict]]:
             await db[MATCH_INDEX].insert_many(index_buckets(records))
             buckets = [d["data"] async for d in db[MATCH_INDEX].find({}, {"data": True})]
 
-            async def pure(buckets: list[str] = buckets) -> list[tuple[str, list[str]]]:
+            async def pure(buckets: list[Bucket] = buckets) -> list[tuple[str, list[str]]]:
                 return match(PILOT, buckets)
 
             async def per_document() -> list[str]:
@@ -183,10 +184,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def sample_email(n: int) -> Any:
+def sample_email(n: int) -> emails.Outgoing:
     """The email of one delivery, rendered as the dispatcher renders it."""
     language = ["en", "fr", "es", "ar", "zh", "ru"][n % 6]
-    return emails.compose(
+    return emails.build(
         PILOT,
         emails.Recipient(f"fp{n}@bench.example.org", f"Focal Point {n}", language),
         ["climate-resilience", "sdg-13"],
@@ -229,7 +230,14 @@ async def bench_emails() -> tuple[list[Measurement], list[Verdict]]:
         await mailer.close()
         started = time.perf_counter()
         for n in range(BASELINE_EMAILS):
-            await aiosmtplib.send(sample_email(n), hostname="127.0.0.1", port=port)
+            email = sample_email(n)
+            await aiosmtplib.send(
+                email.data,
+                sender=email.sender,
+                recipients=[email.recipient],
+                hostname="127.0.0.1",
+                port=port,
+            )
         fresh = BASELINE_EMAILS / (time.perf_counter() - started)
     finally:
         server.terminate()

@@ -1,10 +1,13 @@
 """`python -m services.notifier`: serve the notifier service; `... preview --pilot FILE
---language fr`: write the HTML and text of a pilot's email to files for review."""
+--language fr`: write the HTML and text of a pilot's email to files for review; `... prune-claims
+--older-than-days 30`: drop the claims that can no longer decide anything (`cleanup`)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -28,7 +31,30 @@ def parser() -> argparse.ArgumentParser:
     preview.add_argument(
         "--out", type=Path, default=Path("."), help="directory to write to (default: here)"
     )
+    prune = commands.add_parser(
+        "prune-claims",
+        help="drop old claims of finished deliveries and superseded index versions",
+        description="Safe at any time, also while notifiers run (services/notifier/cleanup.py).",
+    )
+    prune.add_argument("--older-than-days", type=float, default=30.0, metavar="DAYS")
     return cli
+
+
+async def prune_claims(days: float) -> int:
+    """Drop the settled claims older than `days`; print how many."""
+    from services.notifier.cleanup import prune_claims
+    from services.notifier.settings import NotifierSettings
+    from shared import mongo
+
+    settings = NotifierSettings()
+    client = mongo.new_client(settings.mongodb_url)
+    try:
+        db = mongo.database(client, settings.mongodb_database)
+        dropped = await prune_claims(db, timedelta(days=days), datetime.now(UTC))
+    finally:
+        await client.close()
+    print(f"{dropped} claims dropped")
+    return 0
 
 
 def write_preview(args: argparse.Namespace) -> int:
@@ -58,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "preview":
         return write_preview(args)
+    if args.command == "prune-claims":
+        return asyncio.run(prune_claims(args.older_than_days))
     from services.notifier.app import create_app
     from services.notifier.settings import NotifierSettings
     from shared.serve import serve

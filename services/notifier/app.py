@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -27,6 +26,14 @@ from shared.kafka import (
     topics_with_dlq,
 )
 from shared.observability import instrument
+
+# SIGTERM must stop the service within 10 s. Uvicorn gives requests in flight up to 7 s
+# (`shared.serve`) before this shutdown starts, which leaves the rest for the consumers to commit
+# and leave and for the dispatcher to finish the one message it is sending; a healthy server takes
+# milliseconds for that. A hung one is cut off: the delivery stays `sending` and its lease
+# recovers it, at most once as always.
+DISPATCHER_GRACE_SECONDS = 2.0
+QUIT_GRACE_SECONDS = 0.5
 
 
 def create_app(settings: NotifierSettings) -> FastAPI:
@@ -71,11 +78,12 @@ def create_app(settings: NotifierSettings) -> FastAPI:
         finally:
             for task in lag:
                 task.cancel()
-            await broker.stop()
-            dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await dispatcher
-            await notifier.mailer.close()
+            # The dispatcher finishes the message it is sending while the consumers commit and
+            # leave their groups, each within its own bound.
+            await asyncio.gather(
+                broker.stop(), notifier.stop_dispatcher(dispatcher, DISPATCHER_GRACE_SECONDS)
+            )
+            await notifier.mailer.close(grace=QUIT_GRACE_SECONDS)
             await client.close()
 
     app = FastAPI(

@@ -142,7 +142,13 @@ class Deliveries:
             await self._skip_if_abandoned(candidate, claim, now)
             return None
         fields = {"state": "sending", "lease_until": now + self._lease, "attempts": attempt}
-        await self._deliveries.update_one({"_id": candidate["_id"]}, {"$set": fields})
+        # The filter re-checks the record as read: a candidate read before the record moved on
+        # (sent, failed, or a later attempt) is dropped, also once its old claim was cleaned up.
+        current = {"_id": candidate["_id"], "attempts": candidate["attempts"]}
+        current["state"] = {"$in": ["pending", "sending"]}
+        updated = await self._deliveries.update_one(current, {"$set": fields})
+        if updated.matched_count == 0:
+            return None
         return {**candidate, **fields}
 
     async def _skip_if_abandoned(self, candidate: Document, claim: str, now: datetime) -> None:
@@ -171,6 +177,19 @@ class Deliveries:
         """A permanent failure (or no one to send to): never tried again."""
         await self._set(keys, state="failed", failed_at=datetime.now(UTC), last_error=error)
         EMAILS.labels("failed").inc(len(keys))
+
+    async def release(self, claimed: Sequence[Document]) -> None:
+        """Hand back deliveries claimed but not sent (the dispatcher is stopping): due at once.
+
+        Safe because no SMTP transaction of theirs started. The filter names the attempt this
+        replica claimed, so a record another replica took over meanwhile is left alone.
+        """
+        back = {"$set": {"state": "pending", "next_attempt_at": datetime.now(UTC)}}
+        for delivery in claimed:
+            await self._deliveries.update_one(
+                {"_id": delivery["_id"], "state": "sending", "attempts": delivery["attempts"]},
+                {**back, "$unset": {"lease_until": ""}},
+            )
 
     async def for_pilot(self, pilot_id: str) -> list[Document]:
         """Every delivery of one pilot."""

@@ -1,4 +1,5 @@
-"""Pure email rendering: a pilot and a focal point in, a complete `EmailMessage` out.
+"""Pure email rendering: a pilot and a focal point in, a complete message out (`build`: the
+bytes the dispatcher sends; `compose`: the same bytes read back as an `EmailMessage`).
 
 Templates are Jinja2 with autoescaping for HTML, loaded once per process; the strings of each
 language are data files (`templates/i18n/<lang>.yaml`), and so are the words for the taxonomy's
@@ -7,17 +8,23 @@ codes (`templates/i18n/labels/<lang>.yaml`), each with English as the fallback.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import policy
+from email import message_from_bytes, policy
+from email.charset import Charset
+from email.header import Header
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
-from functools import cache
+from functools import cache, lru_cache, wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
+import idna
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -26,8 +33,9 @@ from shared.taxonomy import load_taxonomy
 
 TEMPLATES = Path(__file__).with_name("templates")
 FALLBACK_LANGUAGE = "en"
-# Long header values (the unsubscribe URL) are folded, not turned into encoded words that
-# mail clients would not read as a URL; the default policy also refuses CR/LF in values.
+MAX_LINE = 998  # SMTP's limit on a line, CRLF excluded
+P = ParamSpec("P")
+UTF8 = Charset("utf-8")
 
 
 class _HeaderClasses(HeaderRegistry):
@@ -40,7 +48,21 @@ class _HeaderClasses(HeaderRegistry):
         return header_class
 
 
-EMAIL_POLICY = policy.SMTP.clone(max_line_length=998, header_factory=_HeaderClasses())
+EMAIL_POLICY = policy.SMTP.clone(max_line_length=MAX_LINE, header_factory=_HeaderClasses())
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message ready for SMTP: envelope sender and recipient, its Message-ID, its bytes."""
+
+    sender: str
+    recipient: str
+    message_id: str
+    data: bytes
+
+    def parsed(self) -> EmailMessage:
+        """The bytes read back by the `email` package (for the preview and for checks)."""
+        return message_from_bytes(self.data, policy=EMAIL_POLICY)
 
 
 @dataclass(frozen=True)
@@ -101,11 +123,11 @@ def language_of(recipient: Recipient) -> str:
 
 def message_id(delivery_key: str, sender: str) -> str:
     """A stable Message-ID per delivery, so a repeated send is recognisably the same message."""
-    domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+    domain = _address_of(sender).rpartition("@")[2] or "localhost"
     return f"<{hashlib.sha256(delivery_key.encode()).hexdigest()[:32]}@{domain}>"
 
 
-def compose(
+def build(
     pilot: PilotAnnounced,
     recipient: Recipient,
     codes: list[str],
@@ -114,7 +136,7 @@ def compose(
     unsubscribe_url: str,
     delivery_key: str,
     now: datetime | None = None,
-) -> EmailMessage:
+) -> Outgoing:
     """The email telling `recipient` about `pilot`, both parts, every header."""
     language = language_of(recipient)
     t = strings(language)
@@ -138,7 +160,7 @@ def compose(
     )
 
 
-def compose_digest(
+def build_digest(
     items: list[tuple[PilotAnnounced, list[str]]],
     recipient: Recipient,
     *,
@@ -146,7 +168,7 @@ def compose_digest(
     unsubscribe_url: str,
     delivery_key: str,
     now: datetime | None = None,
-) -> EmailMessage:
+) -> Outgoing:
     """One email telling `recipient` about several pilots (each with the codes it matched)."""
     if not items:
         raise ValueError("a digest needs at least one pilot")
@@ -176,6 +198,18 @@ def compose_digest(
     )
 
 
+def _parsed(build: Callable[P, Outgoing]) -> Callable[P, EmailMessage]:
+    @wraps(build)
+    def parsed(*args: P.args, **kwargs: P.kwargs) -> EmailMessage:
+        return build(*args, **kwargs).parsed()
+
+    return parsed
+
+
+compose = _parsed(build)
+compose_digest = _parsed(build_digest)
+
+
 def _message(
     template: str,
     context: dict[str, Any],
@@ -186,22 +220,143 @@ def _message(
     unsubscribe_url: str,
     delivery_key: str,
     now: datetime | None,
-) -> EmailMessage:
+) -> Outgoing:
     env = environment()
-    message = EmailMessage(policy=EMAIL_POLICY)
-    # The policy of EmailMessage refuses CR and LF in header values: no field can add a header.
-    message["Subject"] = subject
-    message["From"] = sender
-    message["To"] = formataddr((recipient.name, recipient.email))
-    message["Date"] = format_datetime(now or datetime.now(UTC))
-    message["Message-ID"] = message_id(delivery_key, sender)
-    message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message.set_content(env.get_template(f"{template}.txt.j2").render(context))
-    message.add_alternative(env.get_template(f"{template}.html.j2").render(context), subtype="html")
-    # Set last: set_content() and add_alternative() drop the Content-* headers set before them.
-    message["Content-Language"] = str(context["language"])
-    return message
+    text = env.get_template(f"{template}.txt.j2").render(context)
+    html = env.get_template(f"{template}.html.j2").render(context)
+    mid = message_id(delivery_key, sender)
+    address = ascii_address(recipient.email)
+    headers = [
+        _encoded("Subject", subject),
+        _from_line(sender),
+        _address_line("To", recipient.name, address),
+        _line("Date", format_datetime(now or datetime.now(UTC))),
+        _line("Message-ID", mid),
+        # One line whatever its length (up to SMTP's 998), so clients read it as one URL.
+        _line("List-Unsubscribe", f"<{unsubscribe_url}>"),
+        b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+        _line("Content-Language", str(context["language"])),
+    ]
+    return Outgoing(
+        sender=_address_of(sender),
+        recipient=address,
+        message_id=mid,
+        data=b"".join(headers) + _alternative(text, html),
+    )
+
+
+# The wire format is written here rather than by the `email` package, whose header objects
+# (parsed, then folded again) cost most of the time a message takes. Every header value is
+# refused if it holds a CR or LF, so no field can add a header; values that are not plain ASCII
+# become RFC 2047 encoded words (the `email` package's own encoder); every line stays within
+# SMTP's limit. `compose` reads the very same bytes back with the `email` package, so every check
+# of a composed message is a check of what goes on the wire.
+
+
+def _no_break(name: str, value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"the {name} header may not hold a line break: {value!r}")
+
+
+def _line(name: str, value: str) -> bytes:
+    """A header of one line of ASCII (the line as it is: no folding)."""
+    _no_break(name, value)
+    line = f"{name}: {value}\r\n".encode("ascii")  # UnicodeEncodeError is a ValueError too
+    return _short_lines(line, name)
+
+
+@lru_cache(maxsize=1024)  # a pilot's subject is the same for everyone of a language
+def _encoded(name: str, value: str) -> bytes:
+    """A free-text header: folded; encoded words unless plain ASCII that no client could
+    mistake for an encoded word."""
+    _no_break(name, value)
+    charset = "us-ascii" if _plain(value) else "utf-8"
+    folded = Header(value, charset, header_name=name).encode(linesep="\r\n")
+    return _short_lines(f"{name}: {folded}\r\n".encode("ascii"), name)
+
+
+def ascii_address(address: str) -> str:
+    """`address` as plain SMTP takes it: an internationalised domain in its IDNA (punycode)
+    form. A local part that is not ASCII would need SMTPUTF8: `ValueError`, saying so."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise ValueError(f"{address!r}: a non-ASCII local part needs SMTPUTF8, not sent")
+    try:
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ValueError(f"{address!r}: the domain is not a valid IDNA name: {exc}") from exc
+    return f"{local}@{ascii_domain}"
+
+
+def _address_line(header: str, name: str, address: str) -> bytes:
+    """`Name <address>`: the name quoted, or one encoded word, as it needs; an address that
+    is not ASCII (it would need SMTPUTF8) is refused."""
+    _no_break(header, name)
+    _no_break(header, address)
+    address.encode("ascii")  # UnicodeEncodeError is a ValueError too
+    if _plain(name):
+        return _line(header, formataddr((name, address)))
+    return _line(header, f"{UTF8.header_encode(name)} <{address}>")
+
+
+def _plain(value: str) -> bool:
+    return value.isascii() and "=?" not in value
+
+
+def _short_lines(lines: bytes, name: str) -> bytes:
+    if any(len(line) > MAX_LINE for line in lines.split(b"\r\n")):
+        raise ValueError(f"the {name} header has a word longer than one SMTP line")
+    return lines
+
+
+@cache
+def _address_of(sender: str) -> str:
+    """The address part of the configured sender (the same for every message)."""
+    return parseaddr(sender)[1]
+
+
+@cache
+def _from_line(sender: str) -> bytes:
+    """The From header of the configured sender (the same for every message)."""
+    name, address = parseaddr(sender)
+    return _address_line("From", name, address)
+
+
+def _alternative(text: str, html: str) -> bytes:
+    """The MIME header and body of a multipart/alternative with a text and an HTML part."""
+    parts = [_part("plain", text), _part("html", html)]
+    boundary = "=_" + secrets.token_hex(16)
+    while any(boundary.encode() in part for part in parts):  # as good as never: pick another
+        boundary = "=_" + secrets.token_hex(16)
+    delimiter = f"--{boundary}\r\n".encode()
+    return b"".join(
+        [
+            b"MIME-Version: 1.0\r\n",
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode(),
+            *(delimiter + part for part in parts),
+            f"--{boundary}--\r\n".encode(),
+        ]
+    )
+
+
+def _part(subtype: str, content: str) -> bytes:
+    data = content.encode("utf-8")
+    lines = data.splitlines()
+    if data.isascii() and all(len(line) <= MAX_LINE for line in lines):
+        encoding, body = "7bit", b"\r\n".join(lines)
+    else:
+        # Base64 is 7-bit and short-lined: no server extension needed, any content goes.
+        encoding = "base64"
+        encoded = base64.encodebytes(data)  # 76-character lines
+        body = encoded.replace(b"\n", b"\r\n").rstrip(b"\r\n")
+    return (
+        (
+            f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+            f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
+        ).encode()
+        + body
+        + b"\r\n"
+    )
 
 
 def unsubscribe_page(language: str, email: str, *, done: bool, action: str = "") -> str:

@@ -7,6 +7,8 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
+from services.notifier.emails import Outgoing
+
 
 class TransientMailError(Exception):
     """Worth retrying: connection refused or lost, timeout, 4xx reply."""
@@ -35,12 +37,16 @@ class Mailer:
         self._credentials = (username, password) if username else None
         self._lock = asyncio.Lock()
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: Outgoing | EmailMessage) -> None:
         """Send `message`, raising `TransientMailError` or `PermanentMailError` on failure."""
         async with self._lock:
             try:
                 await self._connected()
-                await self._client.send_message(message)
+                if isinstance(message, Outgoing):
+                    # Already the wire format: 7-bit, CRLF, no header left to write.
+                    await self._client.sendmail(message.sender, [message.recipient], message.data)
+                else:
+                    await self._client.send_message(message)
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 codes = [refusal.code for refusal in exc.recipients]
                 reply = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
@@ -57,14 +63,17 @@ class Mailer:
                 await self._reset()
                 raise TransientMailError(f"{type(exc).__name__}: {exc}") from exc
 
-    async def close(self) -> None:
-        """Say QUIT if connected."""
+    async def close(self, grace: float | None = None) -> None:
+        """Say QUIT if connected; drop the connection if the server has not answered within
+        `grace` seconds (a hung server must not hold a shutdown)."""
         async with self._lock:
-            if self._client.is_connected:
-                try:
+            if not self._client.is_connected:
+                return
+            try:
+                async with asyncio.timeout(grace):
                     await self._client.quit()
-                except aiosmtplib.SMTPException:
-                    self._client.close()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                self._client.close()
 
     async def _connected(self) -> None:
         if self._client.is_connected:

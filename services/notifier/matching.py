@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -38,8 +39,12 @@ def candidates_query(pilot: PilotAnnounced) -> dict[str, Any]:
 
 # The match index: every focal point as one short line, packed into a few hundred bucket
 # documents. A server that scans (FerretDB pays per document read) then reads a few hundred
-# documents instead of one per focal point, and the match runs here over the lines.
+# documents instead of one per focal point, and the match runs here over the lines. A bucket is
+# stored zlib-compressed (a quarter of the bytes for the server to read and send); buckets
+# written as text by earlier versions are still read, and rewritten compressed on their next
+# change.
 BUCKETS = 256
+Bucket = str | bytes
 
 
 @dataclass(frozen=True)
@@ -57,33 +62,39 @@ def bucket_of(email_key: str, buckets: int = BUCKETS) -> int:
     return int.from_bytes(hashlib.sha256(email_key.encode()).digest()[:4], "big") % buckets
 
 
-def encode_bucket(entries: dict[str, IndexEntry]) -> str:
-    """One line per entry: key, revision, country and codes, tab-separated.
+def encode_bucket(entries: dict[str, IndexEntry]) -> bytes:
+    """One line per entry: key, revision, country and codes, tab-separated; compressed.
 
     Email keys, country codes and taxonomy codes never hold a tab, a space or a line break.
     """
-    return "\n".join(
+    text = "\n".join(
         f"{e.email_key}\t{e.revision}\t{e.country}\t{' '.join(e.codes)}"
         for e in sorted(entries.values(), key=lambda e: e.email_key)
     )
+    return zlib.compress(text.encode())
 
 
-def decode_bucket(data: str) -> dict[str, IndexEntry]:
+def bucket_text(data: Bucket) -> str:
+    """The lines of a stored bucket (compressed, or text as earlier versions wrote it)."""
+    return zlib.decompress(data).decode() if isinstance(data, bytes) else data
+
+
+def decode_bucket(data: Bucket) -> dict[str, IndexEntry]:
     """The entries of a bucket, by email key."""
     entries: dict[str, IndexEntry] = {}
-    for line in data.splitlines():
+    for line in bucket_text(data).splitlines():
         email_key, revision, country, codes = line.split("\t")
         entries[email_key] = IndexEntry(email_key, int(revision), country, tuple(codes.split()))
     return entries
 
 
-def match(pilot: PilotAnnounced, buckets: Iterable[str]) -> list[tuple[str, list[str]]]:
+def match(pilot: PilotAnnounced, buckets: Iterable[Bucket]) -> list[tuple[str, list[str]]]:
     """(email key, shared codes) of every indexed focal point `pilot` matches."""
     wanted = pilot.codes
     countries = frozenset(pilot.eligible_countries)
     matched: list[tuple[str, list[str]]] = []
     for data in buckets:
-        for line in data.splitlines():
+        for line in bucket_text(data).splitlines():
             email_key, _, country, codes = line.split("\t")
             if countries and country not in countries:
                 continue

@@ -7,7 +7,6 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage
 
 from services.notifier import emails, unsubscribe
 from services.notifier.deliveries import Deliveries, backoff
@@ -31,6 +30,7 @@ class Notifier:
     deliveries: Deliveries
     mailer: Mailer
     _work: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _bucket: TokenBucket = field(init=False)
 
     def __post_init__(self) -> None:
@@ -93,11 +93,15 @@ class Notifier:
         keys = [key for *_, key in items]
         try:
             message = self.compose(record, items)
-            message_id = str(message["Message-ID"])
         except ValueError as exc:  # e.g. a header value that would inject a header
             await self.deliveries.mark_failed(keys, f"cannot compose the email: {exc}")
             return True
-        await self._bucket.acquire()
+        if not await self._send_allowed():
+            # Stopping: no SMTP transaction has started, so the claimed deliveries go back as
+            # they were and the next dispatcher (here after a restart, or another replica)
+            # sends them instead of waiting for the lease.
+            await self.deliveries.release([d for d in group if d["_id"] in keys])
+            return False
         try:
             await self.mailer.send(message)
         except TransientMailError as exc:
@@ -119,19 +123,19 @@ class Notifier:
         else:
             # Nothing but these updates between the server's reply and the records: the window
             # described in `deliveries` stays one MongoDB round trip per delivery in the message.
-            await self.deliveries.mark_sent(keys, message_id)
+            await self.deliveries.mark_sent(keys, message.message_id)
         return True
 
     def compose(
         self, record: Document, items: list[tuple[PilotAnnounced, list[str], str]]
-    ) -> EmailMessage:
+    ) -> emails.Outgoing:
         """The email of one delivery, or the digest of several: (pilot, codes, delivery key)."""
         token = unsubscribe.sign(record["_id"], self.settings.unsubscribe_secrets[0])
         url = f"{self.settings.public_base_url.rstrip('/')}/v1/unsubscribe?token={token}"
         recipient = emails.Recipient(record["email"], record["name"], record["language"])
         if len(items) == 1:
             [(pilot, codes, key)] = items
-            return emails.compose(
+            return emails.build(
                 pilot,
                 recipient,
                 codes,
@@ -139,7 +143,7 @@ class Notifier:
                 unsubscribe_url=url,
                 delivery_key=key,
             )
-        return emails.compose_digest(
+        return emails.build_digest(
             [(pilot, codes) for pilot, codes, _ in items],
             recipient,
             sender=self.settings.mail_from,
@@ -148,14 +152,29 @@ class Notifier:
             delivery_key="+".join(sorted(key for *_, key in items)),
         )
 
+    def stop(self) -> None:
+        """Take no new delivery: the dispatcher finishes the message it is sending and returns."""
+        self._stopping.set()
+        self._work.set()  # an idle dispatcher wakes up to see it
+
+    async def _send_allowed(self) -> bool:
+        """Wait for the send rate to allow one more message; False when stopping instead."""
+        if self._stopping.is_set():
+            return False
+        delay = self._bucket.take()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+        return not self._stopping.is_set()
+
     async def run_dispatcher(self) -> None:
-        """Send due deliveries until cancelled.
+        """Send due deliveries until `stop()` (then return) or cancelled.
 
         It sleeps when nothing is due: until this replica creates a delivery, or for the poll
         interval, after which it looks for retries that came due and for deliveries whose
         sender died (created by this replica or another).
         """
-        while True:
+        while not self._stopping.is_set():
             self._work.clear()
             try:
                 if await self.send_due():
@@ -164,3 +183,14 @@ class Notifier:
                 logger.exception("dispatcher step failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._work.wait(), self.settings.poll_interval_seconds)
+
+    async def stop_dispatcher(self, dispatcher: asyncio.Task[None], grace: float) -> None:
+        """Stop `dispatcher` after its current message and that message's status update;
+        cancel it after `grace` seconds (a hung SMTP server: the lease recovers the delivery)."""
+        self.stop()
+        done, _ = await asyncio.wait([dispatcher], timeout=grace)
+        if not done:
+            logger.warning("dispatcher still busy after %.1fs of shutdown: cancelled", grace)
+            dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await dispatcher

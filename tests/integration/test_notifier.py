@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from urllib.parse import parse_qs, urlparse
 
@@ -13,77 +12,27 @@ from services.notifier import unsubscribe
 from services.notifier.app import create_app
 from services.notifier.mailer import Mailer
 from services.notifier.settings import NotifierSettings
-from shared.events import PilotAnnounced, SurveyResponse
+from tests.integration.notifier_support import focal_response, notifier_settings, pilot, records
 from tests.support import (
     Mailbox,
     Stack,
-    canonical_response,
     eventually,
     produce,
     serving,
-    settings_for,
 )
 
 pytestmark = pytest.mark.integration
 OPERATOR = {"authorization": "Bearer operator-test-token"}
 
 
-def pilot(pilot_id: str, **overrides: object) -> PilotAnnounced:
-    return PilotAnnounced.model_validate(
-        {
-            "pilot_id": pilot_id,
-            "title": "Flood early warning for coastal districts",
-            "summary": "Early warning for coastal flooding, co-financed.",
-            "themes": ["climate-resilience", "disaster-risk-reduction"],
-            "sdgs": ["sdg-13"],
-            "eligible_countries": ["VN", "ID"],
-            "lead_agency": "UNOSSC",
-            "apply_by": "2099-03-31",
-            "url": "https://example.org/pilots/007",
-            **overrides,
-        }
-    )
-
-
-def focal_response(
-    number: int, email: str, *, interests: list[str], country: str = "VN", language: str = "en"
-) -> SurveyResponse:
-    body = canonical_response(
-        f"generic:{number}",
-        respondent={"type": "local_government", "country": country, "city": "Đà Nẵng"},
-        development_priorities=["sdg-6"],
-        collaboration_interests=interests,
-        focal_point={
-            "name": "Nguyễn Văn An",
-            "email": email,
-            "language": language,
-            "consent": True,
-        },
-    )
-    return SurveyResponse.model_validate(
-        {**body, "source": "generic", "received_at": datetime.now(UTC)}
-    )
-
-
-def records(*events: SurveyResponse | PilotAnnounced) -> list[tuple[bytes, bytes]]:
-    return [
-        (
-            (e.response_id if isinstance(e, SurveyResponse) else e.pilot_id).encode(),
-            e.model_dump_json().encode(),
-        )
-        for e in events
-    ]
-
-
 @pytest.fixture
 def settings(stack: Stack, run_id: str) -> NotifierSettings:
-    return settings_for(
-        NotifierSettings,
-        stack.environment(run_id),
+    return notifier_settings(
+        stack,
+        run_id,
         operator_token="operator-test-token",
         unsubscribe_secret="test-unsubscribe-secret",
         public_base_url="https://notify.example.org",
-        poll_interval_seconds=0.1,
     )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,76 +21,27 @@ from aiosmtpd.controller import Controller
 from services.notifier.app import create_app
 from services.notifier.settings import NotifierSettings
 from shared.kafka import consumer_lag
-from tests.integration.test_notifier import focal_response, pilot, records
+from tests.integration.notifier_support import (
+    CLIENT_TIMEOUT,
+    Recorder,
+    addresses,
+    focal_response,
+    notifier_settings,
+    pilot,
+    records,
+)
 from tests.support import (
     Stack,
     eventually,
     free_port,
     produce,
     serving,
-    settings_for,
     start_service,
 )
 
 pytestmark = pytest.mark.integration
 OPERATOR_TOKEN = "operator-test-token"
 OPERATOR = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
-CLIENT_TIMEOUT = 0.5
-
-
-class Recorder:
-    """An aiosmtpd handler that keeps what it accepted and misbehaves on request.
-
-    `refuse`: recipients answered 550 at RCPT; `defer_once`: 451 at their first RCPT;
-    `slow_once`: their first RCPT answered only after the client gave up; `hold_at`: the n-th
-    DATA waits until `release` is set, then is answered 451 and not kept (the sender died).
-    """
-
-    def __init__(self) -> None:
-        self.accepted: list[str] = []
-        self.peers: list[tuple[str, int]] = []
-        self.refuse: set[str] = set()
-        self.defer_once: set[str] = set()
-        self.slow_once: set[str] = set()
-        self.hold_at: int | None = None
-        self.holding = threading.Event()
-        self.release = threading.Event()
-        self._seen: set[str] = set()
-        self._data_count = 0
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        first = address not in self._seen
-        self._seen.add(address)
-        if address in self.refuse:
-            return "550 5.1.1 No such mailbox here"
-        if first and address in self.defer_once:
-            return "451 4.3.0 Try again later"
-        if first and address in self.slow_once:
-            await asyncio.sleep(CLIENT_TIMEOUT * 4)
-            return "451 4.4.2 Too slow"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self._data_count += 1
-        if self._data_count == self.hold_at:
-            self.holding.set()
-            await asyncio.to_thread(self.release.wait)
-            return "451 4.3.0 Sender went away"
-        if session.peer not in self.peers:
-            self.peers.append(session.peer)
-        self.accepted.extend(envelope.rcpt_tos)
-        return "250 Message accepted"
-
-    def count(self) -> Counter[str]:
-        """Messages accepted per recipient."""
-        return Counter(self.accepted)
-
-    async def counted(self) -> Counter[str]:
-        """The same, as a probe for `eventually`."""
-        return self.count()
 
 
 @pytest.fixture
@@ -116,21 +66,16 @@ def smtp_server(recorder: Recorder, smtp_port: int) -> Iterator[Controller]:
 
 @pytest.fixture
 def settings(stack: Stack, run_id: str, smtp_port: int) -> NotifierSettings:
-    return settings_for(
-        NotifierSettings,
-        stack.environment(run_id),
+    return notifier_settings(
+        stack,
+        run_id,
         smtp_port=smtp_port,
         smtp_timeout_seconds=CLIENT_TIMEOUT,
         operator_token=OPERATOR_TOKEN,
-        poll_interval_seconds=0.1,
         retry_first_delay_seconds=0.2,
         retry_max_delay_seconds=1.0,
         send_rate_per_second=0,
     )
-
-
-def addresses(run_id: str, label: str, count: int) -> list[str]:
-    return [f"{label}-{n}-{run_id}@example.org" for n in range(count)]
 
 
 async def register(stack: Stack, settings: NotifierSettings, emails: list[str]) -> None:

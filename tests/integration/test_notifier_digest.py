@@ -9,8 +9,8 @@ import pytest
 
 from services.notifier.app import create_app
 from services.notifier.settings import NotifierSettings
-from tests.integration.test_notifier import focal_response, pilot, records
-from tests.support import Mailbox, Stack, eventually, produce, serving, settings_for
+from tests.integration.notifier_support import focal_response, notifier_settings, pilot, records
+from tests.support import Mailbox, Stack, eventually, produce, serving
 
 pytestmark = pytest.mark.integration
 OPERATOR = {"authorization": "Bearer operator-test-token"}
@@ -18,12 +18,8 @@ OPERATOR = {"authorization": "Bearer operator-test-token"}
 
 @pytest.fixture
 def settings(stack: Stack, run_id: str) -> NotifierSettings:
-    return settings_for(
-        NotifierSettings,
-        stack.environment(run_id),
-        operator_token="operator-test-token",
-        poll_interval_seconds=0.1,
-        digest_window_seconds=3,
+    return notifier_settings(
+        stack, run_id, operator_token="operator-test-token", digest_window_seconds=3
     )
 
 

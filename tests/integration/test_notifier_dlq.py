@@ -9,15 +9,15 @@ import pytest
 from services.notifier.app import create_app
 from services.notifier.settings import NotifierSettings
 from shared.topics import dlq
-from tests.integration.test_notifier import focal_response, pilot, records
-from tests.support import Mailbox, Stack, eventually, produce, read_topic, serving, settings_for
+from tests.integration.notifier_support import focal_response, notifier_settings, pilot, records
+from tests.support import Mailbox, Stack, eventually, produce, read_topic, serving
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def settings(stack: Stack, run_id: str) -> NotifierSettings:
-    return settings_for(NotifierSettings, stack.environment(run_id), poll_interval_seconds=0.1)
+    return notifier_settings(stack, run_id)
 
 
 async def test_poison_events_both_topics_to_dlq_and_consumer_moves_on(

@@ -10,6 +10,7 @@ import pytest
 
 from services.notifier.app import create_app
 from services.notifier.settings import NotifierSettings
+from tests.integration.notifier_support import notifier_settings
 from tests.support import (
     Mailbox,
     Stack,
@@ -17,7 +18,6 @@ from tests.support import (
     eventually,
     produce,
     serving,
-    settings_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def settings(stack: Stack, run_id: str) -> NotifierSettings:
-    return settings_for(NotifierSettings, stack.environment(run_id), poll_interval_seconds=0.1)
+    return notifier_settings(stack, run_id)
 
 
 def raw_response(number: int, email: str, name: str, language: str) -> bytes:

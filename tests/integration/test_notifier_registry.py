@@ -20,7 +20,7 @@ from services.notifier.settings import NotifierSettings
 from shared import mongo
 from shared.events import SurveyResponse
 from shared.kafka import consumer_lag
-from tests.integration.test_notifier import pilot, records
+from tests.integration.notifier_support import notifier_settings, pilot, records
 from tests.support import (
     Mailbox,
     Stack,
@@ -28,7 +28,6 @@ from tests.support import (
     eventually,
     produce,
     serving,
-    settings_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -159,7 +158,7 @@ async def test_send_due_after_withdrawal_fails_pending_delivery(
 
 @pytest.fixture
 def settings(stack: Stack, run_id: str) -> NotifierSettings:
-    return settings_for(NotifierSettings, stack.environment(run_id), poll_interval_seconds=0.1)
+    return notifier_settings(stack, run_id)
 
 
 async def test_withdrawal_stops_all_mail_until_consent_again(

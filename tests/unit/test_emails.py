@@ -10,6 +10,7 @@ import pytest
 
 from services.notifier.emails import (
     Recipient,
+    build,
     compose,
     language_of,
     message_id,
@@ -260,3 +261,75 @@ def test_unsubscribe_page_unknown_language_english():
     page = unsubscribe_page("xx", "an@example.org", done=True)
 
     assert '<html lang="en" dir="ltr">' in page
+
+
+def wire(pilot, to: Recipient | None = None) -> bytes:
+    return build(
+        pilot,
+        to or recipient(),
+        CODES,
+        sender=SENDER,
+        unsubscribe_url=UNSUBSCRIBE_URL,
+        delivery_key=KEY,
+        now=NOW,
+    ).data
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_build_wire_seven_bit_crlf_short_lines(make_pilot_event, language):
+    data = wire(make_pilot_event(title="Ω" * 200), recipient(name="名" * 200, language=language))
+
+    assert data.isascii()  # no server extension (8BITMIME, SMTPUTF8) needed
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+
+
+def test_build_compose_reads_the_wire_bytes(make_pilot_event):
+    data = wire(make_pilot_event())
+    parsed = message_from_bytes(data, policy=policy.default)
+
+    assert parsed["Subject"] == f"New pilot for your city: {TITLE}"
+    assert parsed["To"].addresses[0].display_name == "Nguyễn Văn An"
+    assert parts(parsed) == parts(email(make_pilot_event()))
+
+
+def test_build_name_like_encoded_word_kept_literal(make_pilot_event):
+    name = "=?utf-8?q?Admin?="
+    data = wire(make_pilot_event(), recipient(name=name))
+
+    parsed = message_from_bytes(data, policy=policy.default)
+
+    assert parsed["To"].addresses[0].display_name == name
+
+
+def test_build_long_non_ascii_subject_round_trip(make_pilot_event):
+    title = "Раннее оповещение " * 10
+
+    parsed = email(make_pilot_event(title=title.strip()), recipient(language="ru"))
+
+    assert title.strip() in parsed["Subject"]
+
+
+def test_build_address_not_ascii_raises(make_pilot_event):
+    with pytest.raises(ValueError):
+        wire(make_pilot_event(), recipient(email="änne@example.org"))
+
+
+def test_compose_internationalised_domain_sent_as_punycode(make_pilot_event):
+    outgoing = build(
+        make_pilot_event(),
+        recipient(email="an@bücher.example"),
+        CODES,
+        sender=SENDER,
+        unsubscribe_url=UNSUBSCRIBE_URL,
+        delivery_key=KEY,
+        now=NOW,
+    )
+
+    assert outgoing.recipient == "an@xn--bcher-kva.example"
+    assert outgoing.parsed()["To"].addresses[0].addr_spec == "an@xn--bcher-kva.example"
+
+
+def test_compose_non_ascii_local_part_raises_saying_why(make_pilot_event):
+    with pytest.raises(ValueError, match="needs SMTPUTF8"):
+        email(make_pilot_event(), recipient(email="nguyễn@example.org"))

@@ -10,6 +10,7 @@ from services.notifier.matching import (
     BUCKETS,
     IndexEntry,
     bucket_of,
+    bucket_text,
     decode_bucket,
     encode_bucket,
     match,
@@ -30,7 +31,7 @@ def test_encode_bucket_round_trip():
 
     data = encode_bucket(entries)
 
-    assert data.splitlines() == [
+    assert bucket_text(data).splitlines() == [
         "a@example.org\t1\tKE\t",
         "b@example.org\t3\tVN\tclimate-resilience sdg-13",
     ]
@@ -97,3 +98,30 @@ def test_match_agrees_with_shared_codes(make_pilot_event, seed):
 
     assert sorted(match(pilot, [encode_bucket(entries)])) == expected
     assert expected  # the sample is large enough to match someone
+
+
+def test_match_code_prefix_of_another_no_match(make_pilot_event):
+    data = encode_bucket(
+        {
+            "a@x.org": entry("a@x.org", "VN", "sdg-13", "climate-resilience-x"),
+            "b@x.org": entry("b@x.org", "VN", "housing", "sdg-1"),
+        }
+    )
+
+    pilot = make_pilot_event(themes=["climate-resilience"], sdgs=["sdg-1"])
+
+    assert match(pilot, [data]) == [("b@x.org", ["sdg-1"])]
+
+
+def test_match_country_prefix_of_another_no_match(make_pilot_event):
+    data = encode_bucket({"a@x.org": entry("a@x.org", "VNX", "climate-resilience")})
+
+    assert match(make_pilot_event(eligible_countries=["VN"]), [data]) == []
+
+
+def test_match_text_bucket_of_earlier_versions_read(make_pilot_event):
+    entries = {"a@x.org": entry("a@x.org", "VN", "climate-resilience")}
+    text = bucket_text(encode_bucket(entries))
+
+    assert decode_bucket(text) == entries
+    assert match(make_pilot_event(), [text]) == [("a@x.org", ["climate-resilience"])]
