@@ -98,19 +98,11 @@ async def test_unsubscribe_one_click_stops_later_pilots(
     leaving = f"leaving-{run_id}@example.org"
     staying = f"staying-{run_id}@example.org"
     mailbox = Mailbox(stack.mail_api)
-    await produce(
-        stack.kafka,
-        settings.topic_responses,
-        records(
-            focal_response(1, leaving, interests=["climate-resilience"]),
-            focal_response(2, staying, interests=["climate-resilience"]),
-        ),
-    )
+    await register_interested(stack, settings, leaving, staying)
     async with serving(create_app(settings)) as client:
         await produce(stack.kafka, settings.topic_pilots, records(pilot(f"first-{run_id}")))
         inbox = await eventually(lambda: mailbox.messages_to(leaving), lambda m: len(m) == 1)
-        sent = message_from_bytes(await mailbox.raw(inbox[0]["ID"]), policy=policy.default)
-        token = parse_qs(urlparse(sent["List-Unsubscribe"].strip("<>")).query)["token"][0]
+        token = unsubscribe_token(await mailbox.raw(inbox[0]["ID"]))
 
         forged = await client.post("/v1/unsubscribe", params={"token": token[:-2] + "xx"})
         page = await client.get("/v1/unsubscribe", params={"token": token})
@@ -153,14 +145,7 @@ async def test_unsubscribe_after_secret_rotation_old_links_still_work(
     leaving = f"rotated-{run_id}@example.org"
     staying = f"kept-{run_id}@example.org"
     mailbox = Mailbox(stack.mail_api)
-    await produce(
-        stack.kafka,
-        settings.topic_responses,
-        records(
-            focal_response(1, leaving, interests=["climate-resilience"]),
-            focal_response(2, staying, interests=["climate-resilience"]),
-        ),
-    )
+    await register_interested(stack, settings, leaving, staying)
     async with serving(create_app(settings)):
         await produce(stack.kafka, settings.topic_pilots, records(pilot(f"before-{run_id}")))
         inbox = await eventually(lambda: mailbox.messages_to(leaving), lambda m: len(m) == 1)
@@ -198,3 +183,17 @@ def signed_with(token: str, secret: str) -> bool:
     except unsubscribe.InvalidToken:
         return False
     return True
+
+
+async def register_interested(stack: Stack, settings: NotifierSettings, *emails: str) -> None:
+    """Consenting focal points interested in climate resilience, one per address."""
+    await produce(
+        stack.kafka,
+        settings.topic_responses,
+        records(
+            *(
+                focal_response(n, email, interests=["climate-resilience"])
+                for n, email in enumerate(emails, start=1)
+            )
+        ),
+    )
