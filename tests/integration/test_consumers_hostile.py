@@ -1,0 +1,321 @@
+"""Hostile records on the real broker and MongoDB-wire server: no record stops a partition, and
+a code newer than the consumers' taxonomy is counted, not parked.
+
+The records are written straight to the topic (as any producer could), all on one partition,
+the poison between good ones: the good one after the poison is counted only if the consumer
+moved past it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from services.analytics import maintenance
+from services.analytics.aggregates import OVERALL
+from services.analytics.store import AnalyticsStore, Positioned
+from services.notifier.app import create_app as create_notifier
+from shared import mongo, topics
+from shared.events import TOLERANT, SurveyResponse
+from shared.kafka import (
+    INVALID,
+    REFUSED,
+    UNDECODABLE,
+    consumer_lag,
+    ensure_topics,
+    topics_with_dlq,
+)
+from tests.integration.notifier_support import notifier_settings
+from tests.recount import assert_api_exact
+from tests.support import (
+    Mailbox,
+    ServiceProcess,
+    Stack,
+    canonical_response,
+    eventually,
+    produce,
+    read_topic,
+    serving,
+    start_service,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def environment(stack: Stack, run_id: str) -> AsyncIterator[dict[str, str]]:
+    """This test's settings, its topics made with one partition (so records keep their order);
+    the topics and the database are removed afterwards."""
+    env = stack.environment(run_id)
+    for topic in (env["TOPIC_RESPONSES"], env["TOPIC_PILOTS"]):
+        await ensure_topics(stack.kafka, topics_with_dlq(topic), partitions=1)
+    yield env
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka)
+    await admin.start()
+    try:
+        mine = [name for name in await admin.list_topics() if name.startswith(f"test-{run_id}.")]
+        await admin.delete_topics(mine)
+    finally:
+        await admin.close()
+    client = mongo.new_client(stack.mongodb_url)
+    try:
+        await client.drop_database(env["MONGODB_DATABASE"])
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def analytics(environment: dict[str, str], tmp_path: Path) -> AsyncIterator[ServiceProcess]:
+    """Analytics run as operators run it, consuming this test's topic."""
+    service = start_service("analytics", environment, tmp_path)
+    try:
+        service.wait_ready()
+        yield service
+    finally:
+        if service.process.poll() is None:
+            service.terminate()
+
+
+def body(number: int, run_id: str, **overrides: Any) -> dict[str, Any]:
+    """A response event as the intake writes it."""
+    return {
+        **canonical_response(f"generic:{run_id}-{number}", **overrides),
+        "source": "generic",
+        "received_at": "2024-05-02T10:31:02Z",
+    }
+
+
+def record(event: dict[str, Any]) -> tuple[bytes, bytes]:
+    return event["response_id"].encode(), json.dumps(event).encode()
+
+
+async def is_ferretdb(stack: Stack) -> bool:
+    """FerretDB refuses keys starting with `$` and nested arrays; MongoDB stores them."""
+    client = mongo.new_client(stack.mongodb_url)
+    try:
+        return "ferretdbVersion" in await client.admin.command("buildInfo")
+    finally:
+        await client.close()
+
+
+def poison(run_id: str) -> dict[str, tuple[bytes, bytes]]:
+    """Records no consumer may stop on, by name."""
+    return {
+        "garbage": (b"garbage", b"\x00\xff\xfe not an event \x01"),
+        "invalid": record(body(90, run_id, capacity_needs=["Not A Code"])),
+        # BSON cannot carry these: refused before anything is sent to the server.
+        "nul-key": record(body(91, run_id, answers={"q\u0000": "x"})),
+        "huge-int": record(body(92, run_id, answers={"n": 2**70})),
+        # The server itself refuses this one (FerretDB), or stores it (MongoDB).
+        "dollar-key": record(body(93, run_id, answers={"$where": "sleep(1000)"})),
+    }
+
+
+def dead_letters(parked: list[Any]) -> dict[bytes, dict[str, Any]]:
+    """The parked records by key: reason, group, source position and value."""
+    found = {}
+    for letter in parked:
+        headers = {name: value.decode() for name, value in letter.headers}
+        found[letter.key] = {
+            "reason": headers["dlq-reason"],
+            "group": headers.get("dlq-group"),
+            "error": headers["dlq-error"],
+            "source": json.loads(headers["dlq-source"]),
+            "value": letter.value,
+        }
+    return found
+
+
+async def test_consume_poison_between_good_records_parked_and_partition_moves_on(
+    stack: Stack, run_id: str, environment: dict[str, str], analytics: ServiceProcess
+) -> None:
+    topic = environment["TOPIC_RESPONSES"]
+    refused_by_server = await is_ferretdb(stack)
+    bad = poison(run_id)
+    first, last = (
+        body(1, run_id),
+        body(2, run_id, respondent={"type": "cso", "country": "KE", "city": "Kisumu"}),
+    )
+    good = [first, last] + ([] if refused_by_server else [json.loads(bad["dollar-key"][1])])
+    ordered = [record(first), *bad.values(), record(last)]
+
+    await produce(stack.kafka, topic, ordered)
+
+    # Every record committed: nothing holds the partition.
+    await eventually(
+        lambda: consumer_lag(stack.kafka, environment["ANALYTICS_GROUP_ID"], topic),
+        lambda lag: lag == 0,
+        within=60,
+    )
+    parked = dead_letters(await read_topic(stack.kafka, topics.dlq(topic), idle_seconds=2))
+    expected = {"garbage": UNDECODABLE, "invalid": INVALID}
+    expected |= {"nul-key": REFUSED, "huge-int": REFUSED}
+    if refused_by_server:
+        expected["dollar-key"] = REFUSED
+    assert sorted(parked) == sorted(bad[name][0] for name in expected)
+    for offset, (key, value) in enumerate(ordered):
+        if key in parked:
+            letter = parked[key]
+            assert letter["source"] == {"topic": topic, "partition": 0, "offset": offset}
+            assert letter["value"] == value
+            assert letter["group"] == environment["ANALYTICS_GROUP_ID"]
+            assert letter["error"]
+    assert {parked[bad[name][0]]["reason"] for name in ("nul-key", "huge-int")} == {REFUSED}
+    assert parked[b"garbage"]["reason"] == UNDECODABLE
+    assert parked[bad["invalid"][0]]["reason"] == INVALID
+    if refused_by_server:
+        assert "$where" in parked[bad["dollar-key"][0]]["error"]
+    # The API's numbers are a hand recount of the good records alone; `verify` finds no drift.
+    await assert_api_exact(environment, analytics, good, random.Random(1))
+
+
+async def test_record_each_refused_never_counts_and_a_replay_counts_the_same(
+    stack: Stack, run_id: str, environment: dict[str, str]
+) -> None:
+    client = mongo.new_client(stack.mongodb_url)
+    store = AnalyticsStore(mongo.database(client, environment["MONGODB_DATABASE"]))
+    bad = poison(run_id)
+    events = [
+        SurveyResponse.model_validate_json(value, context=TOLERANT)
+        for value in (record(body(1, run_id))[1], bad["nul-key"][1], bad["huge-int"][1])
+    ]
+    events.append(SurveyResponse.model_validate(body(2, run_id)))
+    batch = [Positioned(event, 0, offset) for offset, event in enumerate(events)]
+    try:
+        first = await store.record_each(batch)
+        await store.apply(first.counted)
+        # The same batch read again (a crash before the commit), then its tail alone.
+        again = await store.record_each(batch)
+        await store.apply(again.counted)
+        tail = await store.record_each(batch[2:])
+        await store.apply(tail.counted)
+        overall = await store.aggregate(OVERALL)
+        audit = await maintenance.verify(store)
+    finally:
+        await client.close()
+
+    refused = [(item.offset, reason.split(":")[0]) for item, reason in first.refused]
+    assert refused == [(1, "not storable"), (2, "not storable")]
+    assert [(i.offset, r) for i, r in again.refused] == [(i.offset, r) for i, r in first.refused]
+    assert [i.offset for i in first.counted] == [i.offset for i in again.counted] == [0, 3]
+    assert [i.offset for i in tail.counted] == [3]
+    assert overall is not None and overall["total"] == 2
+    assert audit.drifts == []
+
+
+async def test_notifier_registry_moves_past_poison(
+    stack: Stack, run_id: str, environment: dict[str, str]
+) -> None:
+    settings = notifier_settings(stack, run_id)
+    topic = settings.topic_responses
+    people = [f"poison-{n}-{run_id}@example.org" for n in range(3)]
+
+    def focal(number: int, email: str, **overrides: Any) -> dict[str, Any]:
+        point = {"name": "Lê Thị Hoa", "email": email, "language": "en", "consent": True}
+        return body(number, run_id, focal_point=point, **overrides)
+
+    bad = poison(run_id)
+    # For the notifier, an answers key BSON cannot carry is no poison: it keeps no answers.
+    nul_key_person = focal(91, people[2], answers={"q\u0000": "x"})
+    ordered = [
+        record(focal(1, people[0])),
+        bad["garbage"],
+        bad["invalid"],
+        record(nul_key_person),
+        record(focal(2, people[1])),
+    ]
+    app = create_notifier(settings)
+    registry = app.state.notifier.registry
+    async with serving(app):
+        await produce(stack.kafka, topic, ordered)
+        for person in people:
+            registered = await eventually(
+                lambda person=person: registry.get(person), lambda r: r is not None, within=60
+            )
+            assert registered["consent"] is True
+        await eventually(
+            lambda: consumer_lag(stack.kafka, f"{settings.notifier_group_id}.registry", topic),
+            lambda lag: lag == 0,
+            within=30,
+        )
+    parked = dead_letters(await read_topic(stack.kafka, topics.dlq(topic), idle_seconds=2))
+    assert sorted(parked) == sorted([b"garbage", bad["invalid"][0]])
+    assert parked[b"garbage"]["source"] == {"topic": topic, "partition": 0, "offset": 1}
+    assert parked[b"garbage"]["reason"] == UNDECODABLE
+    assert parked[bad["invalid"][0]]["reason"] == INVALID
+    assert {letter["group"] for letter in parked.values()} == {
+        f"{settings.notifier_group_id}.registry"
+    }
+
+
+async def test_unknown_code_counted_labelled_and_matched_not_parked(
+    stack: Stack, run_id: str, environment: dict[str, str], analytics: ServiceProcess
+) -> None:
+    new_theme = "ocean-economy"  # a theme added to the taxonomy after these consumers were built
+    email = f"ocean-{run_id}@example.org"
+    known = body(1, run_id)
+    newer = body(
+        2,
+        run_id,
+        schema_version=2,  # and a field of that newer schema version, unknown here
+        coastline_km=40,
+        development_priorities=["sdg-14"],
+        capacity_needs=[new_theme, "housing"],
+        collaboration_interests=[new_theme],
+        focal_point={"name": "Lê Thị Hoa", "email": email, "language": "en", "consent": True},
+    )
+    pilot = {
+        "pilot_id": f"pilot-ocean-{run_id}",
+        "title": "Blue economy for coastal cities",
+        "themes": [new_theme],
+        "sdgs": [],
+        "eligible_countries": ["VN"],
+        "apply_by": "2099-12-31",
+        "url": "https://example.org/pilots/ocean",
+        "schema_version": 2,
+    }
+    settings = notifier_settings(stack, run_id)
+    app = create_notifier(settings)
+    registry = app.state.notifier.registry
+    async with serving(app):
+        # Both consumers are running when the events arrive.
+        await produce(stack.kafka, environment["TOPIC_RESPONSES"], [record(known), record(newer)])
+        registered = await eventually(
+            lambda: registry.get(email), lambda r: r is not None, within=60
+        )
+        await produce(
+            stack.kafka,
+            environment["TOPIC_PILOTS"],
+            [(pilot["pilot_id"].encode(), json.dumps(pilot).encode())],
+        )
+        messages = await eventually(
+            lambda: Mailbox(stack.mail_api).messages_to(email), lambda m: len(m) == 1, within=60
+        )
+        await eventually(
+            lambda: consumer_lag(
+                stack.kafka, environment["ANALYTICS_GROUP_ID"], environment["TOPIC_RESPONSES"]
+            ),
+            lambda lag: lag == 0,
+            within=60,
+        )
+
+    assert new_theme in registered["codes"]
+    assert messages[0]["Subject"]
+    for topic in (environment["TOPIC_RESPONSES"], environment["TOPIC_PILOTS"]):
+        assert await read_topic(stack.kafka, topics.dlq(topic), idle_seconds=1) == []
+    async with httpx.AsyncClient(base_url=analytics.url, timeout=30) as client:
+        overview = (await client.get("/v1/overview")).json()
+        summary = (await client.get("/v1/surveys/cities-2024-priorities/summary")).json()
+    for shaped in (overview, summary):
+        assert shaped["capacity_needs"][new_theme] == 1
+        assert shaped["collaboration_interests"][new_theme] == 1
+        assert shaped["unknown_codes"] == [new_theme]
+    # Counted under its code like any other, and `verify` agrees (inside `assert_api_exact`).
+    await assert_api_exact(environment, analytics, [known, newer], random.Random(2))
