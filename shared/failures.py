@@ -78,6 +78,8 @@ REFUSAL_CODES = frozenset(
 TRANSIENT_WORDS = (
     "database is locked",  # FerretDB on SQLite while another writer holds the lock
     "sqlite_busy",
+    "disk i/o error",  # SQLite's I/O errors and a full disk: the server's state, not the record
+    "no space left",
     "not primary",
     "not master",
     "timed out",

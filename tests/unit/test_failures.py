@@ -51,6 +51,7 @@ DEAD, RETRY, DUPLICATE = Disposition.DEAD_LETTER, Disposition.RETRY, Disposition
         ({"code": 112, "errmsg": "WriteConflict"}, RETRY),
         ({"code": 14031, "errmsg": "disk full"}, RETRY),
         ({"code": 8, "errmsg": "connection reset by peer"}, RETRY),
+        ({"code": 1, "errmsg": "sqlite: disk I/O error (SQLITE_IOERR)"}, RETRY),
     ],
 )
 def test_classify_write_error_each_kind(error: dict[str, Any], expected: Disposition) -> None:
