@@ -55,7 +55,6 @@ from shared.mongo import Document
 
 RESPONSES = "analytics_responses"
 AGGREGATES = "analytics_aggregates"
-DUPLICATE_KEY = 11000
 SUPERSEDED = "superseded"
 # On FerretDB every read or write by `_id` scans the collection (it uses no index for them), so
 # it pays to keep few whole versions (older ones are tombstones) and to move the head at every
