@@ -35,6 +35,7 @@ from shared.kafka import (
     topics_with_dlq,
 )
 from tests.integration.notifier_support import notifier_settings
+from tests.integration.test_dlq_replay import dlq_command
 from tests.recount import assert_api_exact
 from tests.support import (
     Mailbox,
@@ -186,6 +187,31 @@ async def test_consume_poison_between_good_records_parked_and_partition_moves_on
     if ferretdb and expected[bad["dollar-key"][0]] == REFUSED:
         assert "$where" in parked[bad["dollar-key"][0]]["error"]
     # The API's numbers are a hand recount of the good records alone; `verify` finds no drift.
+    await assert_api_exact(environment, analytics, good, random.Random(1))
+
+    # The operators' view of them, then a replay: parked again, the numbers stay the same.
+    dlq = topics.dlq(topic)
+    shown = [
+        json.loads(line)
+        for line in (await dlq_command(stack, "show", "--topic", dlq, "--json")).splitlines()
+    ]
+    assert {(letter["key"], letter["reason"]) for letter in shown} == {
+        (key.decode(errors="replace"), reason) for key, reason in expected.items()
+    }
+    assert {letter["group"] for letter in shown} == {environment["ANALYTICS_GROUP_ID"]}
+    group = f"replay-{environment['ANALYTICS_GROUP_ID']}"
+    output = await dlq_command(stack, "replay", "--topic", dlq, "--group", group)
+    assert f"replayed {len(expected)} of {dlq}: {len(expected)} to {topic}" in output
+    await eventually(
+        lambda: read_topic(stack.kafka, dlq, idle_seconds=1),
+        lambda letters: len(letters) == 2 * len(expected),
+        within=60,
+    )
+    await eventually(
+        lambda: consumer_lag(stack.kafka, environment["ANALYTICS_GROUP_ID"], topic),
+        lambda lag: lag == 0,
+        within=60,
+    )
     await assert_api_exact(environment, analytics, good, random.Random(1))
 
 
