@@ -2,14 +2,23 @@
 
 Every code is checked against the taxonomy and every size is bounded, so a consumer can trust
 what it reads and nothing invalid is ever published.
+
+Producers validate strictly: only codes of their taxonomy, only the schema version they know.
+Consumers read with `TOLERANT` as the validation context, so that a rolling upgrade does not park
+valid events: a code their taxonomy does not know yet is kept when it is well formed (a short
+lower-case slug, safe as a MongoDB field name and in the notifier's match index), fields they do
+not know are ignored, and an event of a newer `schema_version` is read as the version they know
+(a version only ever adds optional fields; a change that removes or redefines one is a new topic,
+`.v2`). Sizes and types are checked the same way in both readings.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import pycountry
 from pydantic import (
@@ -22,12 +31,20 @@ from pydantic import (
     Field,
     HttpUrl,
     PlainSerializer,
+    ValidationInfo,
 )
 
 from shared.taxonomy import load_taxonomy
 
 SOURCES = ("generic", "kobotoolbox", "typeform", "jotform", "google-forms")
 LANGUAGES = ("en", "fr", "es", "ar", "zh", "ru")
+
+# The version of the event schemas this code writes; an event without one is version 1.
+SCHEMA_VERSION: Final = 1
+# The validation context of consumers (see the module docstring).
+TOLERANT: Final[Mapping[str, str]] = {"unknown_codes": "keep"}
+# What a taxonomy code looks like, known or not: no `.`, `$`, space or tab can appear in one.
+WELL_FORMED_CODE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 Source = Literal["generic", "kobotoolbox", "typeform", "jotform", "google-forms"]
 Language = Literal["en", "fr", "es", "ar", "zh", "ru"]
@@ -49,13 +66,32 @@ def _country_code(value: str) -> str:
     return code
 
 
-def _code_in(vocabulary: Callable[[], Collection[str]], what: str) -> Callable[[str], str]:
-    def check(code: str) -> str:
-        if code not in vocabulary():
+def tolerant(info: ValidationInfo) -> bool:
+    """Whether the event is read by a consumer (`TOLERANT` context) rather than a producer."""
+    context = info.context
+    return isinstance(context, Mapping) and context.get("unknown_codes") == "keep"
+
+
+def _code_in(
+    vocabulary: Callable[[], Collection[str]], what: str
+) -> Callable[[str, ValidationInfo], str]:
+    def check(code: str, info: ValidationInfo) -> str:
+        if code in vocabulary():
+            return code
+        if not tolerant(info):
             raise ValueError(f"{code!r} is not a known {what} code")
-        return code
+        if not WELL_FORMED_CODE.fullmatch(code):
+            raise ValueError(f"{code!r} is neither a known {what} code nor a well-formed new one")
+        return code  # newer than this taxonomy: counted under its code, labelled unknown
 
     return check
+
+
+def _schema_version(version: int, info: ValidationInfo) -> int:
+    # A producer writes only what it knows; a consumer reads a newer event as far as it can.
+    if version > SCHEMA_VERSION and not tolerant(info):
+        raise ValueError(f"schema version {version} is newer than this service's {SCHEMA_VERSION}")
+    return version
 
 
 def _unique(values: list[str]) -> list[str]:
@@ -85,6 +121,7 @@ UtcDatetime = Annotated[
 ]
 Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\w.:@-]+$")]
 Slug = Annotated[str, Field(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+SchemaVersion = Annotated[int, Field(ge=1, le=1000), AfterValidator(_schema_version)]
 
 
 class _Event(BaseModel):
@@ -134,6 +171,7 @@ class SurveyResponse(_Event):
         default_factory=list, max_length=40
     )
     answers: dict[str, Any] = Field(default_factory=dict, max_length=200)
+    schema_version: SchemaVersion = SCHEMA_VERSION
 
     @property
     def consenting_focal_point(self) -> FocalPoint | None:
@@ -164,6 +202,7 @@ class PilotAnnounced(_Event):
     lead_agency: Text = Field(default="", max_length=200)
     apply_by: date | None = None
     url: Annotated[HttpUrl, PlainSerializer(str, return_type=str)]
+    schema_version: SchemaVersion = SCHEMA_VERSION
 
     @property
     def codes(self) -> frozenset[str]:

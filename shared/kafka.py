@@ -6,8 +6,9 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -15,12 +16,15 @@ from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_c
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import REGISTRY
+from pydantic import BaseModel, ValidationError
 
 from shared import topics
+from shared.events import TOLERANT
 from shared.observability import DLQ_MESSAGES, track_lag
 from shared.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
+Event = TypeVar("Event", bound=BaseModel)
 
 
 def new_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
@@ -138,25 +142,70 @@ def topics_with_dlq(*names: str) -> list[str]:
     return [name for topic in names for name in (topic, topics.dlq(topic))]
 
 
-async def send_to_dlq(broker: KafkaBroker, record: ConsumerRecord[Any, Any], error: str) -> None:
-    """Park a poison message on `<topic>.dlq` with the reason, so consumption can go on."""
+# Why a record was parked (the `dlq-reason` header): it is not an event at all, it is an event
+# that fails validation, or the database refuses to store it.
+UNDECODABLE: Final = "undecodable"
+INVALID: Final = "invalid"
+REFUSED: Final = "refused"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A record a consumer cannot use: why (`UNDECODABLE`, `INVALID`, `REFUSED`) and the error."""
+
+    reason: str
+    error: str
+
+
+def decode_event(model: type[Event], value: bytes | None) -> Event | Rejection:
+    """The event in a record's value, read tolerantly (`shared.events.TOLERANT`), or why not.
+
+    Pure and total: whatever the bytes are, the answer is an event or a rejection, never an
+    exception, so that no record can stop its partition."""
+    try:
+        return model.model_validate_json(value or b"", context=TOLERANT)
+    except ValidationError as exc:
+        undecodable = any(error["type"] == "json_invalid" for error in exc.errors())
+        return Rejection(UNDECODABLE if undecodable else INVALID, str(exc))
+    except Exception as exc:  # a validator that trips over odd input: still this record's fault
+        return Rejection(INVALID, f"{type(exc).__name__}: {exc}")
+
+
+async def send_to_dlq(
+    broker: KafkaBroker,
+    record: ConsumerRecord[Any, Any],
+    error: str,
+    *,
+    reason: str = INVALID,
+    group: str | None = None,
+) -> None:
+    """Park a poison message on `<topic>.dlq`, so consumption can go on.
+
+    Key and value are kept as they were (a replay publishes them unchanged); the headers say
+    why (`dlq-reason`, `dlq-error`), where it was read (`dlq-source`: topic, partition and
+    offset) and by which consumer group (`dlq-group`)."""
     logger.warning(
         "poison message to DLQ",
-        extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+        extra={
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "reason": reason,
+            "group": group,
+        },
     )
     DLQ_MESSAGES.labels(record.topic).inc()
     value = record.value if isinstance(record.value, bytes) else bytes(record.value or b"")
-    await broker.publish(
-        value,
-        topic=topics.dlq(record.topic),
-        key=record.key,
-        headers={
-            "dlq-error": error[:2000],
-            "dlq-source": json.dumps(
-                {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-            ),
-        },
-    )
+    headers = {
+        "dlq-reason": reason,
+        "dlq-error": error[:2000],
+        "dlq-source": json.dumps(
+            {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+        ),
+    }
+    if group is not None:
+        headers["dlq-group"] = group
+    await broker.publish(value, topic=topics.dlq(record.topic), key=record.key, headers=headers)
 
 
 def readiness_check(broker: KafkaBroker, timeout: float = 2.0) -> Callable[[], Awaitable[None]]:

@@ -69,7 +69,9 @@ def unique_responses(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def hand_summary(bodies: list[dict[str, Any]], *, overall: bool) -> dict[str, Any]:
     """The numbers an API summary of exactly `bodies` must show, counted here in plain Python
     (cities keyed `country|city`, matrices as nested counts)."""
-    themes = set(load_taxonomy().themes)
+    # Needs and interests are themes or modalities; a code the taxonomy does not know yet
+    # counts as a theme.
+    modalities = set(load_taxonomy().modalities)
     kinds, countries, cities, days = Counter[str](), Counter[str](), Counter[str](), Counter[str]()
     named = {field: Counter[str]() for field in LISTS}
     country_priorities: dict[str, Counter[str]] = {}
@@ -86,7 +88,7 @@ def hand_summary(bodies: list[dict[str, Any]], *, overall: bool) -> dict[str, An
             country_priorities.setdefault(who["country"], Counter()).update(
                 body["development_priorities"]
             )
-        if wanted := {*body["capacity_needs"], *body["collaboration_interests"]} & themes:
+        if wanted := {*body["capacity_needs"], *body["collaboration_interests"]} - modalities:
             type_themes.setdefault(who["type"], Counter()).update(wanted)
     shown: dict[str, Any] = {
         "total": len(bodies),

@@ -82,8 +82,10 @@ def city_key(country: str, city: str) -> str:
 def response_paths(response: SurveyResponse) -> list[str]:
     """Every counter path one response adds 1 to (in its survey's document and overall)."""
     respondent = response.respondent
-    themes = load_taxonomy().themes
-    theme_interest = [code for code in response.collaboration_interests if code in themes]
+    # An interest is a theme or a modality; one this taxonomy does not know yet counts as a
+    # theme (new codes are mostly themes; a new modality needs a `rebuild` once it is known).
+    modalities = load_taxonomy().modalities
+    theme_interest = [code for code in response.collaboration_interests if code not in modalities]
     type_themes = dict.fromkeys([*response.capacity_needs, *theme_interest])
     return [
         "total",

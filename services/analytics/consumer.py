@@ -1,7 +1,10 @@
 """The analytics subscriber: a batch of records in -> raw responses -> aggregate increments.
 
 Offsets are committed only after both steps succeeded; on an error the batch is read again,
-which the store makes harmless (see `store.py`).
+which the store makes harmless (see `store.py`). No record stops its partition: one that is not
+an event, fails validation, or that the database refuses for what it is goes to the DLQ with the
+reason and its position, and the rest of its batch is counted. A failure that is not the
+record's (the database away, a timeout) parks nothing: the batch is read again.
 """
 
 from __future__ import annotations
@@ -14,12 +17,11 @@ from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import ValidationError
 
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import AnalyticsStore, Positioned
 from shared.events import SurveyResponse
-from shared.kafka import keep_raw, send_to_dlq
+from shared.kafka import REFUSED, Rejection, decode_event, keep_raw, send_to_dlq
 
 logger = logging.getLogger(__name__)
 RETRY_PAUSE_SECONDS = 1.0
@@ -31,19 +33,27 @@ FETCH_MAX_WAIT_MS = 250
 Record: TypeAlias = ConsumerRecord[Any, Any]
 
 
-async def handle_batch(records: list[Record], store: AnalyticsStore, broker: KafkaBroker) -> int:
-    """Apply one batch; poison records go to the DLQ. Returns how many responses counted."""
+async def handle_batch(
+    records: list[Record], store: AnalyticsStore, broker: KafkaBroker, group: str | None = None
+) -> int:
+    """Apply one batch; what cannot be decoded, validated or stored goes to the DLQ (before
+    the offsets are committed, so a crash parks it again rather than never). Returns how many
+    responses counted."""
     valid: list[Positioned] = []
+    by_position: dict[tuple[int, int], Record] = {}
     for record in records:
-        try:
-            response = SurveyResponse.model_validate_json(record.value or b"")
-        except ValidationError as exc:
-            await send_to_dlq(broker, record, str(exc))
+        event = decode_event(SurveyResponse, record.value)
+        if isinstance(event, Rejection):
+            await send_to_dlq(broker, record, event.error, reason=event.reason, group=group)
             continue
-        valid.append(Positioned(response, record.partition, record.offset))
-    counted = await store.record(valid)
-    await store.apply(counted)
-    return len(counted)
+        valid.append(Positioned(event, record.partition, record.offset))
+        by_position[record.partition, record.offset] = record
+    recorded = await store.record_each(valid)
+    for item, error in recorded.refused:
+        record = by_position[item.partition, item.offset]
+        await send_to_dlq(broker, record, error, reason=REFUSED, group=group)
+    await store.apply(recorded.counted)
+    return len(recorded.counted)
 
 
 def subscribe(broker: KafkaBroker, settings: AnalyticsSettings, store: AnalyticsStore) -> None:
@@ -64,7 +74,7 @@ def subscribe(broker: KafkaBroker, settings: AnalyticsSettings, store: Analytics
         records = message.raw_message
         batch = list(records) if isinstance(records, tuple) else [records]
         try:
-            counted = await handle_batch(batch, store, broker)
+            counted = await handle_batch(batch, store, broker, settings.analytics_group_id)
         except Exception:
             logger.exception("batch of %d failed; it will be read again", len(batch))
             await asyncio.sleep(RETRY_PAUSE_SECONDS)  # no busy loop while MongoDB is away

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
+
+from shared.taxonomy import load_taxonomy
 
 Counts = dict[str, int]
 Computed = Literal["running aggregates", "raw responses"]
@@ -46,6 +48,26 @@ class _Counts(BaseModel):
         description="unfiltered views are the running aggregates; filtered ones are counted from "
         "the stored responses up to the same watermarks, so both agree exactly",
     )
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="codes counted here that this service's taxonomy does not know yet (an "
+        "event newer than the service): counted under the code, labelled `unknown: <code>`"
+    )
+    @property
+    def unknown_codes(self) -> list[str]:
+        """Respondent types, SDGs, themes and modalities counted but not in the taxonomy."""
+        taxonomy = load_taxonomy()
+        known = {*taxonomy.respondent_types, *taxonomy.sdgs, *taxonomy.interest_codes}
+        counted = {
+            *self.by_respondent_type,
+            *self.development_priorities,
+            *self.capacity_needs,
+            *self.collaboration_interests,
+            *self.type_themes,
+            *(code for cells in self.type_themes.values() for code in cells),
+            *(code for cells in self.country_priorities.values() for code in cells),
+        }
+        return sorted(counted - known)
 
 
 class SurveySummary(_Counts):

@@ -25,9 +25,12 @@ import asyncio
 import contextlib
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
+from bson.errors import InvalidDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError
 
 from services.analytics.aggregates import (
     OVERALL,
@@ -46,12 +49,12 @@ from services.analytics.audit import (
     watermark_fields,
     watermarks,
 )
-from shared.events import SurveyResponse
+from shared.events import TOLERANT, SurveyResponse
+from shared.failures import Disposition, classify_write_error, unstorable
 from shared.mongo import Document
 
 RESPONSES = "analytics_responses"
 AGGREGATES = "analytics_aggregates"
-DUPLICATE_KEY = 11000
 SUPERSEDED = "superseded"
 # On FerretDB every read or write by `_id` scans the collection (it uses no index for them), so
 # it pays to keep few whole versions (older ones are tombstones) and to move the head at every
@@ -94,13 +97,28 @@ def raw_document(item: Positioned) -> Document:
 def from_raw_document(document: Document) -> SurveyResponse:
     """The response back from its raw document, for recounts."""
     fields = {key: value for key, value in document.items() if key not in ("_id", "position")}
-    return SurveyResponse.model_validate({**fields, "response_id": document["_id"]})
+    # Read as the consumer read it: codes newer than this taxonomy stay counted under their code.
+    return SurveyResponse.model_validate(
+        {**fields, "response_id": document["_id"]}, context=TOLERANT
+    )
 
 
 def positioned_from_raw(document: Document) -> Positioned:
     """The response and the position that counts for it, from its raw document."""
     position = document["position"]
     return Positioned(from_raw_document(document), position["partition"], position["offset"])
+
+
+class StoreRefusedError(Exception):
+    """The database refused a response for what it is (see `shared.failures`)."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A batch of raw responses stored: what counts, and what the database refused."""
+
+    counted: list[Positioned]
+    refused: list[tuple[Positioned, str]]
 
 
 class AnalyticsStore:
@@ -114,22 +132,74 @@ class AnalyticsStore:
         self._known: dict[str, tuple[int, Document]] = {}
 
     async def record(self, batch: list[Positioned]) -> list[Positioned]:
-        """Store the raw responses; return those that count at their own position."""
+        """Store the raw responses; return those that count at their own position. Raises
+        `StoreRefusedError` when the database refuses one (consumers use `record_each`)."""
+        recorded = await self.record_each(batch)
+        if recorded.refused:
+            raise StoreRefusedError(recorded.refused[0][1])
+        return recorded.counted
+
+    async def record_each(self, batch: list[Positioned]) -> Recorded:
+        """Store the raw responses, each on its own: those the database refuses for what they
+        are (`shared.failures`) are left out and returned with the reason, the others are
+        stored. Returns those that count at their own position.
+
+        A refused response is never stored, so it never counts, and storing the same batch
+        again refuses it again and counts the same others: the exactly-once design holds.
+        A transient failure raises, for the whole batch to be read again."""
         if not batch:
-            return []
+            return Recorded([], [])
+        documents = [raw_document(item) for item in batch]
+        refused: dict[int, str] = {}
         try:
-            await self._responses.insert_many([raw_document(item) for item in batch], ordered=False)
-            return batch
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(error.get("code") != DUPLICATE_KEY for error in errors):
+            errors = await self._insert_unordered(documents, list(range(len(documents))))
+        except (InvalidDocument, DocumentTooLarge, OverflowError):
+            # The driver refuses the whole batch before sending it: find the documents BSON
+            # cannot carry, and store the others.
+            refused = {
+                i: why for i, document in enumerate(documents) if (why := unstorable(document))
+            }
+            if not refused:
                 raise
-        ids = [item.response.response_id for item in batch]
-        stored = {
+            kept = [i for i in range(len(documents)) if i not in refused]
+            errors = await self._insert_unordered([documents[i] for i in kept], kept)
+        duplicates = False
+        for index, error in errors:
+            if classify_write_error(error) is Disposition.DEAD_LETTER:
+                refused[index] = f"refused by the database: {error.get('errmsg', '')}"
+            else:
+                duplicates = True
+        stored = [item for i, item in enumerate(batch) if i not in refused]
+        out = [(batch[i], why) for i, why in sorted(refused.items())]
+        if not duplicates:
+            return Recorded(stored, out)
+        ids = [item.response.response_id for item in stored]
+        positions = {
             document["_id"]: document["position"]
             async for document in self._responses.find({"_id": {"$in": ids}}, {"position": 1})
         }
-        return [item for item in batch if stored.get(item.response.response_id) == item.position]
+        counted = [
+            item for item in stored if positions.get(item.response.response_id) == item.position
+        ]
+        return Recorded(counted, out)
+
+    async def _insert_unordered(
+        self, documents: list[Document], indexes: list[int]
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Insert every document that can be; the write errors of the others, by batch index
+        (`indexes[i]` is the batch index of `documents[i]`). Raises on a transient failure."""
+        if not documents:
+            return []
+        try:
+            await self._responses.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if exc.details.get("writeConcernErrors") or any(
+                classify_write_error(error) is Disposition.RETRY for error in errors
+            ):
+                raise
+            return [(indexes[error["index"]], error) for error in errors]
+        return []
 
     async def apply(self, counted: list[Positioned]) -> None:
         """Add the counted responses to every aggregate they touch, each exactly once."""

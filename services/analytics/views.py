@@ -103,14 +103,17 @@ async def partners(
         who = row["respondent"]
         # Responses stored before consent could be withdrawn always had consent.
         consenting = bool(row.get("consenting_focal_point", row.get("has_focal_point", False)))
+        codes = [*row.get("capacity_needs", []), *row.get("collaboration_interests", [])]
+        # A code newer than this taxonomy counts as a theme, as in the aggregates' `type_themes`.
+        new_themes = {*taxonomy.themes, *(c for c in codes if c not in taxonomy.interest_codes)}
         rows.append(
             city_response(
                 who["country"],
                 who["city"],
                 who.get("organization"),
                 consenting,
-                [*row.get("capacity_needs", []), *row.get("collaboration_interests", [])],
-                taxonomy.themes,
+                codes,
+                new_themes,
                 taxonomy.modalities,
             )
         )

@@ -1,20 +1,29 @@
-"""The notifier's subscribers: responses feed the registry, pilots become deliveries."""
+"""The notifier's subscribers: responses feed the registry, pilots become deliveries.
+
+No record stops its partition: one that is not an event or fails validation, or whose write
+the database refuses for what it is (`shared.failures`), goes to the DLQ with the reason and
+its position. Events are read tolerantly (`shared.events.TOLERANT`): a focal point or pilot with
+a code newer than this service's taxonomy is registered and matched on that code. Any other
+failure (MongoDB or SMTP away) parks nothing: the event is read again.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from services.notifier.notifier import Notifier
 from services.notifier.settings import NotifierSettings
 from shared.events import PilotAnnounced, SurveyResponse
-from shared.kafka import keep_raw, send_to_dlq
+from shared.failures import Disposition, classify
+from shared.kafka import REFUSED, Rejection, decode_event, keep_raw, send_to_dlq
 
 logger = logging.getLogger(__name__)
 Event = TypeVar("Event", bound=BaseModel)
@@ -28,37 +37,40 @@ def subscribe(broker: KafkaBroker, settings: NotifierSettings, notifier: Notifie
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "decoder": keep_raw,
     }
+    registry_group = f"{settings.notifier_group_id}.registry"
+    pilots_group = f"{settings.notifier_group_id}.pilots"
 
-    @broker.subscriber(
-        settings.topic_responses, group_id=f"{settings.notifier_group_id}.registry", **common
-    )
+    @broker.subscriber(settings.topic_responses, group_id=registry_group, **common)
     async def on_response(message: KafkaMessage) -> None:
-        response = await _parse(broker, message, SurveyResponse)
+        response = await _parse(broker, message, SurveyResponse, registry_group)
         if response is not None:
-            await _retrying(notifier.on_response(response))
+            await _retrying(broker, message, notifier.on_response(response), registry_group)
 
-    @broker.subscriber(
-        settings.topic_pilots, group_id=f"{settings.notifier_group_id}.pilots", **common
-    )
+    @broker.subscriber(settings.topic_pilots, group_id=pilots_group, **common)
     async def on_pilot(message: KafkaMessage) -> None:
-        pilot = await _parse(broker, message, PilotAnnounced)
+        pilot = await _parse(broker, message, PilotAnnounced, pilots_group)
         if pilot is not None:
-            await _retrying(notifier.on_pilot(pilot))
+            await _retrying(broker, message, notifier.on_pilot(pilot), pilots_group)
 
 
-async def _parse(broker: KafkaBroker, message: Any, model: type[Event]) -> Event | None:
+async def _parse(broker: KafkaBroker, message: Any, model: type[Event], group: str) -> Event | None:
     record = message.raw_message
-    try:
-        return model.model_validate_json(record.value or b"")
-    except ValidationError as exc:
-        await send_to_dlq(broker, record, str(exc))
+    event = decode_event(model, record.value)
+    if isinstance(event, Rejection):
+        await send_to_dlq(broker, record, event.error, reason=event.reason, group=group)
         return None
+    return event
 
 
-async def _retrying(work: Any) -> None:
+async def _retrying(broker: KafkaBroker, message: Any, work: Awaitable[Any], group: str) -> None:
     try:
         await work
-    except Exception:
+    except Exception as exc:
+        if classify(exc) is Disposition.DEAD_LETTER:
+            # The same event would be refused at every attempt: park it, go on.
+            error = f"refused by the database: {type(exc).__name__}: {exc}"
+            await send_to_dlq(broker, message.raw_message, error, reason=REFUSED, group=group)
+            return
         logger.exception("event handling failed; the event will be read again")
         await asyncio.sleep(RETRY_PAUSE_SECONDS)
         raise

@@ -27,7 +27,7 @@ from services.notifier.matching import (
     focal_point_codes,
     match,
 )
-from shared.events import FocalPoint, PilotAnnounced, SurveyResponse
+from shared.events import TOLERANT, FocalPoint, PilotAnnounced, SurveyResponse
 from shared.mongo import Document
 
 FOCAL_POINTS = "notifier_focal_points"
@@ -176,7 +176,7 @@ class Registry:
     async def open_pilots(self, today: date) -> list[PilotAnnounced]:
         """Pilots whose `apply_by` has not passed."""
         pilots = [
-            PilotAnnounced.model_validate(document["pilot"])
+            PilotAnnounced.model_validate(document["pilot"], context=TOLERANT)
             async for document in self._pilots.find()
         ]
         return [pilot for pilot in pilots if pilot.is_open(today)]
@@ -184,7 +184,9 @@ class Registry:
     async def pilot(self, pilot_id: str) -> PilotAnnounced | None:
         """An announced pilot by id."""
         document = await self._pilots.find_one({"_id": pilot_id})
-        return PilotAnnounced.model_validate(document["pilot"]) if document else None
+        if document is None:
+            return None
+        return PilotAnnounced.model_validate(document["pilot"], context=TOLERANT)
 
 
 def _consent(response: SurveyResponse, focal_point: FocalPoint) -> dict[str, Any]:

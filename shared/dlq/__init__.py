@@ -1,12 +1,13 @@
 """Dead letters: read what the consumers parked on `<topic>.dlq`, and publish it again.
 
 `send_to_dlq` (in `shared.kafka`) keeps each poison message's key and value and adds the headers
-`dlq-error` and `dlq-source` (`{"topic", "partition", "offset"}`). A replay publishes the key and
-value unchanged to the source topic, once the cause is fixed. The replay group's committed
-offsets on the DLQ topic record what was replayed, so running the replay again takes only what
-came after. A replay that dies between publishing and committing publishes those messages again
-at the next run: harmless, since analytics counts a response once and the notifier emails a
-(pilot, focal point) pair once.
+`dlq-reason` (`undecodable`, `invalid` or `refused` by the database), `dlq-error`, `dlq-source`
+(`{"topic", "partition", "offset"}`) and `dlq-group` (the consumer group that parked it). A
+replay publishes the key and value unchanged to the source topic, once the cause is fixed. The
+replay group's committed offsets on the DLQ topic record what was replayed, so running the
+replay again takes only what came after. A replay that dies between publishing and committing
+publishes those messages again at the next run: harmless, since analytics counts a response
+once and the notifier emails a (pilot, focal point) pair once.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class DeadLetter:
     key: bytes | None
     value: bytes
     error: str
+    reason: str
+    group: str
     source_topic: str
     source: dict[str, Any]
     replayed: bool
@@ -61,6 +64,8 @@ class DeadLetter:
             key=record.key,
             value=record.value or b"",
             error=headers.get("dlq-error", ""),
+            reason=headers.get("dlq-reason", ""),
+            group=headers.get("dlq-group", ""),
             source_topic=str(source.get("topic") or record.topic.removesuffix(".dlq")),
             source=source,
             replayed=replayed,

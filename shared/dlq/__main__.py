@@ -68,12 +68,13 @@ async def show(bootstrap: str, topic: str, group: str, limit: int | None, *, as_
         for letter in letters:
             print(json.dumps(as_dict(letter), ensure_ascii=False))
         return
-    table = Table("partition:offset", "key", "source", "error", "replayed", "value")
+    table = Table("partition:offset", "key", "source", "reason", "error", "replayed", "value")
     for letter in letters:
         table.add_row(
             f"{letter.partition}:{letter.offset}",
             text(letter.key),
             origin(letter),
+            " ".join(filter(None, (letter.reason, letter.group and f"({letter.group})"))),
             letter.error[:200],
             "yes" if letter.replayed else "no",
             text(letter.value)[:120],
@@ -115,7 +116,8 @@ async def replay(bootstrap: str, topic: str, group: str, limit: int | None, dry_
 def describe(letter: DeadLetter) -> str:
     """One line: position, key, destination and error."""
     where = f"{letter.partition}:{letter.offset} key={text(letter.key)}"
-    return f"{where} -> {letter.source_topic}: {letter.error}"
+    why = f"{letter.reason}: " if letter.reason else ""
+    return f"{where} -> {letter.source_topic}: {why}{letter.error}"
 
 
 def origin(letter: DeadLetter) -> str:
@@ -133,6 +135,8 @@ def as_dict(letter: DeadLetter) -> dict[str, object]:
         "offset": letter.offset,
         "key": text(letter.key),
         "source": letter.source or {"topic": letter.source_topic},
+        "reason": letter.reason,
+        "group": letter.group,
         "error": letter.error,
         "replayed": letter.replayed,
         "value": text(letter.value),

@@ -29,8 +29,10 @@ async def test_poison_events_both_topics_to_dlq_and_consumer_moves_on(
     bad_email["focal_point"]["email"] = "not-an-address"
     poison_responses = [b"not json at all", json.dumps(bad_email).encode()]
     good_pilot = pilot(f"pilot-{run_id}")
-    unknown_theme = {**json.loads(good_pilot.model_dump_json()), "themes": ["no-such-theme"]}
-    poison_pilots = [b"{}", json.dumps(unknown_theme).encode()]
+    # A theme code newer than the notifier is read (see test_consumers_hostile); one that is no
+    # code at all is poison.
+    malformed_theme = {**json.loads(good_pilot.model_dump_json()), "themes": ["No Such Theme"]}
+    poison_pilots = [b"{}", json.dumps(malformed_theme).encode()]
     mailbox = Mailbox(stack.mail_api)
     await produce(
         stack.kafka,
@@ -59,5 +61,6 @@ async def test_poison_events_both_topics_to_dlq_and_consumer_moves_on(
             headers = dict(record.headers)
             assert json.loads(headers["dlq-source"])["topic"] == topic
             assert b"validation error" in headers["dlq-error"]
+            assert headers["dlq-reason"] in (b"undecodable", b"invalid")
     errors = b" ".join(dict(r.headers)["dlq-error"] for r in parked[settings.topic_pilots])
-    assert b"'no-such-theme' is not a known theme code" in errors
+    assert b"'No Such Theme' is neither a known theme code nor a well-formed new one" in errors

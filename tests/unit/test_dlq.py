@@ -59,3 +59,18 @@ def test_read_dead_letter_without_source_goes_back_to_the_topic_it_names(
 def test_refuse_a_topic_that_is_not_a_dead_letter_topic() -> None:
     with pytest.raises(DeadLetterTopicError, match="not a dead-letter topic"):
         DeadLetterTopic("localhost:9092", "survey.responses.v1")
+
+
+def test_read_dead_letter_reason_and_group() -> None:
+    letter = DeadLetter.of(
+        record([("dlq-reason", b"refused"), ("dlq-group", b"analytics"), ("dlq-error", b"x")]),
+        replayed=False,
+    )
+
+    assert (letter.reason, letter.group, letter.error) == ("refused", "analytics", "x")
+
+
+def test_read_dead_letter_parked_before_reasons_existed() -> None:
+    letter = DeadLetter.of(record([("dlq-error", b"Invalid JSON")]), replayed=False)
+
+    assert (letter.reason, letter.group) == ("", "")

@@ -3,6 +3,7 @@
 "use strict";
 
 const LABELS = {};
+const UNKNOWN = new Set();  // codes newer than the service's taxonomy (`unknown_codes`)
 const MAX_BARS = 12;
 const MAX_PARTNERS = 15;
 const REFRESH_MS = 3000;
@@ -10,6 +11,7 @@ const FIELDS = ["development_priorities", "capacity_needs", "collaboration_inter
                 "by_respondent_type", "by_country"];
 
 function label(code) {
+  if (UNKNOWN.has(code)) return `unknown: ${code}`;
   return LABELS[code] || code;
 }
 
@@ -103,6 +105,7 @@ async function refresh() {
     getJson(summaryUrl()), getJson(partnersUrl()), getJson("/v1/overview"),
   ]);
   if (!data || !ranking || !all) return;
+  for (const code of [...all.unknown_codes, ...data.unknown_codes]) UNKNOWN.add(code);
   options("country", Object.keys(all.by_country).sort().map((c) => [c, c]));
   document.getElementById("total").textContent = data.total.toLocaleString("en");
   document.getElementById("computed").textContent =
