@@ -33,10 +33,50 @@ Source = Literal["generic", "kobotoolbox", "typeform", "jotform", "google-forms"
 Language = Literal["en", "fr", "es", "ar", "zh", "ru"]
 
 
+# Bidi controls that reorder the text after them (embeddings, overrides and their pop, isolates).
+# The intake refuses them in names; stripped here too, so that no event displays them.
+BIDI_RUN_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_JOINERS = frozenset("\u200c\u200d")  # ZWNJ, ZWJ
+# Scripts whose spelling needs ZWNJ/ZWJ: Arabic (Persian, Urdu, ...), Syriac, N'Ko, the Indic
+# scripts (Devanagari to Sinhala), Tibetan, Myanmar, Khmer, Mongolian, Arabic presentation forms.
+_JOINING_SCRIPTS = (
+    (0x0600, 0x08FF),
+    (0x0900, 0x0DFF),
+    (0x0F00, 0x109F),
+    (0x1780, 0x18AF),
+    (0xFB50, 0xFDFF),
+    (0xFE70, 0xFEFC),
+)
+
+
+def _joins(text: str, index: int) -> bool:
+    # A joiner spells something only after a letter (or virama) of a joining script and before
+    # a letter or mark (Persian "mi\u200cxâham" in Arabic script, Devanagari "k\u094d\u200dṣa").
+    # Elsewhere ("Pay\u200dpal") it only hides.
+    if index == 0 or index + 1 >= len(text):
+        return False
+    before, after = ord(text[index - 1]), text[index + 1]
+    in_script = any(low <= before <= high for low, high in _JOINING_SCRIPTS)
+    return in_script and unicodedata.category(after)[0] in "LM"
+
+
+def normalise_name(text: str) -> str:
+    """A name, city or organisation as it is kept: invisible format characters (Unicode Cf:
+    bidi controls and marks, zero-width space, word joiner, BOM, soft hyphen, tags) removed,
+    except ZWNJ/ZWJ where a script spells with them; spaces collapsed; NFC."""
+    visible = "".join(
+        char
+        for index, char in enumerate(text)
+        if unicodedata.category(char) != "Cf" or (char in _JOINERS and _joins(text, index))
+    )
+    return unicodedata.normalize("NFC", " ".join(visible.split()))
+
+
 def _normalise_text(value: Any) -> Any:
-    # NFC so that "Đà Nẵng" typed on two keyboards is one city in the aggregates.
+    # NFC so that "Đà Nẵng" typed on two keyboards is one city in the aggregates; invisible
+    # characters out, so that "Đà\u200bNẵng" is that city too and no name hides or reorders text.
     if isinstance(value, str):
-        value = unicodedata.normalize("NFC", " ".join(value.split()))
+        value = normalise_name(value)
         if any(unicodedata.category(char) == "Cc" for char in value):
             raise ValueError("control characters are not allowed")
     return value
@@ -134,6 +174,12 @@ class SurveyResponse(_Event):
         default_factory=list, max_length=40
     )
     answers: dict[str, Any] = Field(default_factory=dict, max_length=200)
+
+    @property
+    def identity(self) -> str:
+        """What makes a response unique: its survey and its id (which starts with its source).
+        A generic sender picks its own ids and may use one in two surveys: two responses."""
+        return f"{self.survey_id}/{self.response_id}"
 
     @property
     def consenting_focal_point(self) -> FocalPoint | None:

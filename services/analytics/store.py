@@ -2,7 +2,8 @@
 
 Exactly-once effect without transactions, from two single-document atomic steps:
 
-1. Every response is stored raw under `_id = response_id` with the Kafka position (partition,
+1. Every response is stored raw under `_id = survey_id/response_id` (`SurveyResponse.identity`:
+   one generic id may be used in two surveys) with the Kafka position (partition,
    offset) of the first message that carried it. A message *counts* only where its own position is
    the stored one: a duplicate elsewhere in the topic never counts, and a replay of the very same
    message still counts (in case the crash came before step 2).
@@ -84,7 +85,7 @@ def responses_query(
 def raw_document(item: Positioned) -> Document:
     """What is kept of a response: no focal-point name or email ever reaches analytics' data."""
     document = item.response.model_dump(mode="json", exclude={"focal_point"})
-    document["_id"] = document.pop("response_id")
+    document["_id"] = item.response.identity
     document["has_focal_point"] = item.response.focal_point is not None
     document["consenting_focal_point"] = item.response.consenting_focal_point is not None
     document["position"] = item.position
@@ -94,7 +95,8 @@ def raw_document(item: Positioned) -> Document:
 def from_raw_document(document: Document) -> SurveyResponse:
     """The response back from its raw document, for recounts."""
     fields = {key: value for key, value in document.items() if key not in ("_id", "position")}
-    return SurveyResponse.model_validate({**fields, "response_id": document["_id"]})
+    # Documents stored before the identity held the survey kept the response id as `_id`.
+    return SurveyResponse.model_validate({"response_id": document["_id"], **fields})
 
 
 def positioned_from_raw(document: Document) -> Positioned:
@@ -124,12 +126,12 @@ class AnalyticsStore:
             errors = exc.details.get("writeErrors", [])
             if any(error.get("code") != DUPLICATE_KEY for error in errors):
                 raise
-        ids = [item.response.response_id for item in batch]
+        ids = [item.response.identity for item in batch]
         stored = {
             document["_id"]: document["position"]
             async for document in self._responses.find({"_id": {"$in": ids}}, {"position": 1})
         }
-        return [item for item in batch if stored.get(item.response.response_id) == item.position]
+        return [item for item in batch if stored.get(item.response.identity) == item.position]
 
     async def apply(self, counted: list[Positioned]) -> None:
         """Add the counted responses to every aggregate they touch, each exactly once."""

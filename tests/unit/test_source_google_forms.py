@@ -77,7 +77,11 @@ def test_adapt_unknown_country_rejected_422():
     failure = rejection(adapt, with_answers(country="Ruritania"))
 
     assert failure.errors == [
-        {"field": "respondent.country", "message": "'country': unknown country 'Ruritania'"}
+        {
+            "field": "respondent.country",
+            "rule": "mapping",
+            "message": "'country': unknown country 'Ruritania'",
+        }
     ]
 
 

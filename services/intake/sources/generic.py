@@ -78,7 +78,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or `Rejected(400)` saying what is wrong with it."""
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer of 4,300+ digits
         raise Rejected(400, "Malformed body", f"the body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise Rejected(400, "Malformed body", "the body nests JSON too deeply") from exc
