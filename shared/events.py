@@ -37,6 +37,7 @@ Language = Literal["en", "fr", "es", "ar", "zh", "ru"]
 # The intake refuses them in names; stripped here too, so that no event displays them.
 BIDI_RUN_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _JOINERS = frozenset("\u200c\u200d")  # ZWNJ, ZWJ
+_VIRAMA = 9  # canonical combining class of the viramas of the Indic scripts
 # Scripts whose spelling needs ZWNJ/ZWJ: Arabic (Persian, Urdu, ...), Syriac, N'Ko, the Indic
 # scripts (Devanagari to Sinhala), Tibetan, Myanmar, Khmer, Mongolian, Arabic presentation forms.
 _JOINING_SCRIPTS = (
@@ -50,14 +51,24 @@ _JOINING_SCRIPTS = (
 
 
 def _joins(text: str, index: int) -> bool:
-    # A joiner spells something only after a letter (or virama) of a joining script and before
-    # a letter or mark (Persian "mi\u200cxâham" in Arabic script, Devanagari "k\u094d\u200dṣa").
-    # Elsewhere ("Pay\u200dpal") it only hides.
-    if index == 0 or index + 1 >= len(text):
+    # As IDNA's rules for joiners (RFC 5892, appendix A.1 and A.2), simplified: a joiner spells
+    # something after a virama (Indic half-forms, Malayalam chillu at a word's end), or between
+    # a letter of a joining script and a letter or mark (Persian "mi\u200cxâham" in Arabic
+    # script). Elsewhere ("Pay\u200dpal") it only hides.
+    if index == 0:
         return False
-    before, after = ord(text[index - 1]), text[index + 1]
-    in_script = any(low <= before <= high for low, high in _JOINING_SCRIPTS)
-    return in_script and unicodedata.category(after)[0] in "LM"
+    before = text[index - 1]
+    if unicodedata.combining(before) == _VIRAMA:
+        return True
+    after = text[index + 1] if index + 1 < len(text) else " "
+    in_script = any(low <= ord(before) <= high for low, high in _JOINING_SCRIPTS)
+    # Letters and marks on both sides: never a format character, which goes (so a second pass
+    # keeps what the first kept).
+    return (
+        in_script
+        and unicodedata.category(before)[0] in "LM"
+        and unicodedata.category(after)[0] in "LM"
+    )
 
 
 def normalise_name(text: str) -> str:

@@ -91,3 +91,13 @@ def test_adapt_unknown_country_rejected_422():
 )
 def test_adapt_incomplete_body_rejected(body, status):
     assert rejection(adapt, body).status == status
+
+
+def test_adapt_question_titles_with_dots_kept_escaped():
+    adapted = adapt(with_answers(**{"1. Budget in $?": "5", "$ref": "x", "q.a": {"b.c": 1}}))
+
+    assert {k: adapted["answers"][k] for k in ("1%2E Budget in $?", "%24ref", "q%2Ea")} == {
+        "1%2E Budget in $?": "5",
+        "%24ref": "x",
+        "q%2Ea": {"b%2Ec": 1},
+    }

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from services.intake.sources import Rejected
 from services.intake.sources.vocabulary import (
     Unmapped,
+    brief,
     consent,
     country_code,
     key,
@@ -46,14 +47,14 @@ _CONTACT = ("contact_name", "contact_email", "language")
 def text(value: Any) -> str:
     """A free-text answer as a string (a structured one, such as a name in parts, joined)."""
     if isinstance(value, bool):
-        raise Unmapped(f"expected text, got {value!r}")
+        raise Unmapped(f"expected text, got {brief(value)}")
     if isinstance(value, str | int | float):
         return str(value)
     if isinstance(value, dict):
         value = list(value.values())
     if isinstance(value, list) and all(isinstance(part, str) for part in value):
         return " ".join(part for part in value if part.strip())
-    raise Unmapped(f"expected text, got {value!r}")
+    raise Unmapped(f"expected text, got {brief(value)}")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from standardwebhooks.webhooks import (
 )
 
 from services.intake.sources import Delivery, Rejected
+from services.intake.sources.vocabulary import brief
 from services.intake.surveys import SurveyDefinition
 
 logger = logging.getLogger(__name__)
@@ -58,10 +59,15 @@ class GenericPlatform:
         platform_id = raw_id.removeprefix(f"{self.name}:") if isinstance(raw_id, str) else raw_id
         body_survey = payload.get("survey_id", survey.id)
         if body_survey != survey.id:
+            mismatch = (
+                f"survey_id {brief(body_survey)} in the body does not match {survey.id!r} in "
+                "the URL"
+            )
             raise Rejected(
                 422,
                 "Invalid response",
-                f"survey_id {body_survey!r} in the body does not match {survey.id!r} in the URL",
+                mismatch,
+                errors=[{"field": "survey_id", "rule": "survey-of-url", "message": mismatch}],
             )
         return {
             **payload,

@@ -25,6 +25,7 @@ from services.intake.sources.canonical import (
     unmappable,
 )
 from services.intake.sources.generic import parse_json_object
+from services.intake.sources.vocabulary import brief
 from services.intake.surveys import SurveyDefinition
 
 SIGNATURE_HEADER = "typeform-signature"
@@ -129,7 +130,7 @@ class TypeformPlatform:
                     {
                         "field": "event_type",
                         "rule": "event-type",
-                        "message": f"'event_type': {payload.get('event_type')!r} "
+                        "message": f"'event_type': {brief(payload.get('event_type'))} "
                         "is not 'form_response'",
                     }
                 ]
