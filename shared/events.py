@@ -90,6 +90,8 @@ def _normalise_text(value: Any) -> Any:
         value = normalise_name(value)
         if any(unicodedata.category(char) == "Cc" for char in value):
             raise ValueError("control characters are not allowed")
+        if any("\ud800" <= char <= "\udfff" for char in value):  # no UTF-8 can carry one
+            raise ValueError("unpaired surrogates are not allowed")
     return value
 
 

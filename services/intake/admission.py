@@ -28,6 +28,7 @@ and organisations is normalised there (NFC, invisible characters stripped): see
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -155,8 +156,18 @@ def key_problem(key: str) -> str | None:
     return None
 
 
-def _has_surrogate(text: str) -> bool:
-    return any("\ud800" <= char <= "\udfff" for char in text)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# A field path as a chain of (parent, key) pairs, written out only for a refusal: building a
+# string per value would cost more than checking it.
+Path = tuple[Any, str] | None
+
+
+def _written(path: Path) -> str:
+    parts: list[str] = []
+    while path is not None:
+        path, key = path
+        parts.append(shown(key))
+    return ".".join(reversed(parts)) or "(body)"
 
 
 def structure(candidate: Mapping[str, Any]) -> tuple[list[Refusal], dict[str, Any]]:
@@ -164,12 +175,34 @@ def structure(candidate: Mapping[str, Any]) -> tuple[list[Refusal], dict[str, An
     every string value in NFC. Never descends below `MAX_DEPTH`, so any input is safe here."""
     refusals: list[Refusal] = []
 
-    def refuse(path: list[str], rule: Rule, message: str) -> None:
+    def refuse(path: Path, rule: Rule, message: str) -> None:
         if len(refusals) < MAX_REFUSALS:
-            refusals.append(Refusal(".".join(path) or "(body)", rule, message))
+            refusals.append(Refusal(_written(path), rule, message))
 
-    def walk(value: Any, path: list[str], depth: int) -> Any:
-        if isinstance(value, dict | list) and depth > MAX_DEPTH:
+    def text(value: str, path: Path) -> str:
+        if len(value) > MAX_STRING_LENGTH:
+            refuse(path, Rule.STRING_LENGTH, f"text has at most {MAX_STRING_LENGTH} characters")
+        elif _SURROGATE.search(value):
+            refuse(path, Rule.UNICODE, "text holds an unpaired surrogate (invalid Unicode)")
+        else:
+            return unicodedata.normalize("NFC", value)
+        return value
+
+    def walk(value: Any, path: Path, depth: int) -> Any:
+        kind = type(value)
+        if kind is str:
+            return text(value, path)
+        if kind is int:
+            if not INT64_MIN <= value <= INT64_MAX:
+                refuse(path, Rule.INT64_RANGE, "an integer must fit in 64 bits (signed)")
+            return value
+        if kind is float:
+            if not math.isfinite(value):
+                refuse(path, Rule.FINITE_NUMBER, "a number must be finite (no NaN or Infinity)")
+            return value
+        if not isinstance(value, dict | list | tuple):
+            return value  # None, booleans, the adapters' datetimes
+        if depth > MAX_DEPTH:
             refuse(path, Rule.MAX_DEPTH, f"objects and lists nest at most {MAX_DEPTH} levels")
             return None
         if isinstance(value, dict):
@@ -180,39 +213,19 @@ def structure(candidate: Mapping[str, Any]) -> tuple[list[Refusal], dict[str, An
             for key, item in value.items():
                 if not isinstance(key, str):
                     refuse(path, Rule.KEY_NAME, f"a key must be text, got {type(key).__name__}")
-                    continue
-                if _has_surrogate(key):
-                    refuse([*path, shown(key)], Rule.UNICODE, "a key holds an unpaired surrogate")
-                    continue
-                if (problem := key_problem(key)) is not None:
-                    refuse([*path, shown(key)], Rule.KEY_NAME, problem)
-                    continue
-                copy[key] = walk(item, [*path, shown(key)], depth + 1)
+                elif _SURROGATE.search(key):
+                    refuse((path, key), Rule.UNICODE, "a key holds an unpaired surrogate")
+                elif (problem := key_problem(key)) is not None:
+                    refuse((path, key), Rule.KEY_NAME, problem)
+                else:
+                    copy[key] = walk(item, (path, key), depth + 1)
             return copy
-        if isinstance(value, list | tuple):
-            if len(value) > MAX_LIST_LENGTH:
-                refuse(path, Rule.LIST_LENGTH, f"a list has at most {MAX_LIST_LENGTH} items")
-                return None
-            return [walk(item, [*path, str(index)], depth + 1) for index, item in enumerate(value)]
-        if isinstance(value, str):
-            if len(value) > MAX_STRING_LENGTH:
-                refuse(path, Rule.STRING_LENGTH, f"text has at most {MAX_STRING_LENGTH} characters")
-                return value
-            if _has_surrogate(value):
-                refuse(path, Rule.UNICODE, "text holds an unpaired surrogate (invalid Unicode)")
-                return value
-            return unicodedata.normalize("NFC", value)
-        if isinstance(value, bool) or value is None:
-            return value
-        if isinstance(value, int):
-            if not INT64_MIN <= value <= INT64_MAX:
-                refuse(path, Rule.INT64_RANGE, "an integer must fit in 64 bits (signed)")
-            return value
-        if isinstance(value, float) and not math.isfinite(value):
-            refuse(path, Rule.FINITE_NUMBER, "a number must be finite (no NaN or Infinity)")
-        return value
+        if len(value) > MAX_LIST_LENGTH:
+            refuse(path, Rule.LIST_LENGTH, f"a list has at most {MAX_LIST_LENGTH} items")
+            return None
+        return [walk(item, (path, str(index)), depth + 1) for index, item in enumerate(value)]
 
-    normalised = walk(dict(candidate), [], 1)
+    normalised = walk(dict(candidate), None, 1)
     return refusals, normalised if isinstance(normalised, dict) else {}
 
 

@@ -179,6 +179,12 @@ def test_validate_pilot_title_invisible_characters_stripped(make_pilot):
     assert pilot.title == "Flood early warning"
 
 
+def test_validate_pilot_title_surrogate_rejected(make_pilot):
+    errors = errors_of(PilotAnnounced, make_pilot(title="Flood \ud800"))
+
+    assert errors == [(("title",), "Value error, unpaired surrogates are not allowed")]
+
+
 def test_identity_is_survey_and_response_id(make_event):
     event = make_event(response_id="generic:r-1", survey_id="cities-2024-capacity")
 
