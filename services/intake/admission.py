@@ -42,7 +42,7 @@ from pydantic import ValidationError
 from shared.events import BIDI_RUN_CONTROLS, SurveyResponse
 
 MAX_DEPTH = 32
-MAX_KEY_LENGTH = 200
+MAX_KEY_LENGTH = 1_000  # a Google Forms key is a whole question title
 MAX_STRING_LENGTH = 10_000
 MAX_LIST_LENGTH = 1_000
 MAX_OBJECT_LENGTH = 500
