@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable, Collection
-from datetime import UTC, date
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 import pycountry
@@ -131,9 +131,18 @@ ModalityCode = Annotated[str, AfterValidator(_code_in(_taxonomy_codes("modalitie
 InterestCode = Annotated[
     str, AfterValidator(_code_in(lambda: load_taxonomy().interest_codes, "theme or modality"))
 ]
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-14:00 is in year 10000 in UTC
+        raise ValueError("the time has no date in UTC") from None
+
+
 UtcDatetime = Annotated[
     AwareDatetime,
-    AfterValidator(lambda value: value.astimezone(UTC)),
+    AfterValidator(_in_utc),
     PlainSerializer(lambda value: value.strftime("%Y-%m-%dT%H:%M:%SZ"), return_type=str),
 ]
 Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\w.:@-]+$")]

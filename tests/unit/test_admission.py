@@ -233,3 +233,8 @@ def test_structure_leaves_candidate_unchanged(make_response):
     found, normalised = structure(candidate)
 
     assert (found, normalised["answers"]["q1"], candidate["answers"]["q1"]) == ([], "é", "e\u0301")
+
+
+@pytest.mark.parametrize("written", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_admit_submitted_at_without_utc_date_refused(make_response, written):
+    assert refusals(make_response(submitted_at=written)) == [("submitted_at", "value-error")]

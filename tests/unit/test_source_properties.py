@@ -8,7 +8,7 @@ import copy
 import json
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from unittest import mock
 
@@ -333,6 +333,9 @@ hostile_values = st.recursive(
 )
 
 
+OFFSETS = [UTC, *(timezone(timedelta(hours=hours)) for hours in (-14, -5, 5.5, 14))]
+
+
 def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -347,9 +350,12 @@ hostile_times = (
             "",
             "now",
             "2024-05-02T10:31:00.123456Z",
+            "9999-12-31T23:59:59-14:00",
+            "0001-01-01T00:00:00+14:00",
         ]
     )
     | st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)).map(_iso)
+    | st.datetimes(timezones=st.sampled_from(OFFSETS)).map(datetime.isoformat)
     | st.just("future").map(lambda _: _iso(datetime.now(UTC) + timedelta(minutes=10)))
     | hostile_values
 )
