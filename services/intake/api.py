@@ -1,4 +1,4 @@
-"""The intake's HTTP routes. Thin: read -> authenticate -> adapt -> validate -> publish."""
+"""The intake's HTTP routes. Thin: read -> authenticate -> adapt -> admit -> publish."""
 
 from __future__ import annotations
 
