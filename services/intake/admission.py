@@ -10,6 +10,7 @@ checked here before anything is published. Each refusal names the field path (`a
   with `$`: BSON cannot hold NUL in a key, and MongoDB servers refuse or misread `.` and `$`.
 - `string-length`, `list-length`, `object-length`: at most `MAX_STRING_LENGTH` characters,
   `MAX_LIST_LENGTH` items, `MAX_OBJECT_LENGTH` keys.
+- `nested-list`: no list directly inside a list (FerretDB stores no nested arrays).
 - `int64-range`: integers fit in a signed 64-bit integer, BSON's largest.
 - `finite-number`: no NaN or Infinity (JSON has neither; they would become `null`).
 - `unicode`: no unpaired surrogate (`"\\ud800"` in JSON): UTF-8, hence Kafka and BSON, has none.
@@ -66,6 +67,7 @@ class Rule(StrEnum):
     KEY_NAME = "key-name"
     STRING_LENGTH = "string-length"
     LIST_LENGTH = "list-length"
+    NESTED_LIST = "nested-list"
     OBJECT_LENGTH = "object-length"
     INT64_RANGE = "int64-range"
     FINITE_NUMBER = "finite-number"
@@ -223,7 +225,13 @@ def structure(candidate: Mapping[str, Any]) -> tuple[list[Refusal], dict[str, An
         if len(value) > MAX_LIST_LENGTH:
             refuse(path, Rule.LIST_LENGTH, f"a list has at most {MAX_LIST_LENGTH} items")
             return None
-        return [walk(item, (path, str(index)), depth + 1) for index, item in enumerate(value)]
+        items = []
+        for index, item in enumerate(value):
+            if isinstance(item, list | tuple):
+                refuse((path, str(index)), Rule.NESTED_LIST, "a list must not hold a list")
+            else:
+                items.append(walk(item, (path, str(index)), depth + 1))
+        return items
 
     normalised = walk(dict(candidate), None, 1)
     return refusals, normalised if isinstance(normalised, dict) else {}

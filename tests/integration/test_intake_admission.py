@@ -14,9 +14,11 @@ from rich.console import Console
 
 from services.analytics.app import create_app as create_analytics
 from services.analytics.settings import AnalyticsSettings
+from services.analytics.store import AnalyticsStore, Positioned
 from services.intake.__main__ import import_file
 from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
+from shared import mongo
 from shared.events import SurveyResponse
 from tests.fixtures.platforms import (
     JOTFORM_CONTENT_TYPE,
@@ -71,6 +73,7 @@ GENERIC_CASES: dict[str, tuple[dict[str, Any], str, str]] = {
     "dollar-key": ({"answers": {"$where": "x"}}, "answers.$where", "key-name"),
     "nested-200": ({"answers": {"q1": nested(200)}}, "answers.q1" + ".sub" * 30, "max-depth"),
     "nested-300": ({"answers": {"q1": nested(300)}}, "answers.q1" + ".sub" * 30, "max-depth"),
+    "list-in-list": ({"answers": {"q1": ["a", ["b"]]}}, "answers.q1.1", "nested-list"),
     "huge-int": ({"answers": {"q1": 2**64}}, "answers.q1", "int64-range"),
     "nan": ({"answers": {"q1": float("nan")}}, "answers.q1", "finite-number"),
     "surrogate": ({"answers": {"q1": "\ud800"}}, "answers.q1", "unicode"),
@@ -134,12 +137,13 @@ def jotform_fields() -> dict[str, str]:
     return form_fields(jotform_delivery(jotform_body()))
 
 
-async def test_receive_platform_question_titles_with_dots_kept_escaped(
+async def test_receive_platform_field_names_and_grids_kept_storable(
     stack: Stack, settings: IntakeSettings
 ) -> None:
     fields = jotform_fields()
     raw = json.loads(fields["rawRequest"])
-    fields["rawRequest"] = json.dumps({**raw, "q20_1.Budget": "5", "q21_$ref": "x"})
+    extra = {"q20_1.Budget": "5", "q21_$ref": "x", "q22_grid": [["a", "b"], ["c"]]}
+    fields["rawRequest"] = json.dumps({**raw, **extra})
     async with serving(create_app(settings)) as client:
         answer = await client.post(
             f"/v1/webhooks/jotform/{SURVEY}?token={SECRETS['jotform']}",
@@ -151,6 +155,17 @@ async def test_receive_platform_question_titles_with_dots_kept_escaped(
     records = await read_topic(stack.kafka, settings.topic_responses)
     event = SurveyResponse.model_validate_json(records[0].value)
     assert (event.answers["1%2EBudget"], event.answers["%24ref"]) == ("5", "x")
+    assert event.answers["grid"] == [{"0": "a", "1": "b"}, {"0": "c"}]
+    # What analytics keeps of it is stored by the MongoDB-wire server as it is.
+    client = mongo.new_client(stack.mongodb_url)
+    try:
+        store = AnalyticsStore(client[settings.mongodb_database])
+        assert await store.record([Positioned(event, 0, 0)]) == [Positioned(event, 0, 0)]
+        stored = list(await store.raw_responses())
+    finally:
+        await client.drop_database(settings.mongodb_database)
+        await client.close()
+    assert [response.answers for response in stored] == [event.answers]
 
 
 async def test_receive_same_generic_id_in_two_surveys_counted_once_in_each(

@@ -64,12 +64,18 @@ def test_admit_nesting_over_limit_names_path_and_rule(make_response, levels):
     assert found == [("answers.q1" + ".sub" * (MAX_DEPTH - 2), "max-depth")]
 
 
-def test_admit_nested_lists_over_limit_refused(make_response):
+def test_admit_lists_and_objects_nested_over_limit_refused(make_response):
     deep: Any = 1
-    for _ in range(300):
-        deep = [deep]
+    for _ in range(150):
+        deep = [{"a": deep}]
 
     assert refusals(make_response(answers={"q1": deep}))[0][1] == "max-depth"
+
+
+def test_admit_list_in_list_refused(make_response):
+    found = refusals(make_response(answers={"grid": [["a"], "b", []]}))
+
+    assert found == [("answers.grid.0", "nested-list"), ("answers.grid.2", "nested-list")]
 
 
 @pytest.mark.parametrize(
@@ -110,7 +116,7 @@ def test_admit_dollar_inside_key_accepted(make_response):
     ],
 )
 def test_admit_out_of_bounds_value_names_field_and_rule(make_response, value, rule):
-    assert refusals(make_response(answers={"q1": [value]})) == [("answers.q1.0", rule)]
+    assert refusals(make_response(answers={"q1": [{"v": value}]})) == [("answers.q1.0.v", rule)]
 
 
 @pytest.mark.parametrize("value", [INT64_MAX, INT64_MIN, 1.5e308, True, None, "x" * 100])

@@ -101,3 +101,15 @@ def test_adapt_question_titles_with_dots_kept_escaped():
         "%24ref": "x",
         "q%2Ea": {"b%2Ec": 1},
     }
+
+
+def test_adapt_checkbox_grid_rows_kept_by_position():
+    grid = [["Water", "Housing"], None, ["Transport"]]
+
+    adapted = adapt(with_answers(**{"Needs by year": grid}))
+
+    assert adapted["answers"]["Needs by year"] == [
+        {"0": "Water", "1": "Housing"},
+        None,
+        {"0": "Transport"},
+    ]

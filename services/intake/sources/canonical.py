@@ -148,7 +148,7 @@ def assemble(
                 "consent": True,
             }
     mapped = set(names.values())
-    result["answers"] = storable_keys(
+    result["answers"] = storable_answers(
         {field: value for field, value in values.items() if field not in mapped}
     )
     if errors:
@@ -194,17 +194,27 @@ def unescape_key(key: str) -> str:
     return unquote(key, errors="strict")
 
 
-def storable_keys(value: Any, depth: int = 0) -> Any:
-    """`value` with every object key through `escape_key`, at any depth (up to a bound)."""
+def storable_answers(value: Any, depth: int = 0) -> Any:
+    """`value` with every object key through `escape_key` and every list directly inside a list
+    (a Google Forms checkbox grid: one list per row) as an object keyed by position
+    (`{"0": [...], "1": [...]}`): FerretDB stores no nested arrays. At any depth, up to a bound."""
     if depth > _ESCAPE_DEPTH:
         return value
     if isinstance(value, dict):
         return {
-            escape_key(key) if isinstance(key, str) else key: storable_keys(item, depth + 1)
+            escape_key(key) if isinstance(key, str) else key: storable_answers(item, depth + 1)
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [storable_keys(item, depth + 1) for item in value]
+        return [
+            storable_answers(
+                dict(zip(map(str, range(len(item))), item, strict=True))
+                if isinstance(item, list)
+                else item,
+                depth + 1,
+            )
+            for item in value
+        ]
     return value
 
 
