@@ -6,8 +6,9 @@ checked here before anything is published. Each refusal names the field path (`a
 
 - `max-depth`: objects and lists nest at most `MAX_DEPTH` levels (the response is level 1);
   JSON serialisers give up at 255 levels, MongoDB at 100.
-- `key-name`: object keys of 1 to `MAX_KEY_LENGTH` characters, without NUL or `.`, not starting
-  with `$`: BSON cannot hold NUL in a key, and MongoDB servers refuse or misread `.` and `$`.
+- `key-name`: object keys of 1 to `MAX_KEY_LENGTH` characters, without control characters
+  (U+0000-U+001F) or `.`, not starting with `$`: BSON cannot hold NUL in a key, FerretDB cannot
+  read back a collection with a tab or newline in a key, and servers refuse or misread `.`, `$`.
 - `string-length`, `list-length`, `object-length`: at most `MAX_STRING_LENGTH` characters,
   `MAX_LIST_LENGTH` items, `MAX_OBJECT_LENGTH` keys.
 - `nested-list`: no list directly inside a list (FerretDB stores no nested arrays).
@@ -149,8 +150,10 @@ def key_problem(key: str) -> str | None:
         return "a key must not be empty"
     if len(key) > MAX_KEY_LENGTH:
         return f"a key has at most {MAX_KEY_LENGTH} characters"
-    if "\x00" in key:
-        return "a key must not contain NUL"
+    if _CONTROL.search(key):
+        # BSON cannot hold NUL in a key, and FerretDB stores the others (tab, newline, ...) but
+        # then cannot read the collection back at all.
+        return "a key must not contain NUL or another control character (U+0000-U+001F)"
     if "." in key:
         return "a key must not contain '.'"
     if key.startswith("$"):
@@ -159,6 +162,7 @@ def key_problem(key: str) -> str | None:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f]")
 # A field path as a chain of (parent, key) pairs, written out only for a refusal: building a
 # string per value would cost more than checking it.
 Path = tuple[Any, str] | None

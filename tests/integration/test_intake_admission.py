@@ -70,6 +70,7 @@ FOCAL_POINT = {"email": "an.nguyen@example.org", "consent": True}
 GENERIC_CASES: dict[str, tuple[dict[str, Any], str, str]] = {
     "nul-key": ({"answers": {"q\x00": "x"}}, "answers.q\\u0000", "key-name"),
     "dot-key": ({"answers": {"q.1": "x"}}, "answers.q.1", "key-name"),
+    "tab-key": ({"answers": {"q\t1": "x"}}, "answers.q\\u00091", "key-name"),
     "dollar-key": ({"answers": {"$where": "x"}}, "answers.$where", "key-name"),
     "nested-200": ({"answers": {"q1": nested(200)}}, "answers.q1" + ".sub" * 30, "max-depth"),
     "nested-300": ({"answers": {"q1": nested(300)}}, "answers.q1" + ".sub" * 30, "max-depth"),
@@ -142,7 +143,12 @@ async def test_receive_platform_field_names_and_grids_kept_storable(
 ) -> None:
     fields = jotform_fields()
     raw = json.loads(fields["rawRequest"])
-    extra = {"q20_1.Budget": "5", "q21_$ref": "x", "q22_grid": [["a", "b"], ["c"]]}
+    extra = {
+        "q20_1.Budget": "5",
+        "q21_$ref": "x",
+        "q22_grid": [["a", "b"], ["c"]],
+        "q23_Budget\t(USD)": "7",
+    }
     fields["rawRequest"] = json.dumps({**raw, **extra})
     async with serving(create_app(settings)) as client:
         answer = await client.post(
@@ -156,6 +162,7 @@ async def test_receive_platform_field_names_and_grids_kept_storable(
     event = SurveyResponse.model_validate_json(records[0].value)
     assert (event.answers["1%2EBudget"], event.answers["%24ref"]) == ("5", "x")
     assert event.answers["grid"] == [{"0": "a", "1": "b"}, {"0": "c"}]
+    assert event.answers["Budget%09(USD)"] == "7"
     # What analytics keeps of it is stored by the MongoDB-wire server as it is.
     client = mongo.new_client(stack.mongodb_url)
     try:

@@ -82,6 +82,8 @@ def test_admit_list_in_list_refused(make_response):
     ("key", "shown"),
     [
         ("a\x00b", "a\\u0000b"),
+        ("a\tb", "a\\u0009b"),
+        ("line\n", "line\\u000a"),
         ("$where", "$where"),
         ("1. City?", "1. City?"),
         ("", ""),

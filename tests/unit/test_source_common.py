@@ -149,7 +149,8 @@ def test_escape_key_reversible_and_storable(name):
     escaped = escape_key(name)
 
     assert unescape_key(escaped) == name
-    assert "." not in escaped and "\x00" not in escaped and not escaped.startswith("$")
+    assert "." not in escaped and not escaped.startswith("$")
+    assert not any(ord(char) < 0x20 for char in escaped)
 
 
 @pytest.mark.parametrize(
@@ -160,6 +161,7 @@ def test_escape_key_reversible_and_storable(name):
         ("cost in $", "cost in $"),
         ("50% or more", "50%25 or more"),
         ("a\x00b", "a%00b"),
+        ("Budget\n(USD)\t", "Budget%0A(USD)%09"),
         ("group/q_1", "group/q_1"),
     ],
 )

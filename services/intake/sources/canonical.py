@@ -178,13 +178,14 @@ def envelope(
 # Platform field names are the form's own (a Google Forms question title, an XLSForm name):
 # "1. City?" or "$ budget" are real questions, which no MongoDB server stores as a key.
 # Escaped the way URLs are, so that `unescape_key` gives the platform's name back exactly.
-_KEY_ESCAPES = {"%": "%25", ".": "%2E", "\x00": "%00"}
+_KEY_ESCAPES = {"%": "%25", ".": "%2E"} | {chr(code): f"%{code:02X}" for code in range(0x20)}
 _ESCAPE_DEPTH = 40  # deeper answers are refused by the admission rules anyway
 
 
 def escape_key(name: str) -> str:
-    """A platform's field name as a storable key: `%`, `.` and NUL percent-escaped, a leading
-    `$` as `%24` (`"1. City?"` -> `"1%2E City?"`); `unescape_key` reverses it."""
+    """A platform's field name as a storable key: `%`, `.` and control characters (U+0000 to
+    U+001F: FerretDB cannot read a key with a tab back) percent-escaped, a leading `$` as `%24`
+    (`"1. City?"` -> `"1%2E City?"`); `unescape_key` reverses it."""
     escaped = "".join(_KEY_ESCAPES.get(char, char) for char in name)
     return "%24" + escaped[1:] if escaped.startswith("$") else escaped
 
