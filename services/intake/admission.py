@@ -45,7 +45,7 @@ from shared.events import BIDI_RUN_CONTROLS, SurveyResponse
 
 MAX_DEPTH = 32
 MAX_KEY_LENGTH = 1_000  # a Google Forms key is a whole question title
-MAX_STRING_LENGTH = 10_000
+MAX_STRING_LENGTH = 100_000  # a long essay; the event size is the real bound
 MAX_LIST_LENGTH = 1_000
 MAX_OBJECT_LENGTH = 500
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1

@@ -324,7 +324,7 @@ hostile_values = st.recursive(
     hostile_scalars
     | st.builds(nest, st.integers(1, 400), hostile_scalars, st.booleans())
     | st.sampled_from(
-        [list(range(1001)), "x" * 10_001, {f"k{n}": n for n in range(501)}, "\u202eHanoi"]
+        [list(range(1001)), "x" * 100_001, {f"k{n}": n for n in range(501)}, "\u202eHanoi"]
     ),
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(hostile_keys, children, max_size=3)
