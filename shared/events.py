@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Collection, Mapping
-from datetime import UTC, date
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Final, Literal
 
 import pycountry
@@ -50,12 +50,65 @@ Source = Literal["generic", "kobotoolbox", "typeform", "jotform", "google-forms"
 Language = Literal["en", "fr", "es", "ar", "zh", "ru"]
 
 
+# Bidi controls that reorder the text after them (embeddings, overrides and their pop, isolates).
+# The intake refuses them in names; stripped here too, so that no event displays them.
+BIDI_RUN_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_JOINERS = frozenset("\u200c\u200d")  # ZWNJ, ZWJ
+_VIRAMA = 9  # canonical combining class of the viramas of the Indic scripts
+# Scripts whose spelling needs ZWNJ/ZWJ: Arabic (Persian, Urdu, ...), Syriac, N'Ko, the Indic
+# scripts (Devanagari to Sinhala), Tibetan, Myanmar, Khmer, Mongolian, Arabic presentation forms.
+_JOINING_SCRIPTS = (
+    (0x0600, 0x08FF),
+    (0x0900, 0x0DFF),
+    (0x0F00, 0x109F),
+    (0x1780, 0x18AF),
+    (0xFB50, 0xFDFF),
+    (0xFE70, 0xFEFC),
+)
+
+
+def _joins(text: str, index: int) -> bool:
+    # As IDNA's rules for joiners (RFC 5892, appendix A.1 and A.2), simplified: a joiner spells
+    # something after a virama (Indic half-forms, Malayalam chillu at a word's end), or between
+    # a letter of a joining script and a letter or mark (Persian "mi\u200cxâham" in Arabic
+    # script). Elsewhere ("Pay\u200dpal") it only hides.
+    if index == 0:
+        return False
+    before = text[index - 1]
+    if unicodedata.combining(before) == _VIRAMA:
+        return True
+    after = text[index + 1] if index + 1 < len(text) else " "
+    in_script = any(low <= ord(before) <= high for low, high in _JOINING_SCRIPTS)
+    # Letters and marks on both sides: never a format character, which goes (so a second pass
+    # keeps what the first kept).
+    return (
+        in_script
+        and unicodedata.category(before)[0] in "LM"
+        and unicodedata.category(after)[0] in "LM"
+    )
+
+
+def normalise_name(text: str) -> str:
+    """A name, city or organisation as it is kept: invisible format characters (Unicode Cf:
+    bidi controls and marks, zero-width space, word joiner, BOM, soft hyphen, tags) removed,
+    except ZWNJ/ZWJ where a script spells with them; spaces collapsed; NFC."""
+    visible = "".join(
+        char
+        for index, char in enumerate(text)
+        if unicodedata.category(char) != "Cf" or (char in _JOINERS and _joins(text, index))
+    )
+    return unicodedata.normalize("NFC", " ".join(visible.split()))
+
+
 def _normalise_text(value: Any) -> Any:
-    # NFC so that "Đà Nẵng" typed on two keyboards is one city in the aggregates.
+    # NFC so that "Đà Nẵng" typed on two keyboards is one city in the aggregates; invisible
+    # characters out, so that "Đà\u200bNẵng" is that city too and no name hides or reorders text.
     if isinstance(value, str):
-        value = unicodedata.normalize("NFC", " ".join(value.split()))
+        value = normalise_name(value)
         if any(unicodedata.category(char) == "Cc" for char in value):
             raise ValueError("control characters are not allowed")
+        if any("\ud800" <= char <= "\udfff" for char in value):  # no UTF-8 can carry one
+            raise ValueError("unpaired surrogates are not allowed")
     return value
 
 
@@ -114,9 +167,18 @@ ModalityCode = Annotated[str, AfterValidator(_code_in(_taxonomy_codes("modalitie
 InterestCode = Annotated[
     str, AfterValidator(_code_in(lambda: load_taxonomy().interest_codes, "theme or modality"))
 ]
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-14:00 is in year 10000 in UTC
+        raise ValueError("the time has no date in UTC") from None
+
+
 UtcDatetime = Annotated[
     AwareDatetime,
-    AfterValidator(lambda value: value.astimezone(UTC)),
+    AfterValidator(_in_utc),
     PlainSerializer(lambda value: value.strftime("%Y-%m-%dT%H:%M:%SZ"), return_type=str),
 ]
 Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\w.:@-]+$")]
@@ -172,6 +234,12 @@ class SurveyResponse(_Event):
     )
     answers: dict[str, Any] = Field(default_factory=dict, max_length=200)
     schema_version: SchemaVersion = SCHEMA_VERSION
+
+    @property
+    def identity(self) -> str:
+        """What makes a response unique: its survey and its id (which starts with its source).
+        A generic sender picks its own ids and may use one in two surveys: two responses."""
+        return f"{self.survey_id}/{self.response_id}"
 
     @property
     def consenting_focal_point(self) -> FocalPoint | None:

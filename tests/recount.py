@@ -59,10 +59,10 @@ def random_response(rng: random.Random, response_id: str) -> dict[str, Any]:
 
 
 def unique_responses(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The first record of each response id: the only one that counts."""
-    first: dict[str, dict[str, Any]] = {}
+    """The first record of each response (survey and response id): the only one that counts."""
+    first: dict[tuple[str, str], dict[str, Any]] = {}
     for body in records:
-        first.setdefault(body["response_id"], body)
+        first.setdefault((body["survey_id"], body["response_id"]), body)
     return list(first.values())
 
 

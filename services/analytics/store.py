@@ -2,7 +2,8 @@
 
 Exactly-once effect without transactions, from two single-document atomic steps:
 
-1. Every response is stored raw under `_id = response_id` with the Kafka position (partition,
+1. Every response is stored raw under `_id = survey_id/response_id` (`SurveyResponse.identity`:
+   one generic id may be used in two surveys) with the Kafka position (partition,
    offset) of the first message that carried it. A message *counts* only where its own position is
    the stored one: a duplicate elsewhere in the topic never counts, and a replay of the very same
    message still counts (in case the crash came before step 2).
@@ -87,7 +88,7 @@ def responses_query(
 def raw_document(item: Positioned) -> Document:
     """What is kept of a response: no focal-point name or email ever reaches analytics' data."""
     document = item.response.model_dump(mode="json", exclude={"focal_point"})
-    document["_id"] = document.pop("response_id")
+    document["_id"] = item.response.identity
     document["has_focal_point"] = item.response.focal_point is not None
     document["consenting_focal_point"] = item.response.consenting_focal_point is not None
     document["position"] = item.position
@@ -97,9 +98,10 @@ def raw_document(item: Positioned) -> Document:
 def from_raw_document(document: Document) -> SurveyResponse:
     """The response back from its raw document, for recounts."""
     fields = {key: value for key, value in document.items() if key not in ("_id", "position")}
+    # Documents stored before the identity held the survey kept the response id as `_id`.
     # Read as the consumer read it: codes newer than this taxonomy stay counted under their code.
     return SurveyResponse.model_validate(
-        {**fields, "response_id": document["_id"]}, context=TOLERANT
+        {"response_id": document["_id"], **fields}, context=TOLERANT
     )
 
 
@@ -173,13 +175,13 @@ class AnalyticsStore:
         out = [(batch[i], why) for i, why in sorted(refused.items())]
         if not duplicates:
             return Recorded(stored, out)
-        ids = [item.response.response_id for item in stored]
+        ids = [item.response.identity for item in stored]
         positions = {
             document["_id"]: document["position"]
             async for document in self._responses.find({"_id": {"$in": ids}}, {"position": 1})
         }
         counted = [
-            item for item in stored if positions.get(item.response.response_id) == item.position
+            item for item in stored if positions.get(item.response.identity) == item.position
         ]
         return Recorded(counted, out)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from pymongo.errors import PyMongoError
 from rich.console import Console
 
+from services.intake.api import admission_of
 from services.intake.app import wire
 from services.intake.backfill import IMPORT_SOURCES, UnreadableFile, run_import
 from services.intake.publisher import BrokerUnavailable
@@ -56,7 +57,13 @@ async def import_file(settings: IntakeSettings, args: argparse.Namespace, consol
     try:
         await wiring.publisher.start()
         summary = await run_import(
-            args.file, survey, platforms()[args.source], wiring.intake, invalid_out, console
+            args.file,
+            survey,
+            platforms()[args.source],
+            wiring.intake,
+            invalid_out,
+            console,
+            admission_of(settings),
         )
     except (UnreadableFile, BrokerUnavailable, PyMongoError) as exc:
         console.print(f"[red]import stopped: {exc}")

@@ -42,17 +42,23 @@ class Intake:
     _settling: set[asyncio.Task[None]] = field(default_factory=set, init=False, compare=False)
 
     async def accept_response(self, response: SurveyResponse) -> Outcome:
-        """Publish a validated response unless its `response_id` was accepted before."""
+        """Publish a validated response unless it was accepted before for the same survey."""
         return await self._publish_once(
-            self.responses, response.response_id, self.responses_topic, response
+            self.responses,
+            response.identity,
+            self.responses_topic,
+            response.response_id,
+            response,
         )
 
     async def announce_pilot(self, pilot: PilotAnnounced) -> Outcome:
         """Publish a validated pilot unless its `pilot_id` was announced before."""
-        return await self._publish_once(self.pilots, pilot.pilot_id, self.pilots_topic, pilot)
+        return await self._publish_once(
+            self.pilots, pilot.pilot_id, self.pilots_topic, pilot.pilot_id, pilot
+        )
 
     async def _publish_once(
-        self, claims: ClaimStore, key: str, topic: str, event: BaseModel
+        self, claims: ClaimStore, key: str, topic: str, event_key: str, event: BaseModel
     ) -> Outcome:
         claim = await claims.claim(key)
         if claim is Claim.DUPLICATE:
@@ -60,7 +66,7 @@ class Intake:
         if claim is Claim.IN_FLIGHT:
             raise InFlight(f"{key} is being published by another request")
         try:
-            await self.publisher.publish(topic, key, event)
+            await self.publisher.publish(topic, event_key, event)
         except Unacknowledged as late:
             # The producer may still write it once Kafka is back: releasing the claim now would
             # let the platform's retry publish it a second time. Its retries get 503 until the

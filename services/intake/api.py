@@ -1,25 +1,25 @@
-"""The intake's HTTP routes. Thin: read -> authenticate -> adapt -> validate -> publish."""
+"""The intake's HTTP routes. Thin: read -> authenticate -> adapt -> admit -> publish."""
 
 from __future__ import annotations
 
 import logging
 import os
 import secrets as secrets_module
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
 from services.intake.acceptance import Intake, Outcome
+from services.intake.admission import Admission, Refused
 from services.intake.publisher import BrokerUnavailable
 from services.intake.settings import IntakeSettings
 from services.intake.sources import Delivery, Platform, Rejected
 from services.intake.surveys import SurveyCatalog
 from shared.events import PilotAnnounced, SurveyResponse
-from shared.http import PROBLEM_JSON, Problem, field_errors
+from shared.http import PROBLEM_JSON, Problem
 
 RETRY_AFTER_SECONDS = "5"
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
         404: "Unknown survey or source",
         413: "Body over the size limit",
         415: "Unsupported content type",
-        422: "Invalid response; each failing field is named in `errors`",
+        422: "Invalid response; each failing field and its rule are named in `errors`",
         503: "Kafka cannot take the event now; retry after `Retry-After` seconds",
     }.items()
 }
@@ -87,7 +87,7 @@ async def receive_webhook(
     except Rejected as rejected:
         extra: dict[str, Any] = {"errors": rejected.errors} if rejected.errors else {}
         raise Problem(rejected.status, rejected.title, rejected.detail, **extra) from rejected
-    response = validated(candidate)
+    response = validated(candidate, admission_of(settings))
     outcome = await publish(intake.accept_response(response))
     return _outcome_response(outcome, response_id=response.response_id)
 
@@ -121,9 +121,9 @@ async def read_delivery(request: Request, limit: int, content_types: frozenset[s
             "Unsupported content type",
             f"expected {' or '.join(sorted(content_types))}, got {content_type or 'none'!r}",
         )
-    declared = request.headers.get("content-length")
+    declared = request.headers.get("content-length", "")
     too_large = Problem(413, "Body too large", f"the body must be at most {limit} bytes")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large
     body = bytearray()
     async for chunk in request.stream():
@@ -138,17 +138,26 @@ async def read_delivery(request: Request, limit: int, content_types: frozenset[s
     )
 
 
-def validated(candidate: dict[str, Any]) -> SurveyResponse:
-    """The candidate as a valid response event, or a 422 naming every failing field."""
+def admission_of(settings: IntakeSettings) -> Admission:
+    """The admission rules with the configured tolerance for `submitted_at` ahead of now."""
+    return Admission(future_tolerance=timedelta(seconds=settings.submitted_at_tolerance_seconds))
+
+
+def validated(candidate: dict[str, Any], admission: Admission | None = None) -> SurveyResponse:
+    """The candidate as an admitted response event, or a 422 naming every refused field and the
+    rule it breaks (`services.intake.admission`)."""
     try:
-        return SurveyResponse.model_validate(candidate)
-    except ValidationError as exc:
+        return (admission or Admission()).admit(candidate, datetime.now(UTC))
+    except Refused as refused:
+        listed = "; ".join(f"{error.field}: {error.rule}" for error in refused.refusals[:5])
+        more = len(refused.refusals) - 5
         raise Problem(
             422,
             "Invalid response",
-            f"{exc.error_count()} field(s) failed validation",
-            errors=field_errors(exc.errors(include_url=False, include_input=False)),
-        ) from exc
+            f"{len(refused.refusals)} field(s) refused: {listed}"
+            + (f" and {more} more" if more > 0 else ""),
+            errors=refused.errors,
+        ) from refused
 
 
 async def publish(outcome: Any) -> Outcome:

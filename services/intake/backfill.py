@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from services.intake.acceptance import InFlight, Intake, Outcome
+from services.intake.admission import Admission
 from services.intake.api import validated
 from services.intake.sources import Delivery, Platform, Rejected
 from services.intake.surveys import SurveyDefinition
@@ -49,13 +50,18 @@ class Record:
 
 
 def _json_body(payload: Any) -> Delivery:
-    return Delivery({}, {}, json.dumps(payload, ensure_ascii=False).encode(), "application/json")
+    # ASCII escapes: a lone surrogate of the file reaches the admission rules, not the encoder.
+    try:
+        body = json.dumps(payload).encode()
+    except (ValueError, RecursionError) as exc:
+        raise Rejected(400, "Malformed body", f"the record cannot be read: {exc}") from exc
+    return Delivery({}, {}, body, "application/json")
 
 
 def _load_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
         raise UnreadableFile(f"{path} is not a JSON file: {exc}") from exc
 
 
@@ -67,7 +73,10 @@ def _listed(data: Any, key: str, path: Path) -> list[Any]:
 
 
 def _kobo_csv(path: Path) -> Iterator[Record]:
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(f"{path} is not a UTF-8 CSV file: {exc}") from exc
     try:
         dialect: Any = csv.Sniffer().sniff(text[:8192], delimiters=";,\t")
     except csv.Error:
@@ -104,12 +113,13 @@ def records(path: Path, source: str) -> Iterator[Record]:
                 f"item {number}", {"event_type": "form_response", "form_response": form_response}
             )
     elif source == "generic":
-        with path.open(encoding="utf-8-sig") as lines:
+        # A line that is not UTF-8 is reported with the others, not the end of the import.
+        with path.open(encoding="utf-8-sig", errors="surrogateescape") as lines:
             for number, line in enumerate(lines, start=1):
                 if line.strip():
                     try:
                         yield Record(f"line {number}", json.loads(line))
-                    except json.JSONDecodeError as exc:
+                    except (ValueError, RecursionError) as exc:
                         yield Record(f"line {number}", line.rstrip("\n"), f"not valid JSON: {exc}")
     else:
         raise UnreadableFile(f"cannot import source {source!r}; one of {IMPORT_SOURCES}")
@@ -129,13 +139,14 @@ async def import_record(
     platform: Platform,
     survey: SurveyDefinition,
     intake: Intake,
+    admission: Admission | None = None,
 ) -> Outcome | dict[str, Any]:
-    """Adapt, validate and publish one record: its outcome, or why it is invalid."""
+    """Adapt, admit and publish one record: its outcome, or why it is invalid."""
     try:
         if record.unreadable is not None:
             raise Rejected(400, "Malformed body", record.unreadable)
         candidate = platform.adapt(_json_body(record.payload), survey, datetime.now(UTC))
-        response = validated(candidate)
+        response = validated(candidate, admission)
     except Rejected as rejected:
         return {"record": record.where, "reason": rejected.detail, "errors": rejected.errors}
     except Problem as problem:
@@ -161,6 +172,7 @@ async def run_import(
     intake: Intake,
     invalid_out: Path,
     console: Console | None = None,
+    admission: Admission | None = None,
 ) -> Summary:
     """Import every record of `path`, with a progress bar; write the invalid ones to
     `invalid_out` (JSON lines with the record, the reason and the failing fields)."""
@@ -183,7 +195,7 @@ async def run_import(
             if stopped:
                 return
             try:
-                outcome = await import_record(record, platform, survey, intake)
+                outcome = await import_record(record, platform, survey, intake, admission)
             except Exception as exc:  # Kafka or MongoDB gone: stop every worker, report it
                 stopped.append(exc)
                 return
@@ -209,6 +221,6 @@ async def run_import(
 def _write_invalid(path: Path, invalid: list[dict[str, Any]]) -> None:
     # Written in file order, whichever finished first.
     invalid.sort(key=lambda entry: int(str(entry["record"]).rpartition(" ")[2]))
-    with path.open("w", encoding="utf-8") as out:
+    with path.open("w", encoding="utf-8", errors="backslashreplace") as out:
         for entry in invalid:
             out.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")

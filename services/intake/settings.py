@@ -23,3 +23,5 @@ class IntakeSettings(ServiceSettings):
     publish_timeout_seconds: float = Field(default=8.0, gt=0)
     # A claim older than this was left by a replica that died mid-publish and may be taken over.
     claim_lease_seconds: float = Field(default=30.0, gt=0)
+    # How far ahead of the intake's clock a `submitted_at` may lie (clocks of senders drift).
+    submitted_at_tolerance_seconds: float = Field(default=300.0, ge=0, le=86_400)

@@ -198,6 +198,7 @@ def _consent(response: SurveyResponse, focal_point: FocalPoint) -> dict[str, Any
         "country": response.respondent.country,
         "city": response.respondent.city,
         "codes": focal_point_codes(response),
+        "survey_id": response.survey_id,  # with the response id, the response's identity
         "response_id": response.response_id,
         "submitted_at": response.submitted_at,
         # A newer response with consent lifts an earlier unsubscribe.
@@ -212,6 +213,7 @@ def _withdrawal(response: SurveyResponse, focal_point: FocalPoint) -> dict[str, 
         "consent": False,
         "country": response.respondent.country,
         "codes": [],
+        "survey_id": response.survey_id,
         "response_id": response.response_id,
         "submitted_at": response.submitted_at,
         "unsubscribed": False,

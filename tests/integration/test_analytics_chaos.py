@@ -57,7 +57,8 @@ def topic_records(rng: random.Random, unique: int, duplicates: int) -> list[dict
         original = originals[index]
         resent = original
         if rng.random() < 1 / 3:
-            resent = {**random_response(rng, original["response_id"])}
+            edited = random_response(rng, original["response_id"])
+            resent = {**edited, "survey_id": original["survey_id"]}
         placed.append((rng.uniform(index + 0.5, unique + 10), copy_number + 1, resent))
     return [body for _, _, body in sorted(placed, key=lambda p: (p[0], p[1]))]
 

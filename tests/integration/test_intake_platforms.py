@@ -119,7 +119,11 @@ async def test_receive_typeform_unknown_country_422_names_field_and_value(
     assert answer.status_code == 422
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["errors"] == [
-        {"field": "respondent.country", "message": "'country': unknown country 'Atlantis'"}
+        {
+            "field": "respondent.country",
+            "rule": "mapping",
+            "message": "'country': unknown country 'Atlantis'",
+        }
     ]
 
 

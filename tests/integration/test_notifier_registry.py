@@ -89,7 +89,7 @@ async def test_register_latest_response_wins_email_normalised(registry: Registry
     assert record is not None
     assert record["_id"] == "binh.tran@example.org"
     assert (record["language"], record["city"], record["codes"]) == ("fr", "Huế", ["housing"])
-    assert record["response_id"] == "generic:2"
+    assert (record["survey_id"], record["response_id"]) == ("cities-2024-priorities", "generic:2")
 
 
 async def test_register_unsubscribed_stays_until_later_consent(registry: Registry) -> None:

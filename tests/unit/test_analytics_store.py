@@ -36,6 +36,25 @@ def test_from_raw_document_round_trip_without_focal_point(make_event):
     assert back == event.model_copy(update={"focal_point": None})
 
 
+def test_raw_document_identity_is_survey_and_response_id(make_event):
+    event = make_event(response_id="generic:r-1", survey_id="cities-2024-capacity")
+
+    document = raw_document(Positioned(event, 0, 0))
+
+    assert (document["_id"], document["response_id"]) == (
+        "cities-2024-capacity/generic:r-1",
+        "generic:r-1",
+    )
+
+
+def test_from_raw_document_stored_under_response_id_still_read(make_event):
+    event = make_event()
+    document = raw_document(Positioned(event, 0, 0))
+    document["_id"] = document.pop("response_id")  # as stored before the identity held a survey
+
+    assert from_raw_document(document).response_id == event.response_id
+
+
 def test_responses_query_only_given_filters():
     assert responses_query() == {}
     assert responses_query("s1", "VN", "cso") == {

@@ -131,6 +131,67 @@ def test_validate_city_nfc_and_whitespace_normalised(make_response):
     assert response.respondent.city == unicodedata.normalize("NFC", "Đà Nẵng")
 
 
+@pytest.mark.parametrize(
+    ("written", "kept"),
+    [
+        ("Da\u200bNang", "DaNang"),  # zero-width space
+        ("\ufeffHanoi\u2060", "Hanoi"),  # BOM, word joiner
+        ("Pay\u200dpal Pay\u200cpal", "Paypal Paypal"),  # joiners between Latin letters hide
+        ("القاهرة\u200f", "القاهرة"),  # RLM
+        ("Cairo\u200e \u061cx", "Cairo x"),  # LRM, ALM
+        ("soft\u00adhyphen", "softhyphen"),
+        ("\u202eHanoi\u202c", "Hanoi"),  # an override read from an older event: stripped
+        ("a\u2066b\u2069", "ab"),  # isolates
+    ],
+)
+def test_validate_name_invisible_characters_stripped(make_response, written, kept):
+    response = SurveyResponse.model_validate(
+        make_response(
+            respondent={"city": written, "organization": written},
+            focal_point={"name": written},
+        )
+    )
+
+    assert response.respondent.city == kept
+    assert response.respondent.organization == kept
+    assert response.focal_point is not None
+    assert response.focal_point.name == kept
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",  # Persian ZWNJ inside a word
+        "\u0646\u0627\u0645\u0647\u200c\u0647\u0627",  # Persian plural suffix after ZWNJ
+        "\u0915\u094d\u200d\u0937",  # Devanagari half-form: ZWJ after a virama
+        "\u0d28\u0d4d\u200d",  # Malayalam chillu: ZWJ after a virama at a word's end
+    ],
+)
+def test_validate_name_joiners_of_joining_scripts_kept(make_response, name):
+    response = SurveyResponse.model_validate(make_response(focal_point={"name": name}))
+
+    assert response.focal_point is not None
+    assert response.focal_point.name == name
+
+
+def test_validate_pilot_title_invisible_characters_stripped(make_pilot):
+    pilot = PilotAnnounced.model_validate(make_pilot(title="Flood\u200b early \u202ewarning"))
+
+    assert pilot.title == "Flood early warning"
+
+
+def test_validate_pilot_title_surrogate_rejected(make_pilot):
+    errors = errors_of(PilotAnnounced, make_pilot(title="Flood \ud800"))
+
+    assert errors == [(("title",), "Value error, unpaired surrogates are not allowed")]
+
+
+def test_identity_is_survey_and_response_id(make_event):
+    event = make_event(response_id="generic:r-1", survey_id="cities-2024-capacity")
+
+    assert event.identity == "cities-2024-capacity/generic:r-1"
+
+
 def test_validate_organization_whitespace_collapsed(make_response):
     response = SurveyResponse.model_validate(
         make_response(respondent={"organization": " Da  Nang\nPeople's   Committee "})

@@ -6,8 +6,11 @@ import logging
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.intake.app import RedactSecrets
+from services.intake.sources.canonical import escape_key, unescape_key
 from services.intake.sources.credentials import matches_any, redact
 from services.intake.sources.vocabulary import (
     Unmapped,
@@ -138,3 +141,29 @@ def test_shipped_surveys_accept_every_platform_with_core_mapping():
         assert set(survey.sources) == set(platforms()), survey.id
         for source in ("kobotoolbox", "typeform", "jotform", "google-forms"):
             assert len(survey.sources[source].field_map().fields()) == 11, (survey.id, source)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_escape_key_reversible_and_storable(name):
+    escaped = escape_key(name)
+
+    assert unescape_key(escaped) == name
+    assert "." not in escaped and not escaped.startswith("$")
+    assert not any(ord(char) < 0x20 for char in escaped)
+
+
+@pytest.mark.parametrize(
+    ("name", "escaped"),
+    [
+        ("1. Which city?", "1%2E Which city?"),
+        ("$ budget", "%24 budget"),
+        ("cost in $", "cost in $"),
+        ("50% or more", "50%25 or more"),
+        ("a\x00b", "a%00b"),
+        ("Budget\n(USD)\t", "Budget%0A(USD)%09"),
+        ("group/q_1", "group/q_1"),
+    ],
+)
+def test_escape_key_examples(name, escaped):
+    assert escape_key(name) == escaped

@@ -77,7 +77,11 @@ def test_adapt_unknown_country_rejected_422():
     failure = rejection(adapt, with_answers(country="Ruritania"))
 
     assert failure.errors == [
-        {"field": "respondent.country", "message": "'country': unknown country 'Ruritania'"}
+        {
+            "field": "respondent.country",
+            "rule": "mapping",
+            "message": "'country': unknown country 'Ruritania'",
+        }
     ]
 
 
@@ -87,3 +91,25 @@ def test_adapt_unknown_country_rejected_422():
 )
 def test_adapt_incomplete_body_rejected(body, status):
     assert rejection(adapt, body).status == status
+
+
+def test_adapt_question_titles_with_dots_kept_escaped():
+    adapted = adapt(with_answers(**{"1. Budget in $?": "5", "$ref": "x", "q.a": {"b.c": 1}}))
+
+    assert {k: adapted["answers"][k] for k in ("1%2E Budget in $?", "%24ref", "q%2Ea")} == {
+        "1%2E Budget in $?": "5",
+        "%24ref": "x",
+        "q%2Ea": {"b%2Ec": 1},
+    }
+
+
+def test_adapt_checkbox_grid_rows_kept_by_position():
+    grid = [["Water", "Housing"], None, ["Transport"]]
+
+    adapted = adapt(with_answers(**{"Needs by year": grid}))
+
+    assert adapted["answers"]["Needs by year"] == [
+        {"0": "Water", "1": "Housing"},
+        None,
+        {"0": "Transport"},
+    ]

@@ -129,6 +129,44 @@ def test_adapt_no_submit_date_received_at():
     assert adapt(jotform_body())["submitted_at"] == RECEIVED_AT
 
 
+@pytest.mark.parametrize("submit_date", ["999999999999999", 999999999999999, "9" * 40])
+def test_adapt_submit_date_beyond_calendar_rejected_422(submit_date):
+    failure = rejection(adapt, with_raw(submitDate=submit_date))
+
+    assert failure.status == 422
+    assert [(e["field"], e["rule"]) for e in failure.errors] == [("submitted_at", "date-window")]
+
+
+@pytest.mark.parametrize("submit_date", ["\u00b2", "\u0661\u0662", "", "-5", True, 1.5, None])
+def test_adapt_submit_date_not_digits_received_at(submit_date):
+    assert adapt(with_raw(submitDate=submit_date))["submitted_at"] == RECEIVED_AT
+
+
+def test_adapt_unknown_charset_read_as_utf8():
+    body = jotform_body().replace(
+        b'name="formTitle"', b'name="formTitle"\r\nContent-Type: text/plain; charset=x-nonesuch'
+    )
+
+    assert adapt(body)["response_id"] == "jotform:5912345678901234567"
+
+
+def test_adapt_huge_integer_in_raw_request_rejected_400():
+    fields = fixture_fields()
+    fields["rawRequest"] = '{"q6_city": ' + "1" * 5000 + "}"
+
+    assert rejection(adapt, multipart(fields)).status == 400
+
+
+def test_adapt_answer_keys_escaped_reversibly():
+    adapted = adapt(with_raw(**{"q20_a.b": "x", "q21_$c": "y", "q22_50%": "z"}))
+
+    assert {k: adapted["answers"][k] for k in ("a%2Eb", "%24c", "50%25")} == {
+        "a%2Eb": "x",
+        "%24c": "y",
+        "50%25": "z",
+    }
+
+
 def test_adapt_consent_no_drops_contact():
     adapted = adapt(with_raw(q10_consent="No"))
 

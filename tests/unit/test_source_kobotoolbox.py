@@ -166,7 +166,11 @@ def test_adapt_no_id_rejected_422():
 
     assert failure.status == 422
     assert failure.errors == [
-        {"field": "response_id", "message": "'_uuid': expected the response's id"}
+        {
+            "field": "response_id",
+            "rule": "missing",
+            "message": "'_uuid': expected the response's id",
+        }
     ]
 
 

@@ -12,10 +12,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from services.intake.sources import Rejected
 from services.intake.sources.vocabulary import (
     Unmapped,
+    brief,
     consent,
     country_code,
     key,
@@ -45,14 +47,14 @@ _CONTACT = ("contact_name", "contact_email", "language")
 def text(value: Any) -> str:
     """A free-text answer as a string (a structured one, such as a name in parts, joined)."""
     if isinstance(value, bool):
-        raise Unmapped(f"expected text, got {value!r}")
+        raise Unmapped(f"expected text, got {brief(value)}")
     if isinstance(value, str | int | float):
         return str(value)
     if isinstance(value, dict):
         value = list(value.values())
     if isinstance(value, list) and all(isinstance(part, str) for part in value):
         return " ".join(part for part in value if part.strip())
-    raise Unmapped(f"expected text, got {value!r}")
+    raise Unmapped(f"expected text, got {brief(value)}")
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,9 @@ def assemble(
         try:
             return getattr(convert, canonical)(values[field])
         except Unmapped as exc:
-            errors.append({"field": TARGETS[canonical], "message": f"{field!r}: {exc}"})
+            errors.append(
+                {"field": TARGETS[canonical], "rule": "mapping", "message": f"{field!r}: {exc}"}
+            )
             return None
 
     respondent = {
@@ -144,7 +148,9 @@ def assemble(
                 "consent": True,
             }
     mapped = set(names.values())
-    result["answers"] = {field: value for field, value in values.items() if field not in mapped}
+    result["answers"] = storable_answers(
+        {field: value for field, value in values.items() if field not in mapped}
+    )
     if errors:
         raise unmappable(errors)
     return result
@@ -169,8 +175,52 @@ def envelope(
     }
 
 
+# Platform field names are the form's own (a Google Forms question title, an XLSForm name):
+# "1. City?" or "$ budget" are real questions, which no MongoDB server stores as a key.
+# Escaped the way URLs are, so that `unescape_key` gives the platform's name back exactly.
+_KEY_ESCAPES = {"%": "%25", ".": "%2E"} | {chr(code): f"%{code:02X}" for code in range(0x20)}
+_ESCAPE_DEPTH = 40  # deeper answers are refused by the admission rules anyway
+
+
+def escape_key(name: str) -> str:
+    """A platform's field name as a storable key: `%`, `.` and control characters (U+0000 to
+    U+001F: FerretDB cannot read a key with a tab back) percent-escaped, a leading `$` as `%24`
+    (`"1. City?"` -> `"1%2E City?"`); `unescape_key` reverses it."""
+    escaped = "".join(_KEY_ESCAPES.get(char, char) for char in name)
+    return "%24" + escaped[1:] if escaped.startswith("$") else escaped
+
+
+def unescape_key(key: str) -> str:
+    """The platform's field name of a key made by `escape_key`."""
+    return unquote(key, errors="strict")
+
+
+def storable_answers(value: Any, depth: int = 0) -> Any:
+    """`value` with every object key through `escape_key` and every list directly inside a list
+    (a Google Forms checkbox grid: one list per row) as an object keyed by position
+    (`{"0": [...], "1": [...]}`): FerretDB stores no nested arrays. At any depth, up to a bound."""
+    if depth > _ESCAPE_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {
+            escape_key(key) if isinstance(key, str) else key: storable_answers(item, depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            storable_answers(
+                dict(zip(map(str, range(len(item))), item, strict=True))
+                if isinstance(item, list)
+                else item,
+                depth + 1,
+            )
+            for item in value
+        ]
+    return value
+
+
 def unmappable(errors: list[dict[str, str]]) -> Rejected:
-    """The 422 for answers that cannot be mapped, naming each field and value."""
+    """The 422 for answers that cannot be mapped, naming each field, rule and value."""
     listed = "; ".join(f"{error['field']}: {error['message']}" for error in errors)
     return Rejected(422, "Invalid response", f"cannot map {listed}", errors=errors)
 
@@ -181,11 +231,34 @@ def timestamp(value: Any, field: str) -> datetime:
         if not isinstance(value, str):
             raise ValueError
         parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         raise unmappable(
-            [{"field": "submitted_at", "message": f"{field!r}: expected an ISO 8601 time"}]
+            [
+                {
+                    "field": "submitted_at",
+                    "rule": "date-format",
+                    "message": f"{field!r}: expected an ISO 8601 time",
+                }
+            ]
         ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def epoch_milliseconds(milliseconds: int, field: str) -> datetime:
+    """A time given as milliseconds since 1970 (Jotform's `submitDate`), or a 422 naming
+    `submitted_at` when no calendar has that date."""
+    try:
+        return datetime.fromtimestamp(milliseconds / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        raise unmappable(
+            [
+                {
+                    "field": "submitted_at",
+                    "rule": "date-window",
+                    "message": f"{field!r}: {milliseconds} ms since 1970 is no date",
+                }
+            ]
+        ) from None
 
 
 def platform_id(value: Any, field: str) -> str:
@@ -194,6 +267,12 @@ def platform_id(value: Any, field: str) -> str:
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise unmappable(
-            [{"field": "response_id", "message": f"{field!r}: expected the response's id"}]
+            [
+                {
+                    "field": "response_id",
+                    "rule": "missing",
+                    "message": f"{field!r}: expected the response's id",
+                }
+            ]
         )
     return value.strip()

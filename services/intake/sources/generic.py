@@ -15,6 +15,7 @@ from standardwebhooks.webhooks import (
 )
 
 from services.intake.sources import Delivery, Rejected
+from services.intake.sources.vocabulary import brief
 from services.intake.surveys import SurveyDefinition
 
 logger = logging.getLogger(__name__)
@@ -58,10 +59,15 @@ class GenericPlatform:
         platform_id = raw_id.removeprefix(f"{self.name}:") if isinstance(raw_id, str) else raw_id
         body_survey = payload.get("survey_id", survey.id)
         if body_survey != survey.id:
+            mismatch = (
+                f"survey_id {brief(body_survey)} in the body does not match {survey.id!r} in "
+                "the URL"
+            )
             raise Rejected(
                 422,
                 "Invalid response",
-                f"survey_id {body_survey!r} in the body does not match {survey.id!r} in the URL",
+                mismatch,
+                errors=[{"field": "survey_id", "rule": "survey-of-url", "message": mismatch}],
             )
         return {
             **payload,
@@ -78,7 +84,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     """The body as a JSON object, or `Rejected(400)` saying what is wrong with it."""
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer of 4,300+ digits
         raise Rejected(400, "Malformed body", f"the body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise Rejected(400, "Malformed body", "the body nests JSON too deeply") from exc

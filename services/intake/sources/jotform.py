@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -20,6 +20,7 @@ from services.intake.sources import Delivery, Rejected
 from services.intake.sources.canonical import (
     assemble,
     envelope,
+    epoch_milliseconds,
     field_names,
     label_aliases,
     label_converters,
@@ -52,8 +53,17 @@ def form_fields(delivery: Delivery) -> dict[str, str]:
         except (UnicodeDecodeError, ValueError) as exc:
             raise Rejected(400, "Malformed body", f"the form is not valid: {exc}") from exc
     header = delivery.headers.get("content-type", delivery.content_type)
+    try:
+        return _multipart_fields(header, delivery.body)
+    except Rejected:
+        raise
+    except Exception as exc:  # the email parser has no single error type for broken input
+        raise Rejected(400, "Malformed body", "the multipart body cannot be parsed") from exc
+
+
+def _multipart_fields(header: str, body: bytes) -> dict[str, str]:
     message = BytesParser(policy=HTTP).parsebytes(
-        b"Content-Type: " + header.encode("latin-1", "replace") + b"\r\n\r\n" + delivery.body
+        b"Content-Type: " + header.encode("latin-1", "replace") + b"\r\n\r\n" + body
     )
     if not message.is_multipart():
         raise Rejected(400, "Malformed body", "the body is not multipart/form-data")
@@ -65,8 +75,15 @@ def form_fields(delivery: Delivery) -> dict[str, str]:
             continue
         payload = part.get_payload(decode=True)
         if isinstance(payload, bytes):
-            fields[name] = payload.decode(part.get_content_charset() or "utf-8", "replace")
+            fields[name] = _decoded(payload, part.get_content_charset())
     return fields
+
+
+def _decoded(payload: bytes, charset: str | None) -> str:
+    try:
+        return payload.decode(charset or "utf-8", "replace")
+    except LookupError:  # a charset Python does not know: read it as UTF-8
+        return payload.decode("utf-8", "replace")
 
 
 def raw_answers(fields: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -76,7 +93,7 @@ def raw_answers(fields: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]
         raise Rejected(400, "Malformed body", "the form has no `rawRequest` field")
     try:
         request = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: also integers of 4,300+ digits
         raise Rejected(400, "Malformed body", f"`rawRequest` is not valid JSON: {exc}") from exc
     if not isinstance(request, dict):
         raise Rejected(400, "Malformed body", "`rawRequest` must be a JSON object")
@@ -91,9 +108,10 @@ def raw_answers(fields: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]
 def _submitted_at(request: dict[str, Any], received_at: datetime) -> datetime:
     # Jotform posts right after the submission; `submitDate` (ms since the epoch) when present.
     value = request.get("submitDate")
-    if isinstance(value, str | int) and str(value).isdigit() and len(str(value)) <= 15:
-        return datetime.fromtimestamp(int(value) / 1000, UTC)
-    return received_at
+    text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    if not (text.isascii() and text.isdigit()):  # "²" is a digit to `isdigit` alone
+        return received_at
+    return epoch_milliseconds(int(text), "submitDate")
 
 
 class JotformPlatform:

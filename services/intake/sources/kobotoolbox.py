@@ -27,6 +27,7 @@ from services.intake.sources.vocabulary import (
     Unmapped,
     Vocabulary,
     alpha_2,
+    brief,
     consent,
     language_code,
     vocabularies,
@@ -56,7 +57,7 @@ _METADATA_PREFIXES = ("_", "formhub/", "meta/")
 def _choices(vocabulary: Vocabulary, aliases: Mapping[str, str]) -> Any:
     def convert(value: Any) -> list[str]:
         if not isinstance(value, str):
-            raise Unmapped(f"expected space-separated choices, got {value!r}")
+            raise Unmapped(f"expected space-separated choices, got {brief(value)}")
         # XLSForm choice names hold no `-`: the form writes `urban_planning` for `urban-planning`.
         return [vocabulary.code(choice.replace("_", "-"), aliases) for choice in value.split()]
 

@@ -25,6 +25,7 @@ from services.intake.sources.canonical import (
     unmappable,
 )
 from services.intake.sources.generic import parse_json_object
+from services.intake.sources.vocabulary import brief
 from services.intake.surveys import SurveyDefinition
 
 SIGNATURE_HEADER = "typeform-signature"
@@ -86,7 +87,9 @@ def answers_by_ref(form_response: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(answer, dict) or not isinstance(answer.get("field"), dict):
             raise Rejected(400, "Malformed body", "each answer must be an object with a `field`")
         field = answer["field"]
-        ref = field.get("ref") or refs.get(field.get("id")) or field.get("id")
+        field_id = field.get("id")
+        ref = field.get("ref") or (refs.get(field_id) if isinstance(field_id, str) else None)
+        ref = ref or field_id
         if not isinstance(ref, str) or not ref:
             raise Rejected(
                 400, "Malformed body", "an answer has neither `field.ref` nor `field.id`"
@@ -126,7 +129,8 @@ class TypeformPlatform:
                 [
                     {
                         "field": "event_type",
-                        "message": f"'event_type': {payload.get('event_type')!r} "
+                        "rule": "event-type",
+                        "message": f"'event_type': {brief(payload.get('event_type'))} "
                         "is not 'form_response'",
                     }
                 ]

@@ -7,6 +7,7 @@ Each lookup raises `Unmapped` with a message naming the value, so that the adapt
 from __future__ import annotations
 
 import re
+import reprlib
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,17 @@ from shared.taxonomy import load_taxonomy
 
 class Unmapped(ValueError):
     """An answer that has no code."""
+
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother = 3, 80, 80
+_BRIEF.maxlist = _BRIEF.maxdict = _BRIEF.maxtuple = 5
+
+
+def brief(value: Any) -> str:
+    """`repr(value)` for an error message, cut short: a sender's answer may be a megabyte, or
+    nested deeper than `repr` can go."""
+    return _BRIEF.repr(value)
 
 
 def key(text: str) -> str:
@@ -42,20 +54,20 @@ class Vocabulary:
     def code(self, text: Any, aliases: Mapping[str, str]) -> str:
         """The code of `text` (a code, its label, or one of this survey's `aliases`)."""
         if not isinstance(text, str) or not text.strip():
-            raise Unmapped(f"expected a {self.what} label, got {text!r}")
+            raise Unmapped(f"expected a {self.what} label, got {brief(text)}")
         found = self.codes.get(key(text))
         if found is None:
             alias = aliases.get(key(text))
             found = alias if alias in self.codes.values() else None
         if found is None:
-            raise Unmapped(f"unknown {self.what} {text!r}")
+            raise Unmapped(f"unknown {self.what} {brief(text)}")
         return found
 
     def codes_of(self, values: Any, aliases: Mapping[str, str]) -> list[str]:
         """The codes of a list of texts (a single text counts as a list of one)."""
         items = [values] if isinstance(values, str) else values
         if not isinstance(items, list):
-            raise Unmapped(f"expected a list of {self.what} labels, got {values!r}")
+            raise Unmapped(f"expected a list of {self.what} labels, got {brief(values)}")
         return [self.code(item, aliases) for item in items if item not in ("", None)]
 
 
@@ -132,7 +144,7 @@ _LONGEST_COUNTRY_NAME = 80
 def country_code(name: Any) -> str:
     """ISO 3166-1 alpha-2 code of a country name or code ("Viet Nam", "Türkiye", "lk")."""
     if not isinstance(name, str) or not name.strip():
-        raise Unmapped(f"expected a country name, got {name!r}")
+        raise Unmapped(f"expected a country name, got {brief(name)}")
     if len(name) > _LONGEST_COUNTRY_NAME:
         raise Unmapped(f"unknown country {name[:_LONGEST_COUNTRY_NAME]!r}...")
     return _country_code(" ".join(name.split()))
@@ -155,14 +167,14 @@ def _country_code(text: str) -> str:
         found = []
     if len(found) == 1:
         return str(found[0].alpha_2)
-    raise Unmapped(f"unknown country {text!r}")
+    raise Unmapped(f"unknown country {brief(text)}")
 
 
 def alpha_2(code: Any) -> str:
     """An ISO 3166-1 alpha-2 code in any case ("vn"), upper-cased; nothing else is accepted."""
     if isinstance(code, str) and pycountry.countries.get(alpha_2=code.strip().upper()):
         return code.strip().upper()
-    raise Unmapped(f"unknown country {code!r}")
+    raise Unmapped(f"unknown country {brief(code)}")
 
 
 _LANGUAGES = {
@@ -181,10 +193,10 @@ _LANGUAGE_NAMES = {key(name): code for code, names in _LANGUAGES.items() for nam
 def language_code(name: Any) -> str:
     """The code (en, fr, es, ar, zh, ru) of a language name, in English or in itself."""
     if not isinstance(name, str):
-        raise Unmapped(f"expected a language, got {name!r}")
+        raise Unmapped(f"expected a language, got {brief(name)}")
     found = _LANGUAGE_NAMES.get(key(name))
     if found is None:
-        raise Unmapped(f"unknown language {name!r}; expected one of the six UN languages")
+        raise Unmapped(f"unknown language {brief(name)}; expected one of the six UN languages")
     return found
 
 
@@ -200,4 +212,4 @@ def consent(value: Any) -> bool:
         return True
     if isinstance(value, str) and key(value) in _NO:
         return False
-    raise Unmapped(f"expected yes or no, got {value!r}")
+    raise Unmapped(f"expected yes or no, got {brief(value)}")
