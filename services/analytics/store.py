@@ -17,14 +17,25 @@ it. A conditional `update` would not do: FerretDB evaluates its filter and write
 two steps, so two concurrent writers can both pass the same guard and one increment is lost
 (measured: 240 successful guarded updates left 70 increments). A head document (`_id = <key>`)
 points readers at a recent version; old versions shrink to tombstones as new ones arrive.
+
+A version holds every counter but the high-cardinality breakdowns (`by_city`), which have no
+bound: those live in immutable *parts* in their own collection, and each version names the parts
+that make up its counters (`parts.py` plans them). Parts are written before the version that
+names them, so the version's insert stays the one compare-and-set: parts of a writer that lost
+are never named, and it deletes them. A part stops being named only in a version that replaced
+it (listed in that version's `garbage`), and is deleted once the version before is a tombstone,
+so a reader of a superseded version may find a part gone: it reads the newest version instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -37,20 +48,43 @@ from services.analytics.aggregates import (
 )
 from services.analytics.aggregates import Positioned as Positioned
 from services.analytics.audit import (
+    GARBAGE,
     KEY,
     LATEST,
+    PARTS,
     VERSION,
     WATERMARKS,
     add_counters,
     counters_of,
+    flatten,
+    nest,
     watermark_fields,
     watermarks,
+)
+from services.analytics.parts import (
+    SPLIT_FIELDS,
+    Layout,
+    Step,
+    decide,
+    merged,
+    new_parts,
+    next_layout,
+    split_increments,
 )
 from shared.events import SurveyResponse
 from shared.mongo import Document
 
 RESPONSES = "analytics_responses"
 AGGREGATES = "analytics_aggregates"
+AGGREGATE_PARTS = "analytics_aggregate_parts"
+FIELD = "field"
+COUNTS = "counts"
+# A reader that keeps finding parts gone is overtaken by writers again and again; it gives up
+# (the request fails and can be retried) rather than loop for ever.
+READ_ATTEMPTS = 20
+# Fetching a few parts by `_id` one by one is cheaper on FerretDB than one `$in` query, which
+# decodes the whole collection.
+FEW_PARTS = 4
 DUPLICATE_KEY = 11000
 SUPERSEDED = "superseded"
 # On FerretDB every read or write by `_id` scans the collection (it uses no index for them), so
@@ -64,6 +98,46 @@ HEAD_EVERY = 2
 def version_id(key: str, version: int) -> str:
     """The `_id` of one version of an aggregate document; sorts by version."""
     return f"{key}#{version:012d}"
+
+
+def part_id(key: str, field: str, version: int, kind: str, index: int, token: str) -> str:
+    """The `_id` of one part written for one version; `token` differs between writers, so two
+    writers of the same version never collide on their parts."""
+    return f"{key}/{field}/{version:012d}/{kind}{index:05d}/{token}"
+
+
+def layouts(document: Mapping[str, Any] | None) -> dict[str, Layout]:
+    """The layout of each split field in a version document (empty layouts when it has none)."""
+    stored = (document or {}).get(PARTS, {})
+    return {field: Layout.from_stored(stored.get(field)) for field in SPLIT_FIELDS}
+
+
+def part_ids(document: Mapping[str, Any] | None) -> set[str]:
+    """Every part a version document names."""
+    return {part for layout in layouts(document).values() for part in layout.part_ids}
+
+
+def main_counters(document: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The counters of a version document without the split fields (which a document of the
+    format before parts still held inline)."""
+    counters = counters_of(document)
+    for field in SPLIT_FIELDS:
+        counters.pop(field, None)
+    return counters
+
+
+class MissingPart(Exception):
+    """A part named by a version is gone: the version has been superseded since it was read."""
+
+
+@dataclass(frozen=True)
+class PartsWrite:
+    """The parts written for one new version: each split field's layout, the new parts' ids,
+    and the parts of the version before that it no longer names."""
+
+    layouts: dict[str, Layout]
+    written: list[str]
+    garbage: list[str]
 
 
 def responses_query(
@@ -109,9 +183,13 @@ class AnalyticsStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._responses = db[RESPONSES]
         self._aggregates = db[AGGREGATES]
+        self._parts = db[AGGREGATE_PARTS]
         # The newest version of each document this process has seen: a starting point for
         # probing, so a steady writer reads one document per write.
         self._known: dict[str, tuple[int, Document]] = {}
+        # The counters of the parts those versions name (parts never change): a steady writer
+        # reads no part, and a reader only the parts written since its last read.
+        self._part_cache: dict[str, dict[str, int]] = {}
 
     async def record(self, batch: list[Positioned]) -> list[Positioned]:
         """Store the raw responses; return those that count at their own position."""
@@ -158,8 +236,8 @@ class AnalyticsStore:
                 for p in partitions:
                     offsets = (i.offset for i in items if i.partition == p)
                     marks[p] = max(marks.get(p, -1), *offsets)
-                counters = add_counters(counters_of(current), document_increments(key, fresh))
-                if await self._insert_version(key, version + 1, counters, marks):
+                delta = document_increments(key, fresh)
+                if await self._write_next(key, version, current, delta, marks):
                     return
             # Another consumer wrote that version first, or, when nothing looked fresh in the
             # version known here, a rebuild may have lowered the watermarks since: read the
@@ -167,8 +245,66 @@ class AnalyticsStore:
             cached = None
             version, current = await self._latest(key)
 
+    async def _write_next(
+        self,
+        key: str,
+        version: int,
+        current: Document | None,
+        delta: Mapping[str, int],
+        marks: Mapping[int, int],
+    ) -> bool:
+        """Version `version + 1`: `current` (version `version`) plus `delta`; False when another
+        writer got there first."""
+        main, split = split_increments(delta)
+        counters = add_counters(main_counters(current), main)
+        try:
+            parts = await self._write_parts(key, version + 1, current, split)
+        except MissingPart:
+            return False  # `current` was superseded long ago: read the newest version
+        return await self._insert_version(key, version + 1, counters, marks, parts, current)
+
+    async def _write_parts(
+        self,
+        key: str,
+        version: int,
+        current: Document | None,
+        split: Mapping[str, Mapping[str, int]],
+        replace: bool = False,
+    ) -> PartsWrite:
+        """Write the parts of version `version`: `split` added to those of `current` (or in
+        their stead when `replace`)."""
+        token = secrets.token_hex(4)
+        before = layouts(current)
+        after: dict[str, Layout] = {}
+        documents: list[Document] = []
+        garbage: list[str] = []
+        for field in SPLIT_FIELDS:
+            delta = Counter(split.get(field, {}))
+            inline = {} if replace else (current or {}).get(field, {})
+            delta.update(inline)  # a document of the format before parts held them inline
+            layout = before[field]
+            step = Step("compact") if replace else decide(layout, delta, forced=bool(inline))
+            written = new_parts(step, delta, await self._load(step.reads))
+            ids = [part_id(key, field, version, step.kind, n, token) for n in range(len(written))]
+            documents += [
+                {"_id": part, KEY: key, FIELD: field, VERSION: version, COUNTS: counts}
+                for part, counts in zip(ids, written, strict=True)
+            ]
+            after[field] = next_layout(step, layout, ids, written)
+            garbage += layout.part_ids if replace else step.reads
+        if documents:
+            await self._parts.insert_many(documents, ordered=False)
+            self._part_cache.update({d["_id"]: d[COUNTS] for d in documents})
+        return PartsWrite(after, [d["_id"] for d in documents], garbage)
+
     async def _insert_version(
-        self, key: str, version: int, counters: Document, marks: Mapping[int, int]
+        self,
+        key: str,
+        version: int,
+        counters: Document,
+        marks: Mapping[int, int],
+        parts: PartsWrite,
+        previous: Document | None,
     ) -> bool:
         """The compare-and-set: insert the next version, or learn that someone else did."""
         document = {
@@ -177,12 +313,17 @@ class AnalyticsStore:
             KEY: key,
             VERSION: version,
             WATERMARKS: watermark_fields(marks),
+            PARTS: {field: layout.stored() for field, layout in parts.layouts.items()},
+            GARBAGE: parts.garbage,
         }
         try:
             await self._aggregates.insert_one(document)
         except DuplicateKeyError:
+            if parts.written:  # named by no version, read by nobody
+                await self._parts.delete_many({"_id": {"$in": parts.written}})
             return False
         self._known[key] = (version, document)
+        self._prune_parts()
         if version == 1 or version % HEAD_EVERY == 0:
             # The head is a hint for readers (`$max` may lose a race on servers without atomic
             # updates; readers probe forward from it, so it may lag but never misleads).
@@ -197,7 +338,37 @@ class AnalyticsStore:
             await self._aggregates.replace_one(
                 {"_id": version_id(key, old)}, {KEY: key, VERSION: old, SUPERSEDED: True}
             )
+            # The parts the tombstone named and the version after it no longer does: no version
+            # a reader can still reach names them.
+            if previous is not None and previous.get(VERSION) == old + 1 and previous.get(GARBAGE):
+                await self._parts.delete_many({"_id": {"$in": previous[GARBAGE]}})
         return True
+
+    async def _load(self, ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        """The counters of these parts, from the cache or the database; `MissingPart` when one
+        is gone."""
+        wanted = list(ids)
+        missing = [part for part in wanted if part not in self._part_cache]
+        if len(missing) > FEW_PARTS:
+            query = self._parts.find({"_id": {"$in": missing}}, {COUNTS: 1})
+            found = [document async for document in query]
+        elif missing:
+            fetched = await asyncio.gather(
+                *(self._parts.find_one({"_id": part}, {COUNTS: 1}) for part in missing)
+            )
+            found = [document for document in fetched if document is not None]
+        else:
+            found = []
+        if len(found) < len(missing):
+            raise MissingPart(f"{len(missing) - len(found)} part(s) gone")
+        self._part_cache.update({document["_id"]: document[COUNTS] for document in found})
+        return {part: self._part_cache[part] for part in wanted}
+
+    def _prune_parts(self) -> None:
+        """Forget the cached parts that no version known here names any more."""
+        named = set().union(*(part_ids(document) for _, document in self._known.values()))
+        for part in [part for part in self._part_cache if part not in named]:
+            del self._part_cache[part]
 
     async def _latest(self, key: str) -> tuple[int, Document | None]:
         """The newest version of an aggregate document (0, None when it has none).
@@ -233,14 +404,36 @@ class AnalyticsStore:
             version = int(document[VERSION]) if document else 0
         return version, document
 
+    async def _newest_whole(self, key: str) -> Document | None:
+        """The newest version with the counters of its parts in place (`by_city` as in the
+        format before parts), without the part names."""
+        for _ in range(READ_ATTEMPTS):
+            _, document = await self._latest(key)
+            if document is None:
+                return None
+            try:
+                found = {
+                    field: await self._load(layout.part_ids)
+                    for field, layout in layouts(document).items()
+                    if layout.part_ids
+                }
+            except MissingPart:
+                self._known.pop(key, None)  # superseded meanwhile: probe again from the head
+                continue
+            whole = {k: v for k, v in document.items() if k not in (PARTS, GARBAGE)}
+            for field, counts in found.items():
+                whole[field] = dict(merged(counts.values()))
+            self._prune_parts()
+            return whole
+        raise MissingPart(f"{key}: overtaken by writers {READ_ATTEMPTS} times in a row")
+
     async def newest(self, key: str) -> Document | None:
         """The newest version of one aggregate document, watermarks included."""
-        _, document = await self._latest(key)
-        return document
+        return await self._newest_whole(key)
 
     async def aggregate(self, key: str) -> Document | None:
         """One aggregate document (`all` or `survey:<id>`): its counters, under `_id` = key."""
-        _, document = await self._latest(key)
+        document = await self._newest_whole(key)
         return None if document is None else {"_id": key, **counters_of(document)}
 
     async def survey_documents(self, known: Iterable[str]) -> dict[str, Document]:
@@ -251,15 +444,15 @@ class AnalyticsStore:
         _, overall = await self._latest(OVERALL)
         counted = (survey_key(survey_id) for survey_id in (overall or {}).get("surveys", {}))
         keys = sorted({*known, *counted})
-        found = await asyncio.gather(*(self._latest(key) for key in keys))
-        return {key: document for key, (_, document) in zip(keys, found, strict=True) if document}
+        found = await asyncio.gather(*(self._newest_whole(key) for key in keys))
+        return {key: document for key, document in zip(keys, found, strict=True) if document}
 
     async def aggregates(self) -> dict[str, Document]:
         """The newest version of every aggregate document, watermarks included, by key."""
         keys = await self._aggregates.distinct("_id", {KEY: {"$exists": False}})  # the heads
         latest: dict[str, Document] = {}
         for key in sorted(keys):
-            _, document = await self._latest(key)
+            document = await self._newest_whole(key)
             if document is not None:
                 latest[key] = document
         return latest
@@ -279,11 +472,36 @@ class AnalyticsStore:
     async def replace_aggregates(self, documents: Mapping[str, Document]) -> None:
         """Make `documents` (key -> counters and watermarks) the newest version of each."""
         for key, content in documents.items():
-            counters, marks = counters_of(content), watermarks(content)
+            marks = watermarks(content)
+            main, split = split_increments(flatten(content))
             while True:
-                version, _ = await self._latest(key)
-                if await self._insert_version(key, version + 1, counters, marks):
+                version, current = await self._latest(key)
+                parts = await self._write_parts(key, version + 1, current, split, replace=True)
+                if await self._insert_version(key, version + 1, nest(main), marks, parts, current):
                     break
+
+    async def sweep_parts(self) -> int:
+        """Delete the parts no version names any more (left by writers that died between
+        writing parts and their version, or before deleting what they replaced); returns how
+        many. Parts newer than their document's newest version may be a live writer's, and stay."""
+        newest = {key: version for key, (version, _) in await self._newest_versions()}
+        named: set[str] = set()
+        whole = self._aggregates.find({KEY: {"$exists": True}, SUPERSEDED: {"$exists": False}})
+        async for document in whole:
+            named |= part_ids(document)
+        unnamed = [
+            document["_id"]
+            async for document in self._parts.find({}, {KEY: 1, VERSION: 1})
+            if document["_id"] not in named
+            and document.get(VERSION, 0) <= newest.get(document.get(KEY, ""), 0)
+        ]
+        for start in range(0, len(unnamed), 1000):
+            await self._parts.delete_many({"_id": {"$in": unnamed[start : start + 1000]}})
+        return len(unnamed)
+
+    async def _newest_versions(self) -> list[tuple[str, tuple[int, Document | None]]]:
+        keys = await self._aggregates.distinct("_id", {KEY: {"$exists": False}})  # the heads
+        return [(key, await self._latest(key)) for key in sorted(keys)]
 
     async def raw_responses(self) -> Iterable[SurveyResponse]:
         """Every stored response (for recounts)."""
