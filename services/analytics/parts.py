@@ -11,10 +11,16 @@ at most `PART_ENTRIES` counters each, which every version of an aggregate docume
 A writer adds a batch's increments as new delta parts (its cost follows the batch, not the
 field's size) and names them in the next version, which it inserts as usual: the version's
 unique `_id` stays the one compare-and-set, so parts written by a writer that lost the race are
-never named and count for nothing. When the deltas grow to half the buckets (or the buckets are
-still empty), a writer compacts: it re-partitions buckets and deltas into new buckets, a cost
-that doubling keeps at a constant per counter on average. When there are more than `MAX_DELTAS`
-delta parts, it merges the deltas alone. Readers sum the named parts.
+never named. When the deltas grow to half the buckets (or there are no buckets yet), a writer
+compacts: it re-partitions buckets and deltas into new buckets, a cost that doubling keeps at a
+constant per counter on average. When there are more than `MAX_DELTAS` delta parts, it merges the
+deltas alone. Readers sum the named parts.
+
+The parts of one compaction and the deltas after it form a *generation*, stored in a collection
+of its own: a superseded generation is dropped whole, which is cheap, where deleting documents
+one by one from a shared collection would cost a scan of it on FerretDB each time. Deltas merged
+within a generation stay until the generation is dropped; they count towards the next
+compaction, so a generation holds at most about `1 + COMPACT_RATIO` times its live counters.
 """
 
 from __future__ import annotations
@@ -36,17 +42,22 @@ BUCKETS = "buckets"
 DELTAS = "deltas"
 BUCKET_ENTRIES = "bucket_entries"
 DELTA_ENTRIES = "delta_entries"
+GARBAGE_ENTRIES = "garbage_entries"
+COLLECTION = "collection"
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Where one split field of one version lives: part ids, and how many counters each kind
-    holds (delta counters counted per part, so a city in two deltas counts twice)."""
+    """Where one split field of one version lives: its generation's collection, part ids, and
+    how many counters each kind holds (delta counters counted per part, so a city in two deltas
+    counts twice; `garbage_entries`: those of merged deltas still in the collection)."""
 
+    collection: str = ""
     buckets: tuple[str, ...] = ()
     deltas: tuple[str, ...] = ()
     bucket_entries: int = 0
     delta_entries: int = 0
+    garbage_entries: int = 0
 
     @property
     def part_ids(self) -> tuple[str, ...]:
@@ -56,10 +67,12 @@ class Layout:
     def stored(self) -> dict[str, Any]:
         """The layout as a version document holds it."""
         return {
+            COLLECTION: self.collection,
             BUCKETS: list(self.buckets),
             DELTAS: list(self.deltas),
             BUCKET_ENTRIES: self.bucket_entries,
             DELTA_ENTRIES: self.delta_entries,
+            GARBAGE_ENTRIES: self.garbage_entries,
         }
 
     @classmethod
@@ -67,10 +80,12 @@ class Layout:
         """The inverse of `stored` (an empty layout when absent)."""
         stored = stored or {}
         return cls(
+            collection=str(stored.get(COLLECTION, "")),
             buckets=tuple(stored.get(BUCKETS, ())),
             deltas=tuple(stored.get(DELTAS, ())),
             bucket_entries=int(stored.get(BUCKET_ENTRIES, 0)),
             delta_entries=int(stored.get(DELTA_ENTRIES, 0)),
+            garbage_entries=int(stored.get(GARBAGE_ENTRIES, 0)),
         )
 
 
@@ -129,11 +144,12 @@ def partition(counters: Mapping[str, int], limit: int = PART_ENTRIES) -> list[di
 
 
 def decide(layout: Layout, delta: Mapping[str, int], forced: bool = False) -> Step:
-    """The next version's step for one field: compact when the deltas, with this batch, reach
-    `COMPACT_RATIO` of the buckets (always while there are none, or when `forced`); merge the
-    deltas when there would be more than `MAX_DELTAS` of them; else append."""
+    """The next version's step for one field: compact when the deltas, with this batch and the
+    merged ones, reach `COMPACT_RATIO` of the buckets (always while there are none, or when
+    `forced`); merge the deltas when there would be more than `MAX_DELTAS` of them; else append."""
     added = sum(1 for n in delta.values() if n)
-    if forced or layout.delta_entries + added >= COMPACT_RATIO * layout.bucket_entries:
+    extra = layout.delta_entries + layout.garbage_entries + added
+    if forced or extra >= COMPACT_RATIO * layout.bucket_entries:
         return Step("compact", layout.part_ids)
     if len(layout.deltas) + len(partition(delta)) > MAX_DELTAS:
         return Step("merge_deltas", layout.deltas)
@@ -151,20 +167,26 @@ def new_parts(
 
 
 def next_layout(
-    step: Step, layout: Layout, new_ids: Iterable[str], written: list[dict[str, int]]
+    step: Step,
+    layout: Layout,
+    new_ids: Iterable[str],
+    written: list[dict[str, int]],
+    collection: str,
 ) -> Layout:
-    """The layout after `step`, its `written` parts stored under `new_ids` (in order)."""
+    """The layout after `step`, its `written` parts stored under `new_ids` (in order) in
+    `collection` (a new generation's when compacting, else `layout.collection`)."""
     ids = tuple(new_ids)
     entries = sum(len(part) for part in written)
     if step.kind == "compact":
-        return Layout(buckets=ids, bucket_entries=entries)
-    kept = () if step.kind == "merge_deltas" else layout.deltas
-    before = 0 if step.kind == "merge_deltas" else layout.delta_entries
+        return Layout(collection=collection, buckets=ids, bucket_entries=entries)
+    merging = step.kind == "merge_deltas"
     return Layout(
+        collection=layout.collection,
         buckets=layout.buckets,
-        deltas=(*kept, *ids),
+        deltas=ids if merging else (*layout.deltas, *ids),
         bucket_entries=layout.bucket_entries,
-        delta_entries=before + entries,
+        delta_entries=entries if merging else layout.delta_entries + entries,
+        garbage_entries=layout.garbage_entries + (layout.delta_entries if merging else 0),
     )
 
 

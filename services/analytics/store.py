@@ -19,18 +19,20 @@ two steps, so two concurrent writers can both pass the same guard and one increm
 points readers at a recent version; old versions shrink to tombstones as new ones arrive.
 
 A version holds every counter but the high-cardinality breakdowns (`by_city`), which have no
-bound: those live in immutable *parts* in their own collection, and each version names the parts
-that make up its counters (`parts.py` plans them). Parts are written before the version that
-names them, so the version's insert stays the one compare-and-set: parts of a writer that lost
-are never named, and it deletes them. A part stops being named only in a version that replaced
-it (listed in that version's `garbage`), and is deleted once the version before is a tombstone,
-so a reader of a superseded version may find a part gone: it reads the newest version instead.
+bound: those live in immutable *parts*, and each version names the parts that make up its
+counters (`parts.py` plans them). Parts are written before the version that names them, so the
+version's insert stays the one compare-and-set: parts of a writer that lost are never named, and
+it deletes them. The parts of one generation share a collection of their own; a version that
+starts a new generation lists the old collection in its `garbage`, which is dropped once the
+version before is a tombstone. A reader of a superseded version may therefore find its parts
+gone: it reads the newest version instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import secrets
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -76,6 +78,8 @@ from shared.mongo import Document
 
 RESPONSES = "analytics_responses"
 AGGREGATES = "analytics_aggregates"
+# Each generation of parts is a collection `analytics_aggregate_parts-<key hash>-<field>-<version
+# that compacted>-<writer token>`.
 AGGREGATE_PARTS = "analytics_aggregate_parts"
 FIELD = "field"
 COUNTS = "counts"
@@ -106,6 +110,25 @@ def part_id(key: str, field: str, version: int, kind: str, index: int, token: st
     return f"{key}/{field}/{version:012d}/{kind}{index:05d}/{token}"
 
 
+def key_hash(key: str) -> str:
+    """A short name of an aggregate document key, safe in a collection name."""
+    return hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
+
+
+def generation_collection(key: str, field: str, version: int, token: str) -> str:
+    """The collection of the parts of one field that one writer compacted for one version."""
+    return f"{AGGREGATE_PARTS}-{key_hash(key)}-{field}-{version:012d}-{token}"
+
+
+def generation_of(collection: str) -> tuple[str, int] | None:
+    """(key hash, version) of a generation's collection name; None for any other name."""
+    prefix, _, rest = collection.partition("-")
+    parts = rest.split("-")
+    if prefix != AGGREGATE_PARTS or len(parts) != 4 or not parts[2].isdigit():
+        return None
+    return parts[0], int(parts[2])
+
+
 def layouts(document: Mapping[str, Any] | None) -> dict[str, Layout]:
     """The layout of each split field in a version document (empty layouts when it has none)."""
     stored = (document or {}).get(PARTS, {})
@@ -132,12 +155,15 @@ class MissingPart(Exception):
 
 @dataclass(frozen=True)
 class PartsWrite:
-    """The parts written for one new version: each split field's layout, the new parts' ids,
-    and the parts of the version before that it no longer names."""
+    """The parts written for one new version: each split field's layout, the generations'
+    collections it created, the parts it added to existing ones (collection -> ids), and the
+    collections of the generations it ended (to drop once no reachable version names them)."""
 
     layouts: dict[str, Layout]
-    written: list[str]
+    created: list[str]
+    appended: dict[str, list[str]]
     garbage: list[str]
+    written: list[str]
 
 
 def responses_query(
@@ -181,15 +207,16 @@ class AnalyticsStore:
     """Raw responses and aggregate documents."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._db = db
         self._responses = db[RESPONSES]
         self._aggregates = db[AGGREGATES]
-        self._parts = db[AGGREGATE_PARTS]
         # The newest version of each document this process has seen: a starting point for
         # probing, so a steady writer reads one document per write.
         self._known: dict[str, tuple[int, Document]] = {}
         # The counters of the parts those versions name (parts never change): a steady writer
         # reads no part, and a reader only the parts written since its last read.
         self._part_cache: dict[str, dict[str, int]] = {}
+        self._writing: set[str] = set()  # parts written for versions not inserted yet
 
     async def record(self, batch: list[Positioned]) -> list[Positioned]:
         """Store the raw responses; return those that count at their own position."""
@@ -276,7 +303,8 @@ class AnalyticsStore:
         token = secrets.token_hex(4)
         before = layouts(current)
         after: dict[str, Layout] = {}
-        documents: list[Document] = []
+        inserts: defaultdict[str, list[Document]] = defaultdict(list)
+        created: list[str] = []
         garbage: list[str] = []
         for field in SPLIT_FIELDS:
             delta = Counter(split.get(field, {}))
@@ -284,18 +312,40 @@ class AnalyticsStore:
             delta.update(inline)  # a document of the format before parts held them inline
             layout = before[field]
             step = Step("compact") if replace else decide(layout, delta, forced=bool(inline))
-            written = new_parts(step, delta, await self._load(step.reads))
+            written = new_parts(step, delta, await self._load(layout.collection, step.reads))
+            collection = layout.collection
+            if step.kind == "compact":
+                collection = generation_collection(key, field, version, token)
+                created.append(collection)
+                garbage += [layout.collection] if layout.collection else []
             ids = [part_id(key, field, version, step.kind, n, token) for n in range(len(written))]
-            documents += [
+            inserts[collection] += [
                 {"_id": part, KEY: key, FIELD: field, VERSION: version, COUNTS: counts}
                 for part, counts in zip(ids, written, strict=True)
             ]
-            after[field] = next_layout(step, layout, ids, written)
-            garbage += layout.part_ids if replace else step.reads
-        if documents:
-            await self._parts.insert_many(documents, ordered=False)
-            self._part_cache.update({d["_id"]: d[COUNTS] for d in documents})
-        return PartsWrite(after, [d["_id"] for d in documents], garbage)
+            after[field] = next_layout(step, layout, ids, written, collection)
+        for collection, documents in inserts.items():
+            if documents:
+                self._writing.update(d["_id"] for d in documents)
+                self._part_cache.update({d["_id"]: d[COUNTS] for d in documents})
+                await self._db[collection].insert_many(documents, ordered=False)
+        appended = {
+            collection: [d["_id"] for d in documents]
+            for collection, documents in inserts.items()
+            if documents and collection not in created
+        }
+        every = [d["_id"] for documents in inserts.values() for d in documents]
+        return PartsWrite(after, created, appended, garbage, every)
+
+    async def _discard(self, parts: PartsWrite) -> None:
+        """Remove the parts of a version that lost the race: no version names them."""
+        for collection in parts.created:
+            await self._db.drop_collection(collection)
+        for collection, ids in parts.appended.items():
+            # One by one: FerretDB finds a single `_id` in SQL, but decodes the whole
+            # collection for `$in`.
+            for part in ids:
+                await self._db[collection].delete_one({"_id": part})
 
     async def _insert_version(
         self,
@@ -319,9 +369,10 @@ class AnalyticsStore:
         try:
             await self._aggregates.insert_one(document)
         except DuplicateKeyError:
-            if parts.written:  # named by no version, read by nobody
-                await self._parts.delete_many({"_id": {"$in": parts.written}})
+            await self._discard(parts)
             return False
+        finally:
+            self._writing.difference_update(parts.written)
         self._known[key] = (version, document)
         self._prune_parts()
         if version == 1 or version % HEAD_EVERY == 0:
@@ -338,27 +389,28 @@ class AnalyticsStore:
             await self._aggregates.replace_one(
                 {"_id": version_id(key, old)}, {KEY: key, VERSION: old, SUPERSEDED: True}
             )
-            # The parts the tombstone named and the version after it no longer does: no version
-            # a reader can still reach names them.
-            if previous is not None and previous.get(VERSION) == old + 1 and previous.get(GARBAGE):
-                await self._parts.delete_many({"_id": {"$in": previous[GARBAGE]}})
+            # The generations the tombstone named and the version after it no longer does: no
+            # version a reader can still reach names them.
+            if previous is not None and previous.get(VERSION) == old + 1:
+                for collection in previous.get(GARBAGE, []):
+                    await self._db.drop_collection(collection)
         return True
 
-    async def _load(self, ids: Iterable[str]) -> dict[str, dict[str, int]]:
-        """The counters of these parts, from the cache or the database; `MissingPart` when one
-        is gone."""
+    async def _load(self, collection: str, ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        """The counters of these parts of one generation, from the cache or the database;
+        `MissingPart` when one is gone."""
         wanted = list(ids)
         missing = [part for part in wanted if part not in self._part_cache]
-        if len(missing) > FEW_PARTS:
-            query = self._parts.find({"_id": {"$in": missing}}, {COUNTS: 1})
-            found = [document async for document in query]
-        elif missing:
-            fetched = await asyncio.gather(
-                *(self._parts.find_one({"_id": part}, {COUNTS: 1}) for part in missing)
-            )
-            found = [document for document in fetched if document is not None]
-        else:
-            found = []
+        found: list[Document] = []
+        if missing and collection:
+            parts = self._db[collection]
+            if len(missing) > FEW_PARTS:
+                found = [d async for d in parts.find({"_id": {"$in": missing}}, {COUNTS: 1})]
+            else:
+                fetched = await asyncio.gather(
+                    *(parts.find_one({"_id": part}, {COUNTS: 1}) for part in missing)
+                )
+                found = [document for document in fetched if document is not None]
         if len(found) < len(missing):
             raise MissingPart(f"{len(missing) - len(found)} part(s) gone")
         self._part_cache.update({document["_id"]: document[COUNTS] for document in found})
@@ -366,7 +418,7 @@ class AnalyticsStore:
 
     def _prune_parts(self) -> None:
         """Forget the cached parts that no version known here names any more."""
-        named = set().union(*(part_ids(document) for _, document in self._known.values()))
+        named = set(self._writing).union(*(part_ids(doc) for _, doc in self._known.values()))
         for part in [part for part in self._part_cache if part not in named]:
             del self._part_cache[part]
 
@@ -413,7 +465,7 @@ class AnalyticsStore:
                 return None
             try:
                 found = {
-                    field: await self._load(layout.part_ids)
+                    field: await self._load(layout.collection, layout.part_ids)
                     for field, layout in layouts(document).items()
                     if layout.part_ids
                 }
@@ -481,23 +533,25 @@ class AnalyticsStore:
                     break
 
     async def sweep_parts(self) -> int:
-        """Delete the parts no version names any more (left by writers that died between
-        writing parts and their version, or before deleting what they replaced); returns how
-        many. Parts newer than their document's newest version may be a live writer's, and stay."""
-        newest = {key: version for key, (version, _) in await self._newest_versions()}
+        """Drop the generations of parts no version names any more (left by writers that died
+        between writing parts and their version, or before dropping what they replaced);
+        returns how many. A generation newer than its document's newest version may be a live
+        writer's, and stays."""
+        newest = {key_hash(key): version for key, (version, _) in await self._newest_versions()}
         named: set[str] = set()
         whole = self._aggregates.find({KEY: {"$exists": True}, SUPERSEDED: {"$exists": False}})
         async for document in whole:
-            named |= part_ids(document)
-        unnamed = [
-            document["_id"]
-            async for document in self._parts.find({}, {KEY: 1, VERSION: 1})
-            if document["_id"] not in named
-            and document.get(VERSION, 0) <= newest.get(document.get(KEY, ""), 0)
-        ]
-        for start in range(0, len(unnamed), 1000):
-            await self._parts.delete_many({"_id": {"$in": unnamed[start : start + 1000]}})
-        return len(unnamed)
+            named |= {layout.collection for layout in layouts(document).values()}
+        dropped = 0
+        for collection in await self._db.list_collection_names():
+            generation = generation_of(collection)
+            if generation is None or collection in named:
+                continue
+            hashed, version = generation
+            if version <= newest.get(hashed, 0):
+                await self._db.drop_collection(collection)
+                dropped += 1
+        return dropped
 
     async def _newest_versions(self) -> list[tuple[str, tuple[int, Document | None]]]:
         keys = await self._aggregates.distinct("_id", {KEY: {"$exists": False}})  # the heads

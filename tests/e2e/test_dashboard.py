@@ -88,6 +88,8 @@ async def assert_page_matches(page: Page, summary: dict[str, Any], ranking: dict
     await eventually(lambda: shown_total(page), lambda text: text == f"{summary['total']:,}")
     for field in ("development_priorities", "capacity_needs", "by_respondent_type", "by_country"):
         assert await shown_bars(page, field) == dict(list(summary[field].items())[:12]), field
+    cities = {f"{c['country']}|{c['city']}": c["count"] for c in summary["by_city"][:12]}
+    assert await shown_bars(page, "by_city") == cities
     rows = await page.locator("#partners tr").all()
     shown = [
         (await row.get_attribute("data-city"), await row.locator("td.score").inner_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import replace
 
 import bson
 
@@ -43,7 +44,8 @@ class Parts:
         ids = [f"part-{len(self.stored) + n}" for n in range(len(written))]
         self.stored.update(zip(ids, written, strict=True))
         self.written_counters += sum(len(part) for part in written)
-        self.layout = next_layout(step, self.layout, ids, written)
+        collection = f"gen-{len(self.stored)}" if step.kind == "compact" else self.layout.collection
+        self.layout = next_layout(step, self.layout, ids, written, collection)
         return step
 
     def total(self) -> Counter[str]:
@@ -145,7 +147,7 @@ def test_decide_forced_compacts():
 
 
 def test_layout_stored_round_trip():
-    layout = Layout(buckets=("b0", "b1"), deltas=("d0",), bucket_entries=7, delta_entries=2)
+    layout = Layout("gen-1", ("b0", "b1"), ("d0",), bucket_entries=7, delta_entries=2)
 
     assert Layout.from_stored(layout.stored()) == layout
     assert Layout.from_stored(None) == Layout()
@@ -182,3 +184,27 @@ def test_parts_repeated_cities_exact_and_deltas_merged():
     assert parts.total() == expected
     assert 0 < len(parts.layout.deltas) <= MAX_DELTAS
     assert parts.layout.bucket_entries == 20_000  # small batches never rewrote the buckets
+
+
+def test_decide_merged_deltas_count_towards_compaction():
+    layout = Layout(buckets=("b0",), deltas=("d0",), bucket_entries=1000, delta_entries=100)
+
+    assert decide(layout, cities(10)) == Step("append")
+    assert decide(replace(layout, garbage_entries=400), cities(10)) == Step("compact", ("b0", "d0"))
+
+
+def test_next_layout_merge_counts_merged_deltas_as_garbage():
+    layout = Layout("gen-1", ("b0",), ("d0", "d1"), bucket_entries=1000, delta_entries=30)
+    step = Step("merge_deltas", ("d0", "d1"))
+
+    after = next_layout(step, layout, ["d2"], [{"VN|Huế": 3}], "ignored")
+
+    assert after == Layout("gen-1", ("b0",), ("d2",), 1000, delta_entries=1, garbage_entries=30)
+
+
+def test_next_layout_compact_new_generation():
+    layout = Layout("gen-1", ("b0",), ("d0",), bucket_entries=10, delta_entries=9)
+
+    after = next_layout(Step("compact", ("b0", "d0")), layout, ["b1"], [{"VN|Huế": 3}], "gen-2")
+
+    assert after == Layout("gen-2", ("b1",), bucket_entries=1)
