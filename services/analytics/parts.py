@@ -11,7 +11,7 @@ at most `PART_ENTRIES` counters each, which every version of an aggregate docume
 A writer adds a batch's increments as new delta parts (its cost follows the batch, not the
 field's size) and names them in the next version, which it inserts as usual: the version's
 unique `_id` stays the one compare-and-set, so parts written by a writer that lost the race are
-never named. When the deltas grow to half the buckets (or there are no buckets yet), a writer
+never named. When the deltas grow to half the buckets (and to `COMPACT_MIN`), a writer
 compacts: it re-partitions buckets and deltas into new buckets, a cost that doubling keeps at a
 constant per counter on average. When there are more than `MAX_DELTAS` delta parts, it merges the
 deltas alone. Readers sum the named parts.
@@ -37,6 +37,9 @@ SPLIT_FIELDS = ("by_city",)
 PART_ENTRIES = 4096
 MAX_DELTAS = 16
 COMPACT_RATIO = 0.5
+# Small fields are not compacted at every batch (each compaction starts a collection): their
+# deltas gather up to this many counters first.
+COMPACT_MIN = 1024
 
 BUCKETS = "buckets"
 DELTAS = "deltas"
@@ -145,11 +148,16 @@ def partition(counters: Mapping[str, int], limit: int = PART_ENTRIES) -> list[di
 
 def decide(layout: Layout, delta: Mapping[str, int], forced: bool = False) -> Step:
     """The next version's step for one field: compact when the deltas, with this batch and the
-    merged ones, reach `COMPACT_RATIO` of the buckets (always while there are none, or when
-    `forced`); merge the deltas when there would be more than `MAX_DELTAS` of them; else append."""
+    merged ones, reach `COMPACT_RATIO` of the buckets and `COMPACT_MIN` (always when there is
+    no generation yet, or when `forced`); merge the deltas when there would be more than
+    `MAX_DELTAS` of them; else append."""
     added = sum(1 for n in delta.values() if n)
     extra = layout.delta_entries + layout.garbage_entries + added
-    if forced or extra >= COMPACT_RATIO * layout.bucket_entries:
+    if (
+        forced
+        or not layout.collection
+        or extra >= max(COMPACT_RATIO * layout.bucket_entries, COMPACT_MIN)
+    ):
         return Step("compact", layout.part_ids)
     if len(layout.deltas) + len(partition(delta)) > MAX_DELTAS:
         return Step("merge_deltas", layout.deltas)

@@ -10,6 +10,7 @@ import bson
 
 from services.analytics.aggregates import city_key
 from services.analytics.parts import (
+    COMPACT_MIN,
     MAX_DELTAS,
     PART_ENTRIES,
     Layout,
@@ -122,26 +123,34 @@ def test_decide_first_batch_compacts():
 
 
 def test_decide_small_batch_appends_to_large_buckets():
-    layout = Layout(buckets=("b0", "b1"), deltas=("d0",), bucket_entries=5000, delta_entries=100)
+    layout = Layout("gen", ("b0", "b1"), ("d0",), bucket_entries=5000, delta_entries=100)
 
     assert decide(layout, cities(50)) == Step("append")
 
 
 def test_decide_deltas_as_large_as_half_the_buckets_compact():
-    layout = Layout(buckets=("b0",), deltas=("d0",), bucket_entries=1000, delta_entries=400)
+    layout = Layout("gen", ("b0",), ("d0",), bucket_entries=10_000, delta_entries=4900)
 
+    assert decide(layout, cities(99)) == Step("append")
     assert decide(layout, cities(100)) == Step("compact", ("b0", "d0"))
+
+
+def test_decide_small_field_gathers_deltas_before_compacting():
+    layout = Layout("gen", ("b0",), ("d0",), bucket_entries=50, delta_entries=40)
+
+    assert decide(layout, cities(40)) == Step("append")
+    assert decide(layout, cities(COMPACT_MIN - 40)) == Step("compact", ("b0", "d0"))
 
 
 def test_decide_too_many_deltas_merged():
     deltas = tuple(f"d{n}" for n in range(MAX_DELTAS))
-    layout = Layout(buckets=("b0",), deltas=deltas, bucket_entries=100_000, delta_entries=160)
+    layout = Layout("gen", ("b0",), deltas, bucket_entries=100_000, delta_entries=160)
 
     assert decide(layout, cities(10)) == Step("merge_deltas", deltas)
 
 
 def test_decide_forced_compacts():
-    layout = Layout(buckets=("b0",), bucket_entries=100_000)
+    layout = Layout("gen", ("b0",), bucket_entries=100_000)
 
     assert decide(layout, cities(1), forced=True) == Step("compact", ("b0",))
 
@@ -187,10 +196,12 @@ def test_parts_repeated_cities_exact_and_deltas_merged():
 
 
 def test_decide_merged_deltas_count_towards_compaction():
-    layout = Layout(buckets=("b0",), deltas=("d0",), bucket_entries=1000, delta_entries=100)
+    layout = Layout("gen", ("b0",), ("d0",), bucket_entries=10_000, delta_entries=1000)
 
     assert decide(layout, cities(10)) == Step("append")
-    assert decide(replace(layout, garbage_entries=400), cities(10)) == Step("compact", ("b0", "d0"))
+    assert decide(replace(layout, garbage_entries=3990), cities(10)) == Step(
+        "compact", ("b0", "d0")
+    )
 
 
 def test_next_layout_merge_counts_merged_deltas_as_garbage():
