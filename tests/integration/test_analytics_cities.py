@@ -258,3 +258,36 @@ async def test_rebuild_cities_over_generations_exact_and_writers_race_exactly(
 
 def recount_of(count: int) -> dict[str, Counter[str]]:
     return increments(SurveyResponse.model_validate(response(n)) for n in range(count))
+
+
+async def test_cities_held_inline_by_previous_release_moved_to_parts(
+    stack: Stack, run_id: str
+) -> None:
+    client = mongo.new_client(stack.mongodb_url)
+    database = f"test_{run_id}"
+    environment = stack.environment(run_id)
+    store = AnalyticsStore(client[database])
+    first = positioned(0, 1)[0]
+    first_city = city_key(first.response.respondent.country, first.response.respondent.city)
+    try:
+        # What the release before parts wrote: versions with every city inline.
+        for key, paths in increments([first.response]).items():
+            await client[database][AGGREGATES].insert_one(
+                {**nest(paths), "_id": f"{key}#000000000001", "key": key, "version": 1}
+                | {"applied": {f"p{first.partition}": first.offset}}
+            )
+            await client[database][AGGREGATES].insert_one({"_id": key, "latest": 1})
+        await store.record([first])
+        await store.apply(await store.record(positioned(1, 50)))
+        newest = await client[database][AGGREGATES].find_one({"_id": "all#000000000002"})
+        counted = await overall(stack, database)
+        verified = await asyncio.to_thread(run, environment, "verify")
+    finally:
+        await client.drop_database(database)
+        await client.close()
+
+    assert newest is not None and "by_city" not in newest
+    assert counted["total"] == 51
+    assert counted["by_city"][first_city] == 1
+    assert len(counted["by_city"]) == 51
+    assert "no drift" in verified, verified
