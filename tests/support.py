@@ -249,7 +249,7 @@ def assert_clean_exit(service: ServiceProcess, code: int) -> None:
 
 
 def run_service_command(
-    name: str, command: str, environment: dict[str, str]
+    name: str, command: str, environment: dict[str, str], timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m services.<name> <command>` with `environment` added to ours, to its end."""
     return subprocess.run(
@@ -258,5 +258,5 @@ def run_service_command(
         env={**os.environ, **environment},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )

@@ -8,6 +8,7 @@ and a recount can never disagree on what is counted.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -139,15 +140,19 @@ def overall_from_surveys(surveys: Mapping[str, Mapping[str, int]]) -> Counter[st
     return +overall  # no zero counters: a survey without responses is not listed
 
 
-def summary(survey_id: str | None, document: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The API shape of one aggregate document (`survey_id=None` for the overview)."""
+def summary(
+    survey_id: str | None, document: Mapping[str, Any] | None, city_limit: int | None = None
+) -> dict[str, Any]:
+    """The API shape of one aggregate document (`survey_id=None` for the overview): `by_city`
+    holds the `city_limit` largest cities (all when None), `distinct_cities` how many there are."""
     document = document or {}
     shaped: dict[str, Any] = {"survey_id": survey_id} if survey_id else {}
     shaped["total"] = int(document.get("total", 0))
     for field in COUNTER_FIELDS:
         counters = document.get(field, {})
         if field == "by_city":
-            shaped[field] = _cities(counters)
+            shaped[field] = _cities(counters, city_limit)
+            shaped["distinct_cities"] = sum(1 for n in counters.values() if n)
         elif field == "by_day":
             shaped[field] = {day: counters[day] for day in sorted(counters)}
         else:
@@ -166,9 +171,14 @@ def _ranked(counters: Mapping[str, int]) -> dict[str, int]:
     return {key: int(n) for key, n in sorted(counters.items(), key=lambda kv: (-kv[1], kv[0]))}
 
 
-def _cities(counters: Mapping[str, int]) -> list[dict[str, Any]]:
+def _cities(counters: Mapping[str, int], limit: int | None) -> list[dict[str, Any]]:
+    # Largest first, then by key; only the `limit` largest are sorted when there are many.
+    pairs = [(-int(n), key) for key, n in counters.items() if n]
+    whole = limit is None or limit >= len(pairs)
+    ranked = sorted(pairs) if whole else heapq.nsmallest(limit or 0, pairs)
     cities = []
-    for key, count in _ranked(counters).items():
+    for negative, key in ranked:
+        count = -negative
         country, _, city = decode_key(key).partition("|")
         cities.append({"country": country, "city": city, "count": count})
     return cities

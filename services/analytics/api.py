@@ -35,6 +35,16 @@ CountryQuery = Annotated[
 TypeQuery = Annotated[
     str | None, Query(description="respondent type code (taxonomy `respondent_types`)")
 ]
+CITY_LIMIT = 1000
+CityLimitQuery = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=100_000,
+        description="most cities listed in `by_city`, largest first; `distinct_cities` says how "
+        "many there are",
+    ),
+]
 
 router = APIRouter(prefix="/v1", tags=["aggregates"])
 PROBLEMS: dict[int | str, dict[str, str]] = {
@@ -78,6 +88,7 @@ async def survey_summary(
     store: StoreDep,
     country: CountryQuery = None,
     respondent_type: TypeQuery = None,
+    city_limit: CityLimitQuery = CITY_LIMIT,
 ) -> SurveySummary:
     """Unique responses of one survey; filtered by country and respondent type if asked."""
     if (
@@ -87,7 +98,7 @@ async def survey_summary(
         raise Problem(404, "Unknown survey", f"no responses and no survey {survey_id!r}")
     checked = filters(None, country, respondent_type)
     return await views.survey_summary(
-        store, survey_id, checked.model_copy(update={"survey_id": survey_id})
+        store, survey_id, checked.model_copy(update={"survey_id": survey_id}), city_limit
     )
 
 
@@ -97,9 +108,10 @@ async def overview(
     survey_id: Annotated[str | None, Query(description="one survey only")] = None,
     country: CountryQuery = None,
     respondent_type: TypeQuery = None,
+    city_limit: CityLimitQuery = CITY_LIMIT,
 ) -> Overview:
     """Unique responses over every survey, with responses per survey; filtered if asked."""
-    return await views.overview(store, filters(survey_id, country, respondent_type))
+    return await views.overview(store, filters(survey_id, country, respondent_type), city_limit)
 
 
 @router.get("/partners", response_model=PartnerRanking, responses=PROBLEMS)

@@ -20,7 +20,9 @@ WATERMARKS = "applied"
 KEY = "key"
 VERSION = "version"
 LATEST = "latest"
-NOT_COUNTERS = frozenset({"_id", WATERMARKS, KEY, VERSION, LATEST})
+PARTS = "parts"  # where a version's high-cardinality counters are (see `parts.py`)
+GARBAGE = "garbage"
+NOT_COUNTERS = frozenset({"_id", WATERMARKS, KEY, VERSION, LATEST, PARTS, GARBAGE})
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,10 @@ rebuild
     applied between its read and its write would be overwritten. It is idempotent. When the
     aggregate documents are lost altogether, reset the consumer group to the earliest offsets
     instead: a replay recounts exactly (the stored positions decide what counts).
+
+    The high-cardinality counters (`by_city`) belong to their document's versions (see
+    `parts.py`), so they follow the same boundary: each rebuilt version names freshly written
+    parts. The rebuild then deletes the parts no version names (left by writers that died).
 """
 
 from __future__ import annotations
@@ -71,4 +75,5 @@ async def rebuild(store: AnalyticsStore) -> dict[str, Counter[str]]:
         # above it are counted into it again when they are read.
         documents.setdefault(key, {WATERMARKS: watermark_fields(boundary)})
     await store.replace_aggregates(documents)
+    await store.sweep_parts()
     return recount

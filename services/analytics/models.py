@@ -33,7 +33,10 @@ class _Counts(BaseModel):
     total: int = Field(description="unique responses")
     by_respondent_type: Counts
     by_country: Counts
-    by_city: list[CityCount]
+    by_city: list[CityCount] = Field(
+        description="the largest cities first (then by country and name), at most `city_limit`"
+    )
+    distinct_cities: int = Field(description="cities with responses, listed in `by_city` or not")
     development_priorities: Counts = Field(description="SDG code -> responses naming it")
     capacity_needs: Counts
     collaboration_interests: Counts

@@ -18,12 +18,23 @@ it. A conditional `update` would not do: FerretDB evaluates its filter and write
 two steps, so two concurrent writers can both pass the same guard and one increment is lost
 (measured: 240 successful guarded updates left 70 increments). A head document (`_id = <key>`)
 points readers at a recent version; old versions shrink to tombstones as new ones arrive.
+
+A version holds every counter but the high-cardinality breakdowns (`by_city`), which have no
+bound: those live in immutable *parts*, and each version names the parts that make up its
+counters (`parts.py` plans them). Parts are written before the version that names them, so the
+version's insert stays the one compare-and-set: parts of a writer that lost are never named, and
+it deletes them. The parts of one generation share a collection of their own; a version that
+starts a new generation lists the old collection in its `garbage`, which is dropped once the
+version before is a tombstone. A reader of a superseded version may therefore find its parts
+gone: it reads the newest version instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import secrets
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
@@ -41,14 +52,28 @@ from services.analytics.aggregates import (
 )
 from services.analytics.aggregates import Positioned as Positioned
 from services.analytics.audit import (
+    GARBAGE,
     KEY,
     LATEST,
+    PARTS,
     VERSION,
     WATERMARKS,
     add_counters,
     counters_of,
+    flatten,
+    nest,
     watermark_fields,
     watermarks,
+)
+from services.analytics.parts import (
+    SPLIT_FIELDS,
+    Layout,
+    Step,
+    decide,
+    merged,
+    new_parts,
+    next_layout,
+    split_increments,
 )
 from shared.events import TOLERANT, SurveyResponse
 from shared.failures import Disposition, classify_write_error, unstorable
@@ -56,6 +81,18 @@ from shared.mongo import Document
 
 RESPONSES = "analytics_responses"
 AGGREGATES = "analytics_aggregates"
+# Each generation of parts is a collection `analytics_aggregate_parts-<key hash>-<field>-<version
+# that compacted>-<writer token>`.
+AGGREGATE_PARTS = "analytics_aggregate_parts"
+FIELD = "field"
+COUNTS = "counts"
+# A reader that keeps finding parts gone is overtaken by writers again and again; it gives up
+# (the request fails and can be retried) rather than loop for ever.
+READ_ATTEMPTS = 20
+# Fetching a few parts by `_id` one by one is cheaper on FerretDB than one `$in` query, which
+# decodes the whole collection.
+FEW_PARTS = 4
+DUPLICATE_KEY = 11000
 SUPERSEDED = "superseded"
 # On FerretDB every read or write by `_id` scans the collection (it uses no index for them), so
 # it pays to keep few whole versions (older ones are tombstones) and to move the head at every
@@ -68,6 +105,68 @@ HEAD_EVERY = 2
 def version_id(key: str, version: int) -> str:
     """The `_id` of one version of an aggregate document; sorts by version."""
     return f"{key}#{version:012d}"
+
+
+def part_id(key: str, field: str, version: int, kind: str, index: int, token: str) -> str:
+    """The `_id` of one part written for one version; `token` differs between writers, so two
+    writers of the same version never collide on their parts."""
+    return f"{key}/{field}/{version:012d}/{kind}{index:05d}/{token}"
+
+
+def key_hash(key: str) -> str:
+    """A short name of an aggregate document key, safe in a collection name."""
+    return hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
+
+
+def generation_collection(key: str, field: str, version: int, token: str) -> str:
+    """The collection of the parts of one field that one writer compacted for one version."""
+    return f"{AGGREGATE_PARTS}-{key_hash(key)}-{field}-{version:012d}-{token}"
+
+
+def generation_of(collection: str) -> tuple[str, int] | None:
+    """(key hash, version) of a generation's collection name; None for any other name."""
+    prefix, _, rest = collection.partition("-")
+    parts = rest.split("-")
+    if prefix != AGGREGATE_PARTS or len(parts) != 4 or not parts[2].isdigit():
+        return None
+    return parts[0], int(parts[2])
+
+
+def layouts(document: Mapping[str, Any] | None) -> dict[str, Layout]:
+    """The layout of each split field in a version document (empty layouts when it has none)."""
+    stored = (document or {}).get(PARTS, {})
+    return {field: Layout.from_stored(stored.get(field)) for field in SPLIT_FIELDS}
+
+
+def part_ids(document: Mapping[str, Any] | None) -> set[str]:
+    """Every part a version document names."""
+    return {part for layout in layouts(document).values() for part in layout.part_ids}
+
+
+def main_counters(document: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The counters of a version document without the split fields (which a document of the
+    format before parts still held inline)."""
+    counters = counters_of(document)
+    for field in SPLIT_FIELDS:
+        counters.pop(field, None)
+    return counters
+
+
+class MissingPart(Exception):
+    """A part named by a version is gone: the version has been superseded since it was read."""
+
+
+@dataclass(frozen=True)
+class PartsWrite:
+    """The parts written for one new version: each split field's layout, the generations'
+    collections it created, the parts it added to existing ones (collection -> ids), and the
+    collections of the generations it ended (to drop once no reachable version names them)."""
+
+    layouts: dict[str, Layout]
+    created: list[str]
+    appended: dict[str, list[str]]
+    garbage: list[str]
+    written: list[str]
 
 
 def responses_query(
@@ -127,11 +226,16 @@ class AnalyticsStore:
     """Raw responses and aggregate documents."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._db = db
         self._responses = db[RESPONSES]
         self._aggregates = db[AGGREGATES]
         # The newest version of each document this process has seen: a starting point for
         # probing, so a steady writer reads one document per write.
         self._known: dict[str, tuple[int, Document]] = {}
+        # The counters of the parts those versions name (parts never change): a steady writer
+        # reads no part, and a reader only the parts written since its last read.
+        self._part_cache: dict[str, dict[str, int]] = {}
+        self._writing: set[str] = set()  # parts written for versions not inserted yet
 
     async def record(self, batch: list[Positioned]) -> list[Positioned]:
         """Store the raw responses; return those that count at their own position. Raises
@@ -230,8 +334,8 @@ class AnalyticsStore:
                 for p in partitions:
                     offsets = (i.offset for i in items if i.partition == p)
                     marks[p] = max(marks.get(p, -1), *offsets)
-                counters = add_counters(counters_of(current), document_increments(key, fresh))
-                if await self._insert_version(key, version + 1, counters, marks):
+                delta = document_increments(key, fresh)
+                if await self._write_next(key, version, current, delta, marks):
                     return
             # Another consumer wrote that version first, or, when nothing looked fresh in the
             # version known here, a rebuild may have lowered the watermarks since: read the
@@ -239,8 +343,89 @@ class AnalyticsStore:
             cached = None
             version, current = await self._latest(key)
 
+    async def _write_next(
+        self,
+        key: str,
+        version: int,
+        current: Document | None,
+        delta: Mapping[str, int],
+        marks: Mapping[int, int],
+    ) -> bool:
+        """Version `version + 1`: `current` (version `version`) plus `delta`; False when another
+        writer got there first."""
+        main, split = split_increments(delta)
+        counters = add_counters(main_counters(current), main)
+        try:
+            parts = await self._write_parts(key, version + 1, current, split)
+        except MissingPart:
+            return False  # `current` was superseded long ago: read the newest version
+        return await self._insert_version(key, version + 1, counters, marks, parts, current)
+
+    async def _write_parts(
+        self,
+        key: str,
+        version: int,
+        current: Document | None,
+        split: Mapping[str, Mapping[str, int]],
+        replace: bool = False,
+    ) -> PartsWrite:
+        """Write the parts of version `version`: `split` added to those of `current` (or in
+        their stead when `replace`)."""
+        token = secrets.token_hex(4)
+        before = layouts(current)
+        after: dict[str, Layout] = {}
+        inserts: defaultdict[str, list[Document]] = defaultdict(list)
+        created: list[str] = []
+        garbage: list[str] = []
+        for field in SPLIT_FIELDS:
+            delta = Counter(split.get(field, {}))
+            inline = {} if replace else (current or {}).get(field, {})
+            delta.update(inline)  # a document of the format before parts held them inline
+            layout = before[field]
+            step = Step("compact") if replace else decide(layout, delta, forced=bool(inline))
+            written = new_parts(step, delta, await self._load(layout.collection, step.reads))
+            collection = layout.collection
+            if step.kind == "compact":
+                collection = generation_collection(key, field, version, token)
+                created.append(collection)
+                garbage += [layout.collection] if layout.collection else []
+            ids = [part_id(key, field, version, step.kind, n, token) for n in range(len(written))]
+            inserts[collection] += [
+                {"_id": part, KEY: key, FIELD: field, VERSION: version, COUNTS: counts}
+                for part, counts in zip(ids, written, strict=True)
+            ]
+            after[field] = next_layout(step, layout, ids, written, collection)
+        for collection, documents in inserts.items():
+            if documents:
+                self._writing.update(d["_id"] for d in documents)
+                self._part_cache.update({d["_id"]: d[COUNTS] for d in documents})
+                await self._db[collection].insert_many(documents, ordered=False)
+        appended = {
+            collection: [d["_id"] for d in documents]
+            for collection, documents in inserts.items()
+            if documents and collection not in created
+        }
+        every = [d["_id"] for documents in inserts.values() for d in documents]
+        return PartsWrite(after, created, appended, garbage, every)
+
+    async def _discard(self, parts: PartsWrite) -> None:
+        """Remove the parts of a version that lost the race: no version names them."""
+        for collection in parts.created:
+            await self._db.drop_collection(collection)
+        for collection, ids in parts.appended.items():
+            # One by one: FerretDB finds a single `_id` in SQL, but decodes the whole
+            # collection for `$in`.
+            for part in ids:
+                await self._db[collection].delete_one({"_id": part})
+
     async def _insert_version(
-        self, key: str, version: int, counters: Document, marks: Mapping[int, int]
+        self,
+        key: str,
+        version: int,
+        counters: Document,
+        marks: Mapping[int, int],
+        parts: PartsWrite,
+        previous: Document | None,
     ) -> bool:
         """The compare-and-set: insert the next version, or learn that someone else did."""
         document = {
@@ -249,12 +434,18 @@ class AnalyticsStore:
             KEY: key,
             VERSION: version,
             WATERMARKS: watermark_fields(marks),
+            PARTS: {field: layout.stored() for field, layout in parts.layouts.items()},
+            GARBAGE: parts.garbage,
         }
         try:
             await self._aggregates.insert_one(document)
         except DuplicateKeyError:
+            await self._discard(parts)
             return False
+        finally:
+            self._writing.difference_update(parts.written)
         self._known[key] = (version, document)
+        self._prune_parts()
         if version == 1 or version % HEAD_EVERY == 0:
             # The head is a hint for readers (`$max` may lose a race on servers without atomic
             # updates; readers probe forward from it, so it may lag but never misleads).
@@ -269,7 +460,38 @@ class AnalyticsStore:
             await self._aggregates.replace_one(
                 {"_id": version_id(key, old)}, {KEY: key, VERSION: old, SUPERSEDED: True}
             )
+            # The generations the tombstone named and the version after it no longer does: no
+            # version a reader can still reach names them.
+            if previous is not None and previous.get(VERSION) == old + 1:
+                for collection in previous.get(GARBAGE, []):
+                    await self._db.drop_collection(collection)
         return True
+
+    async def _load(self, collection: str, ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        """The counters of these parts of one generation, from the cache or the database;
+        `MissingPart` when one is gone."""
+        wanted = list(ids)
+        missing = [part for part in wanted if part not in self._part_cache]
+        found: list[Document] = []
+        if missing and collection:
+            parts = self._db[collection]
+            if len(missing) > FEW_PARTS:
+                found = [d async for d in parts.find({"_id": {"$in": missing}}, {COUNTS: 1})]
+            else:
+                fetched = await asyncio.gather(
+                    *(parts.find_one({"_id": part}, {COUNTS: 1}) for part in missing)
+                )
+                found = [document for document in fetched if document is not None]
+        if len(found) < len(missing):
+            raise MissingPart(f"{len(missing) - len(found)} part(s) gone")
+        self._part_cache.update({document["_id"]: document[COUNTS] for document in found})
+        return {part: self._part_cache[part] for part in wanted}
+
+    def _prune_parts(self) -> None:
+        """Forget the cached parts that no version known here names any more."""
+        named = set(self._writing).union(*(part_ids(doc) for _, doc in self._known.values()))
+        for part in [part for part in self._part_cache if part not in named]:
+            del self._part_cache[part]
 
     async def _latest(self, key: str) -> tuple[int, Document | None]:
         """The newest version of an aggregate document (0, None when it has none).
@@ -305,14 +527,36 @@ class AnalyticsStore:
             version = int(document[VERSION]) if document else 0
         return version, document
 
+    async def _newest_whole(self, key: str) -> Document | None:
+        """The newest version with the counters of its parts in place (`by_city` as in the
+        format before parts), without the part names."""
+        for _ in range(READ_ATTEMPTS):
+            _, document = await self._latest(key)
+            if document is None:
+                return None
+            try:
+                found = {
+                    field: await self._load(layout.collection, layout.part_ids)
+                    for field, layout in layouts(document).items()
+                    if layout.part_ids
+                }
+            except MissingPart:
+                self._known.pop(key, None)  # superseded meanwhile: probe again from the head
+                continue
+            whole = {k: v for k, v in document.items() if k not in (PARTS, GARBAGE)}
+            for field, counts in found.items():
+                whole[field] = dict(merged(counts.values()))
+            self._prune_parts()
+            return whole
+        raise MissingPart(f"{key}: overtaken by writers {READ_ATTEMPTS} times in a row")
+
     async def newest(self, key: str) -> Document | None:
         """The newest version of one aggregate document, watermarks included."""
-        _, document = await self._latest(key)
-        return document
+        return await self._newest_whole(key)
 
     async def aggregate(self, key: str) -> Document | None:
         """One aggregate document (`all` or `survey:<id>`): its counters, under `_id` = key."""
-        _, document = await self._latest(key)
+        document = await self._newest_whole(key)
         return None if document is None else {"_id": key, **counters_of(document)}
 
     async def survey_documents(self, known: Iterable[str]) -> dict[str, Document]:
@@ -323,15 +567,15 @@ class AnalyticsStore:
         _, overall = await self._latest(OVERALL)
         counted = (survey_key(survey_id) for survey_id in (overall or {}).get("surveys", {}))
         keys = sorted({*known, *counted})
-        found = await asyncio.gather(*(self._latest(key) for key in keys))
-        return {key: document for key, (_, document) in zip(keys, found, strict=True) if document}
+        found = await asyncio.gather(*(self._newest_whole(key) for key in keys))
+        return {key: document for key, document in zip(keys, found, strict=True) if document}
 
     async def aggregates(self) -> dict[str, Document]:
         """The newest version of every aggregate document, watermarks included, by key."""
         keys = await self._aggregates.distinct("_id", {KEY: {"$exists": False}})  # the heads
         latest: dict[str, Document] = {}
         for key in sorted(keys):
-            _, document = await self._latest(key)
+            document = await self._newest_whole(key)
             if document is not None:
                 latest[key] = document
         return latest
@@ -351,11 +595,38 @@ class AnalyticsStore:
     async def replace_aggregates(self, documents: Mapping[str, Document]) -> None:
         """Make `documents` (key -> counters and watermarks) the newest version of each."""
         for key, content in documents.items():
-            counters, marks = counters_of(content), watermarks(content)
+            marks = watermarks(content)
+            main, split = split_increments(flatten(content))
             while True:
-                version, _ = await self._latest(key)
-                if await self._insert_version(key, version + 1, counters, marks):
+                version, current = await self._latest(key)
+                parts = await self._write_parts(key, version + 1, current, split, replace=True)
+                if await self._insert_version(key, version + 1, nest(main), marks, parts, current):
                     break
+
+    async def sweep_parts(self) -> int:
+        """Drop the generations of parts no version names any more (left by writers that died
+        between writing parts and their version, or before dropping what they replaced);
+        returns how many. A generation newer than its document's newest version may be a live
+        writer's, and stays."""
+        newest = {key_hash(key): version for key, (version, _) in await self._newest_versions()}
+        named: set[str] = set()
+        whole = self._aggregates.find({KEY: {"$exists": True}, SUPERSEDED: {"$exists": False}})
+        async for document in whole:
+            named |= {layout.collection for layout in layouts(document).values()}
+        dropped = 0
+        for collection in await self._db.list_collection_names():
+            generation = generation_of(collection)
+            if generation is None or collection in named:
+                continue
+            hashed, version = generation
+            if version <= newest.get(hashed, 0):
+                await self._db.drop_collection(collection)
+                dropped += 1
+        return dropped
+
+    async def _newest_versions(self) -> list[tuple[str, tuple[int, Document | None]]]:
+        keys = await self._aggregates.distinct("_id", {KEY: {"$exists": False}})  # the heads
+        return [(key, await self._latest(key)) for key in sorted(keys)]
 
     async def raw_responses(self) -> Iterable[SurveyResponse]:
         """Every stored response (for recounts)."""

@@ -45,27 +45,35 @@ async def survey_totals(store: AnalyticsStore) -> dict[str, int]:
     return {survey_id: total for survey_id, total in totals.items() if total}
 
 
-async def overview(store: AnalyticsStore, filters: Filters) -> Overview:
-    """Every survey together, or the responses matching `filters`."""
+async def overview(
+    store: AnalyticsStore, filters: Filters, city_limit: int | None = None
+) -> Overview:
+    """Every survey together, or the responses matching `filters` (the `city_limit` largest
+    cities)."""
     documents = await _survey_documents(store)
     if filters == Filters():
         surveys = {key: flatten(document) for key, document in documents.items()}
-        return Overview.model_validate(summary(None, nest(overall_from_surveys(surveys))))
+        shaped = summary(None, nest(overall_from_surveys(surveys)), city_limit)
+        return Overview.model_validate(shaped)
     marks = _marks_by_survey(documents)
     counted = await _recount(store, filters, lambda key: marks.get(key, {}))
     surveys = {key: counters for key, counters in counted.items() if key != OVERALL}
-    shaped = summary(None, nest(overall_from_surveys(surveys)))
+    shaped = summary(None, nest(overall_from_surveys(surveys)), city_limit)
     return Overview.model_validate({**shaped, "filters": filters, "computed_from": "raw responses"})
 
 
-async def survey_summary(store: AnalyticsStore, survey_id: str, filters: Filters) -> SurveySummary:
-    """One survey, or its responses of a country and/or respondent type."""
+async def survey_summary(
+    store: AnalyticsStore, survey_id: str, filters: Filters, city_limit: int | None = None
+) -> SurveySummary:
+    """One survey, or its responses of a country and/or respondent type (the `city_limit`
+    largest cities)."""
     key = survey_key(survey_id)
     if filters == Filters(survey_id=survey_id):
-        return SurveySummary.model_validate(summary(survey_id, await store.aggregate(key)))
+        shaped = summary(survey_id, await store.aggregate(key), city_limit)
+        return SurveySummary.model_validate(shaped)
     marks = watermarks(await store.newest(key))
     counted = await _recount(store, filters, lambda _: marks)
-    shaped = summary(survey_id, nest(counted.get(key, Counter())))
+    shaped = summary(survey_id, nest(counted.get(key, Counter())), city_limit)
     return SurveySummary.model_validate(
         {**shaped, "filters": filters, "computed_from": "raw responses"}
     )

@@ -254,6 +254,7 @@ def test_summary_of_counted_responses(make_event):
             {"country": "VN", "city": "Đà Nẵng", "count": 2},
             {"country": "RU", "city": "St. Petersburg", "count": 1},
         ],
+        "distinct_cities": 2,
         "development_priorities": {"sdg-6": 3, "sdg-11": 2},
         "capacity_needs": {"digital-governance": 2, "urban-planning": 2, "housing": 1},
         "collaboration_interests": {
@@ -315,6 +316,7 @@ def test_summary_no_document_all_zero():
         "by_respondent_type": {},
         "by_country": {},
         "by_city": [],
+        "distinct_cities": 0,
         "development_priorities": {},
         "capacity_needs": {},
         "collaboration_interests": {},
@@ -348,3 +350,22 @@ def test_summary_survey_has_no_surveys_field():
 
 def test_summary_overview_empty_has_empty_surveys():
     assert summary(None, None)["surveys"] == {}
+
+
+def test_summary_city_limit_keeps_largest_and_counts_all():
+    document = {"by_city": {"VN|Hà Nội": 2, "VN|Huế": 5, "KE|Kisumu": 2, "LK|Colombo": 9}}
+
+    shaped = summary("s1", document, city_limit=3)
+
+    assert shaped["by_city"] == [
+        {"country": "LK", "city": "Colombo", "count": 9},
+        {"country": "VN", "city": "Huế", "count": 5},
+        {"country": "KE", "city": "Kisumu", "count": 2},
+    ]
+    assert shaped["distinct_cities"] == 4
+
+
+def test_summary_city_limit_zero_lists_none():
+    shaped = summary(None, {"by_city": {"VN|Huế": 5}}, city_limit=0)
+
+    assert (shaped["by_city"], shaped["distinct_cities"]) == ([], 1)

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from services.analytics.parts import Layout
 from services.analytics.store import (
+    AGGREGATE_PARTS,
+    AGGREGATES,
     Positioned,
     from_raw_document,
+    generation_collection,
+    generation_of,
+    key_hash,
+    layouts,
+    main_counters,
+    part_ids,
     raw_document,
     responses_query,
     version_id,
@@ -70,3 +79,32 @@ def test_version_id_sorts_by_version():
 
     assert ids == sorted(ids)
     assert ids[0] == "all#000000000009"
+
+
+def test_generation_collection_names_its_document_and_version():
+    name = generation_collection("survey:cities-2024-priorities", "by_city", 12, "ab12cd34")
+
+    assert name.startswith(f"{AGGREGATE_PARTS}-")
+    assert generation_of(name) == (key_hash("survey:cities-2024-priorities"), 12)
+    assert key_hash("all") != key_hash("survey:cities-2024-priorities")
+
+
+def test_generation_of_other_collections_none():
+    assert generation_of(AGGREGATES) is None
+    assert generation_of(f"{AGGREGATE_PARTS}-x") is None
+    assert generation_of("analytics_responses-a-b-c-d") is None
+
+
+def test_layouts_and_part_ids_of_a_version():
+    layout = Layout("gen-1", ("b0", "b1"), ("d0",), bucket_entries=3, delta_entries=1)
+    document = {"total": 4, "parts": {"by_city": layout.stored()}, "garbage": ["gen-0"]}
+
+    assert layouts(document) == {"by_city": layout}
+    assert part_ids(document) == {"b0", "b1", "d0"}
+    assert layouts(None) == {"by_city": Layout()}
+
+
+def test_main_counters_leave_out_cities_held_inline():
+    document = {"_id": "all", "total": 2, "by_city": {"VN|Huế": 2}, "parts": {}, "garbage": []}
+
+    assert main_counters(document) == {"total": 2}

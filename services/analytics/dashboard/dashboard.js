@@ -44,14 +44,14 @@ function value(id) {
 }
 
 function summaryUrl() {
-  const params = new URLSearchParams();
+  // Only the cities drawn: a survey may have a hundred thousand of them.
+  const params = new URLSearchParams({ city_limit: String(MAX_BARS) });
   for (const name of ["country", "respondent_type"]) {
     if (value(name)) params.set(name, value(name));
   }
   const survey = value("survey");
   const path = survey ? `/v1/surveys/${encodeURIComponent(survey)}/summary` : "/v1/overview";
-  const query = params.toString();
-  return query ? `${path}?${query}` : path;
+  return `${path}?${params}`;
 }
 
 function partnersUrl() {
@@ -102,7 +102,7 @@ async function getJson(url) {
 
 async function refresh() {
   const [data, ranking, all] = await Promise.all([
-    getJson(summaryUrl()), getJson(partnersUrl()), getJson("/v1/overview"),
+    getJson(summaryUrl()), getJson(partnersUrl()), getJson("/v1/overview?city_limit=0"),
   ]);
   if (!data || !ranking || !all) return;
   for (const code of [...all.unknown_codes, ...data.unknown_codes]) UNKNOWN.add(code);
