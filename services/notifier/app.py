@@ -50,7 +50,10 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             username=settings.smtp_username,
             password=settings.smtp_password.get_secret_value(),
             starttls=settings.smtp_starttls,
+            implicit_tls=settings.smtp_implicit_tls,
+            ca_file=settings.smtp_ca_file,
             timeout=settings.smtp_timeout_seconds,
+            deadline=settings.send_deadline_seconds,
         ),
     )
     broker = new_broker(settings.kafka_bootstrap_servers, client_id="notifier")

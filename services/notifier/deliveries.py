@@ -173,6 +173,18 @@ class Deliveries:
         await self._set(keys, state="pending", next_attempt_at=retry_at, last_error=error)
         EMAILS.labels("retried").inc(len(keys))
 
+    async def hold(self, keys: Sequence[str], error: str, delay_seconds: float) -> None:
+        """The SMTP server failed as a whole (down, login refused, ...): due again after
+        `delay_seconds`. `held` counts these attempts, which MAX_ATTEMPTS leaves out."""
+        retry_at = datetime.now(UTC) + timedelta(seconds=delay_seconds)
+        fields = {"state": "pending", "next_attempt_at": retry_at, "last_error": error}
+        for key in keys:
+            await self._deliveries.update_one(
+                {"_id": key},
+                {"$set": fields, "$inc": {"held": 1}, "$unset": {"lease_until": ""}},
+            )
+        EMAILS.labels("held").inc(len(keys))
+
     async def mark_failed(self, keys: Sequence[str], error: str) -> None:
         """A permanent failure (or no one to send to): never tried again."""
         await self._set(keys, state="failed", failed_at=datetime.now(UTC), last_error=error)
