@@ -121,10 +121,28 @@ class Mailer:
             raise MailFailure(classify(stage, None), stage, _error(exc)) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:  # refused, reset, TLS, no STARTTLS
             self._client.close()
-            stage = self._stage
-            raise MailFailure(classify(stage, None), stage, _error(exc)) from exc
+            stage, kind = self._stage, classify(self._stage, None)
+            if stage is Stage.LOGIN and not isinstance(exc, ConnectionError):
+                kind = Kind.LOGIN  # no AUTH offered, or no mechanism in common
+            raise MailFailure(kind, stage, _error(exc)) from exc
+        except asyncio.CancelledError:
+            self._client.close()  # stopped mid-exchange: the connection's state is unknown
+            raise
 
     async def _transaction(self, sender: str, recipients: list[str], data: bytes) -> None:
+        await self._begin(sender)
+        self._stage = Stage.RCPT
+        for recipient in recipients:
+            await self._client.rcpt(recipient)
+        self._stage = Stage.DATA
+        await self._client.data(data)
+
+    async def _probe(self, sender: str) -> None:
+        await self._begin(sender)
+        await self._client.rset()
+
+    async def _begin(self, sender: str) -> None:
+        """Connect if needed, then MAIL FROM."""
         reused = self._client.is_connected
         try:
             await self._connected()
@@ -140,17 +158,6 @@ class Mailer:
             await self._connected()
             self._stage = Stage.MAIL
             await self._client.mail(sender)
-        self._stage = Stage.RCPT
-        for recipient in recipients:
-            await self._client.rcpt(recipient)
-        self._stage = Stage.DATA
-        await self._client.data(data)
-
-    async def _probe(self, sender: str) -> None:
-        await self._connected()
-        self._stage = Stage.MAIL
-        await self._client.mail(sender)
-        await self._client.rset()
 
     async def _connected(self) -> None:
         if self._client.is_connected:

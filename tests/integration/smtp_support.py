@@ -165,8 +165,10 @@ def scripted_server(
     implicit_tls: ssl.SSLContext | None = None,
     starttls: ssl.SSLContext | None = None,
     idle_timeout: float = 300,
+    login: bool = True,
 ) -> Iterator[ScriptedController]:
-    """A running scripted server (login offered, also without TLS), stopped afterwards."""
+    """A running scripted server, stopped afterwards; it offers a login (also without TLS)
+    unless `login` is false, then only after STARTTLS."""
     controller = ScriptedController(
         handler,
         hostname="127.0.0.1",
@@ -175,7 +177,8 @@ def scripted_server(
         tls_context=starttls,
         require_starttls=starttls is not None,
         authenticator=handler.authenticate,
-        auth_require_tls=False,
+        # Without TLS, aiosmtpd offers AUTH only when it does not require TLS for it.
+        auth_require_tls=not login,
         timeout=idle_timeout,
     )
     controller.start()

@@ -116,6 +116,17 @@ async def test_send_nothing_listening_connection_failure() -> None:
     assert "ConnectError" in str(caught.value)
 
 
+async def test_send_login_not_offered_login_failure(handler: Scripted) -> None:
+    with scripted_server(handler, login=False) as server:
+        mailer = Mailer(server.hostname, server.port, username=USERNAME, password=PASSWORD)
+        with pytest.raises(MailFailure) as caught:
+            await mailer.send(outgoing(TO))
+
+    assert (caught.value.kind, caught.value.stage) == (Kind.LOGIN, Stage.LOGIN)
+    assert "AUTH" in str(caught.value)
+    assert handler.accepted == []
+
+
 async def test_send_after_refused_recipient_same_connection(
     handler: Scripted, mailer: Mailer
 ) -> None:
