@@ -23,6 +23,7 @@ from pymongo.uri_parser import parse_uri
 from services.notifier.app import create_app
 from services.notifier.deliveries import DELIVERIES
 from shared import mongo
+from shared.kafka import consumer_lag
 from tests.integration.notifier_support import (
     addresses,
     focal_response,
@@ -163,6 +164,12 @@ async def test_sigkill_after_server_accepted_before_sent_recorded_one_more_copy(
         )
         try:
             await asyncio.to_thread(first.wait_ready)
+            # Everyone registered first: the pilot then makes all four deliveries at once.
+            registry = f"{environment['NOTIFIER_GROUP_ID']}.registry"
+            await eventually(
+                lambda: consumer_lag(stack.kafka, registry, environment["TOPIC_RESPONSES"]),
+                lambda lag: lag == 0,
+            )
             await produce(stack.kafka, environment["TOPIC_PILOTS"], records(announced))
             # The notifier got the 250 and is writing `sent`: killed right there.
             await asyncio.wait_for(proxy.sent_update_held.wait(), 60)
