@@ -202,34 +202,43 @@ class TlsFiles:
         context.load_cert_chain(self.certificate, self.key)
         return context
 
+    def issue(self, stem: str, names: str) -> TlsFiles:
+        """Another server certificate from the same authority, for `names` (subjectAltName)."""
+        directory = self.ca.parent
+        _openssl(
+            directory,
+            *("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{stem}.key"),
+            *("-out", f"{stem}.csr", "-subj", f"/CN={stem}"),
+        )
+        (directory / f"{stem}.ext").write_text(
+            f"subjectAltName={names}\n"
+            "basicConstraints=CA:FALSE\n"
+            "keyUsage=critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth\n"
+        )
+        _openssl(
+            directory,
+            *("x509", "-req", "-in", f"{stem}.csr", "-CA", "ca.pem", "-CAkey", "ca.key"),
+            *("-CAcreateserial", "-days", "2", "-out", f"{stem}.pem", "-extfile", f"{stem}.ext"),
+        )
+        return TlsFiles(self.ca, directory / f"{stem}.pem", directory / f"{stem}.key")
+
 
 def tls_files(directory: Path) -> TlsFiles:
     """Make a CA and a certificate for 127.0.0.1 and localhost with the `openssl` command."""
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
-
-    openssl(
+    _openssl(
+        directory,
         *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
         *("-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=Cities test CA"),
         *("-addext", "basicConstraints=critical,CA:TRUE"),
         *("-addext", "keyUsage=critical,keyCertSign,cRLSign"),
     )
-    openssl(
-        *("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key"),
-        *("-out", "server.csr", "-subj", "/CN=localhost"),
-    )
-    (directory / "server.ext").write_text(
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-        "basicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth\n"
-    )
-    openssl(
-        *("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"),
-        *("-CAcreateserial", "-days", "2", "-out", "server.pem", "-extfile", "server.ext"),
-    )
-    return TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    authority = TlsFiles(directory / "ca.pem", directory / "ca.pem", directory / "ca.key")
+    return authority.issue("server", "DNS:localhost,IP:127.0.0.1")
+
+
+def _openssl(directory: Path, *args: str) -> None:
+    subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
 
 
 @asynccontextmanager
