@@ -22,6 +22,8 @@ HTTP_LATENCY = Histogram(
 )
 DLQ_MESSAGES = Counter("dlq_messages_total", "Poison messages parked on a DLQ", ["topic"])
 EMAILS = Counter("emails_total", "Pilot emails by outcome", ["status"])
+SMTP_FAILURES = Counter("notifier_smtp_failures_total", "Failed SMTP sends by kind", ["kind"])
+SMTP_PAUSED = Gauge("notifier_smtp_paused", "1 while sending waits for the SMTP server to recover")
 CONSUMER_LAG = Gauge("consumer_lag", "Records not yet committed by a group", ["group", "topic"])
 
 # Log record attributes that identify the thing a line is about; they become JSON fields.

@@ -31,7 +31,8 @@ from shared.observability import instrument
 # (`shared.serve`) before this shutdown starts, which leaves the rest for the consumers to commit
 # and leave and for the dispatcher to finish the one message it is sending; a healthy server takes
 # milliseconds for that. A hung one is cut off: the delivery stays `sending` and its lease
-# recovers it, at most once as always.
+# recovers it (a second copy only if the server had taken the message: the one window, see
+# `deliveries`).
 DISPATCHER_GRACE_SECONDS = 2.0
 QUIT_GRACE_SECONDS = 0.5
 
@@ -50,7 +51,10 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             username=settings.smtp_username,
             password=settings.smtp_password.get_secret_value(),
             starttls=settings.smtp_starttls,
+            implicit_tls=settings.smtp_implicit_tls,
+            ca_file=settings.smtp_ca_file,
             timeout=settings.smtp_timeout_seconds,
+            deadline=settings.send_deadline_seconds,
         ),
     )
     broker = new_broker(settings.kafka_bootstrap_servers, client_id="notifier")

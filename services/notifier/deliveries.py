@@ -1,5 +1,6 @@
 """Deliveries in MongoDB: one per (pilot, focal point), ever. States: pending -> sending -> sent,
-or back to pending with a later attempt time on a transient failure, or failed on a permanent one.
+or back to pending with a later attempt time (a deferral, or a pause of sending while the SMTP
+server fails as a whole: `failures`), or failed for good (a refusal of that delivery).
 
 At most one email per pair: the record's `_id` is the pair, so a redelivered or replayed pilot
 creates nothing new, and a record is sent only by the replica that claimed it (one claim per
@@ -11,10 +12,14 @@ sends the only copy.
 The one window SMTP itself leaves: the server takes responsibility for a message when it answers
 the final "." of DATA, and the record says `sent` only once that answer has reached us and one
 MongoDB update has been applied. A replica killed in between leaves the record `sending` although
-the message went out, and after the lease it is sent again. No order of steps closes it (writing
-`sent` first would lose the message in the same window instead), so it is kept as small as it can
-be: that update is the only step between the reply and the record (no rendering, logging or other
-I/O in between), and the repeated message carries the same `Message-ID`, so mail clients fold it.
+the message went out, and after the lease it is sent again; a reply to DATA that never arrives
+(timeout, the send's deadline, a dropped connection) leaves the same doubt, and the delivery is
+tried again. Each such event can add one copy, with the same `Message-ID`, so mail clients fold
+it. No order of steps closes it (writing `sent` first would lose the message in the same window
+instead), so it is kept as small as it can be: that update is the only step between the reply and
+the record (no rendering, logging or other I/O in between). The send's overall deadline, at most
+half the lease, keeps a slow server from holding a message until another replica takes it over.
+`tests/integration/test_notifier_smtp_window.py` lands in the window on purpose.
 
 Digest: with a window, a new delivery waits that long before it is due; the replica that claims it
 also claims every other pending delivery of the same focal point, and they go as one message.
@@ -172,6 +177,18 @@ class Deliveries:
         retry_at = datetime.now(UTC) + timedelta(seconds=delay_seconds)
         await self._set(keys, state="pending", next_attempt_at=retry_at, last_error=error)
         EMAILS.labels("retried").inc(len(keys))
+
+    async def hold(self, keys: Sequence[str], error: str, delay_seconds: float) -> None:
+        """The SMTP server failed as a whole (down, login refused, ...): due again after
+        `delay_seconds`. `held` counts these attempts, which MAX_ATTEMPTS leaves out."""
+        retry_at = datetime.now(UTC) + timedelta(seconds=delay_seconds)
+        fields = {"state": "pending", "next_attempt_at": retry_at, "last_error": error}
+        for key in keys:
+            await self._deliveries.update_one(
+                {"_id": key},
+                {"$set": fields, "$inc": {"held": 1}, "$unset": {"lease_until": ""}},
+            )
+        EMAILS.labels("held").inc(len(keys))
 
     async def mark_failed(self, keys: Sequence[str], error: str) -> None:
         """A permanent failure (or no one to send to): never tried again."""

@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import parseaddr
 
 from services.notifier import emails, unsubscribe
 from services.notifier.deliveries import Deliveries, backoff
-from services.notifier.mailer import Mailer, PermanentMailError, TransientMailError
+from services.notifier.failures import DELIVERY_KINDS, Kind, Outcome, decide
+from services.notifier.mailer import Mailer, MailFailure
 from services.notifier.matching import shared_codes
 from services.notifier.ratelimit import TokenBucket
 from services.notifier.registry import Registry
 from services.notifier.settings import NotifierSettings
 from shared.events import PilotAnnounced, SurveyResponse
 from shared.mongo import Document
+from shared.observability import SMTP_FAILURES, SMTP_PAUSED
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +36,12 @@ class Notifier:
     _work: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _bucket: TokenBucket = field(init=False)
+    # Sending's health: delivery failures and pauses in a row, why and since when it is paused.
+    _refusals: int = 0
+    _pauses: int = 0
+    _paused: Kind | None = None
+    _paused_since: float = 0.0
+    _resume_at: float = 0.0
 
     def __post_init__(self) -> None:
         self._bucket = TokenBucket(self.settings.send_rate_per_second)
@@ -69,9 +79,11 @@ class Notifier:
 
     async def send_due(self) -> bool:
         """Send one due delivery (with the focal point's other pending ones in a digest window);
-        False when nothing is due or the server is unwell."""
+        False when nothing is due or sending pauses (`failures`)."""
         first = await self.deliveries.claim_due()
         if first is None:
+            if self._paused is not None:
+                await self._probe()
             return False
         group = [first]
         if self.settings.digest_window_seconds > 0:
@@ -104,27 +116,87 @@ class Notifier:
             return False
         try:
             await self.mailer.send(message)
-        except TransientMailError as exc:
-            attempts = max(d["attempts"] for d in group)
-            delay = backoff(
-                attempts,
-                self.settings.retry_first_delay_seconds,
-                self.settings.retry_max_delay_seconds,
-            )
-            if attempts >= self.settings.max_attempts:
-                await self.deliveries.mark_failed(keys, f"gave up after retries: {exc}")
-            else:
-                await self.deliveries.retry_later(keys, str(exc), delay)
-            logger.warning("deliveries %s: transient failure, retry in %.1fs: %s", keys, delay, exc)
-            return False  # the server is unwell: let the loop pause before the next one
-        except PermanentMailError as exc:
-            await self.deliveries.mark_failed(keys, str(exc))
-            return True
-        else:
-            # Nothing but these updates between the server's reply and the records: the window
-            # described in `deliveries` stays one MongoDB round trip per delivery in the message.
-            await self.deliveries.mark_sent(keys, message.message_id)
+        except MailFailure as failure:
+            return await self._failed([d for d in group if d["_id"] in keys], failure)
+        # Nothing but these updates between the server's reply and the records: the window
+        # described in `deliveries` stays one MongoDB round trip per delivery in the message.
+        await self.deliveries.mark_sent(keys, message.message_id)
+        self._accepted()
         return True
+
+    async def _failed(self, claimed: list[Document], failure: MailFailure) -> bool:
+        """Apply `failures.decide` to the deliveries of a message that was not accepted;
+        False when sending pauses."""
+        SMTP_FAILURES.labels(failure.kind).inc()
+        if failure.kind in DELIVERY_KINDS:
+            self._refusals += 1
+        decision = decide(failure.kind, self._refusals)
+        keys = [d["_id"] for d in claimed]
+        reason = str(failure)
+        pause = self._pause(failure) if decision.pause else 0.0
+        if decision.outcome is Outcome.FAILED:
+            await self.deliveries.mark_failed(keys, reason)
+            logger.warning("deliveries %s failed: %s", keys, reason)
+        elif decision.outcome is Outcome.HELD:
+            await self.deliveries.hold(keys, reason, pause)
+        else:
+            # Attempts made while the server failed as a whole do not count.
+            counted = max(int(d["attempts"]) - int(d.get("held", 0)) for d in claimed)
+            if counted >= self.settings.max_attempts:
+                await self.deliveries.mark_failed(keys, f"gave up after retries: {reason}")
+                logger.warning("deliveries %s: gave up after %d tries: %s", keys, counted, reason)
+            else:
+                settings = self.settings
+                delay = backoff(
+                    counted, settings.retry_first_delay_seconds, settings.retry_max_delay_seconds
+                )
+                await self.deliveries.retry_later(keys, reason, delay)
+                logger.info("deliveries %s: retry in %.1fs: %s", keys, delay, reason)
+        return not decision.pause
+
+    def _pause(self, failure: MailFailure) -> float:
+        """Pause sending after a failure of the server as a whole; the seconds of the pause.
+        One log line when sending pauses or the reason changes, not one per try."""
+        self._pauses += 1
+        settings = self.settings
+        delay = backoff(
+            self._pauses, settings.retry_first_delay_seconds, settings.retry_max_delay_seconds
+        )
+        self._resume_at = time.monotonic() + delay
+        if self._paused is None:
+            self._paused_since = time.monotonic()
+            SMTP_PAUSED.set(1)
+        if self._paused is not failure.kind:
+            logger.warning("SMTP sending paused: %s; next try in %.1fs", failure, delay)
+        self._paused = failure.kind
+        return delay
+
+    def _accepted(self) -> None:
+        """The server accepted a message: whatever failed before was not about it."""
+        self._refusals = 0
+        self._resumed()
+
+    def _resumed(self) -> None:
+        if self._paused is None:
+            return
+        logger.warning(
+            "SMTP sending resumed after %d tries over %.0fs (last: %s)",
+            self._pauses,
+            time.monotonic() - self._paused_since,
+            self._paused,
+        )
+        self._paused, self._pauses = None, 0
+        SMTP_PAUSED.set(0)
+
+    async def _probe(self) -> None:
+        """Paused with nothing due: is the server back? Connect, log in, MAIL FROM, RSET."""
+        try:
+            await self.mailer.check(parseaddr(self.settings.mail_from)[1])
+        except MailFailure as failure:
+            SMTP_FAILURES.labels(failure.kind).inc()
+            self._pause(failure)
+        else:
+            self._resumed()
 
     def compose(
         self, record: Document, items: list[tuple[PilotAnnounced, list[str], str]]
@@ -172,7 +244,8 @@ class Notifier:
 
         It sleeps when nothing is due: until this replica creates a delivery, or for the poll
         interval, after which it looks for retries that came due and for deliveries whose
-        sender died (created by this replica or another).
+        sender died (created by this replica or another). After a failure of the SMTP server
+        as a whole it pauses (capped exponential backoff with jitter) before the next try.
         """
         while not self._stopping.is_set():
             self._work.clear()
@@ -181,8 +254,13 @@ class Notifier:
                     continue
             except Exception:
                 logger.exception("dispatcher step failed")
+            paused_for = self._resume_at - time.monotonic()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._work.wait(), self.settings.poll_interval_seconds)
+                if self._paused is not None and paused_for > 0:
+                    # New deliveries do not end a pause: only its time, or `stop()`.
+                    await asyncio.wait_for(self._stopping.wait(), paused_for)
+                else:
+                    await asyncio.wait_for(self._work.wait(), self.settings.poll_interval_seconds)
 
     async def stop_dispatcher(self, dispatcher: asyncio.Task[None], grace: float) -> None:
         """Stop `dispatcher` after its current message and that message's status update;

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from shared.settings import ServiceSettings
+
+DEFAULT_SEND_DEADLINE_SECONDS = 20.0
 
 
 class NotifierSettings(ServiceSettings):
@@ -19,6 +24,13 @@ class NotifierSettings(ServiceSettings):
     smtp_password: SecretStr = SecretStr("")
     smtp_starttls: bool = False
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Implicit TLS (SMTPS, usually port 465); SMTP_STARTTLS upgrades a plain connection instead.
+    smtp_implicit_tls: bool = False
+    # PEM file of the authorities that sign the SMTP server's certificate; empty: the system's.
+    smtp_ca_file: str = ""
+    # The most one send may take, from connecting to the reply to DATA: at most half the lease,
+    # so a slow server cannot outlast it. Unset: `send_deadline_seconds`.
+    smtp_send_deadline_seconds: float | None = Field(default=None, gt=0)
     mail_from: str = "Cities Project <pilots@cities.example.org>"
     public_base_url: str = "http://localhost:8002"
     operator_token: SecretStr = SecretStr("")
@@ -44,9 +56,32 @@ class NotifierSettings(ServiceSettings):
         """The unsubscribe secrets: the first signs new links, every one is accepted."""
         return self.unsubscribe_secret.get_secret_value().split()
 
+    @property
+    def send_deadline_seconds(self) -> float:
+        """The overall deadline of one send: SMTP_SEND_DEADLINE_SECONDS, by default 20 s or
+        half of SEND_LEASE_SECONDS when that is less."""
+        if self.smtp_send_deadline_seconds is not None:
+            return self.smtp_send_deadline_seconds
+        return min(DEFAULT_SEND_DEADLINE_SECONDS, self.send_lease_seconds / 2)
+
     @field_validator("unsubscribe_secret")
     @classmethod
     def _one_unsubscribe_secret_at_least(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().split():
             raise ValueError("UNSUBSCRIBE_SECRET needs at least one secret")
         return value
+
+    @model_validator(mode="after")
+    def _smtp_consistent(self) -> Self:
+        if self.smtp_starttls and self.smtp_implicit_tls:
+            raise ValueError("SMTP_STARTTLS and SMTP_IMPLICIT_TLS exclude each other: pick one")
+        if self.smtp_ca_file and not Path(self.smtp_ca_file).is_file():
+            raise ValueError(f"SMTP_CA_FILE {self.smtp_ca_file!r} is not a readable file")
+        half_lease = self.send_lease_seconds / 2
+        if self.send_deadline_seconds > half_lease:
+            raise ValueError(
+                "SMTP_SEND_DEADLINE_SECONDS must be at most half of SEND_LEASE_SECONDS "
+                f"({self.send_deadline_seconds:g} > {half_lease:g}): a send that outlasts "
+                "the lease can be sent again by another replica"
+            )
+        return self

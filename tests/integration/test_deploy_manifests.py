@@ -24,6 +24,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import TypeAdapter
 from pydantic_settings import BaseSettings
 
 from services.analytics.settings import AnalyticsSettings
@@ -317,6 +318,16 @@ def test_replicate_topics_three_times_in_prod(rendered: dict[str, list[Manifest]
     for job in of_kind(rendered["prod"], "Job").values():
         refs = [source.get("configMapRef") for source in only_container(job)["envFrom"]]
         assert {"name": config["metadata"]["name"]} in refs, "the topic Job reads the settings"
+
+
+SMTP_TLS = ("SMTP_STARTTLS", "SMTP_IMPLICIT_TLS")
+
+
+def test_send_email_over_tls_in_prod(rendered: dict[str, list[Manifest]]) -> None:
+    (config,) = of_kind(rendered["prod"], "ConfigMap").values()
+    flag = TypeAdapter(bool)  # read as the settings read it
+    tls = [flag.validate_python(config["data"].get(name, "false")) for name in SMTP_TLS]
+    assert tls.count(True) == 1, f"prod sends email in plain text, or {SMTP_TLS} both set"
 
 
 def test_pin_images_in_prod(rendered: dict[str, list[Manifest]]) -> None:
