@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets as secrets_module
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -19,7 +18,7 @@ from services.intake.settings import IntakeSettings
 from services.intake.sources import Delivery, Platform, Rejected
 from services.intake.surveys import SurveyCatalog
 from shared.events import PilotAnnounced, SurveyResponse
-from shared.http import PROBLEM_JSON, Problem, field_errors
+from shared.http import PROBLEM_JSON, OperatorRoute, Problem, field_errors
 
 RETRY_AFTER_SECONDS = "5"
 logger = logging.getLogger(__name__)
@@ -92,7 +91,11 @@ async def receive_webhook(
     return _outcome_response(outcome, response_id=response.response_id)
 
 
-@router.post(
+# Operator endpoints: the bearer token is checked before the body is read (`OperatorRoute`).
+operators = APIRouter(route_class=OperatorRoute)
+
+
+@operators.post(
     "/v1/pilots",
     status_code=202,
     responses={200: {"description": "Already announced: nothing published"}, **_PROBLEMS},
@@ -100,14 +103,12 @@ async def receive_webhook(
 async def announce_pilot(
     pilot: PilotAnnounced,
     intake: IntakeDep,
-    settings: SettingsDep,
-    authorization: Annotated[str, Header()] = "",
+    authorization: Annotated[
+        str, Header(description="`Bearer <OPERATOR_TOKEN>`, checked before the body is read")
+    ] = "",
 ) -> JSONResponse:
     """Announce a demonstration pilot to the notifier (operator token required)."""
-    expected = settings.operator_token.get_secret_value()
-    presented = authorization.removeprefix("Bearer ").strip()
-    if not expected or not secrets_module.compare_digest(presented.encode(), expected.encode()):
-        raise Problem(401, "Unauthorized", "a valid operator bearer token is required")
+    del authorization  # checked by `OperatorRoute`; declared for the API description
     outcome = await publish(intake.announce_pilot(pilot))
     return _outcome_response(outcome, pilot_id=pilot.pilot_id)
 

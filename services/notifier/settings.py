@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
-from shared.settings import ServiceSettings
+from services.notifier.unsubscribe import LinkKeys
+from shared.settings import Secret, Secrets, ServiceSettings, rotation_values
 
 
 class NotifierSettings(ServiceSettings):
@@ -21,9 +22,13 @@ class NotifierSettings(ServiceSettings):
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
     mail_from: str = "Cities Project <pilots@cities.example.org>"
     public_base_url: str = "http://localhost:8002"
-    operator_token: SecretStr = SecretStr("")
-    # Several values separated by spaces while rotating: the first signs new links, all verify.
-    unsubscribe_secret: SecretStr = SecretStr("change-me-in-production")
+    # No secret has a default: the notifier does not start without them (`shared.settings`).
+    operator_token: Secret
+    # Signing keys of link tokens; several separated by spaces while rotating: the first signs
+    # new links, all verify (`unsubscribe`).
+    unsubscribe_secret: Secrets
+    # Key of the opaque id of an email address in links; long-lived, never rotated.
+    email_id_secret: Secret
     # Retries of transient SMTP failures: exponential from the first delay up to the cap.
     retry_first_delay_seconds: float = Field(default=1.0, gt=0)
     # The cap keeps a message waiting at most this long after the server came back (plus one
@@ -42,11 +47,8 @@ class NotifierSettings(ServiceSettings):
     @property
     def unsubscribe_secrets(self) -> list[str]:
         """The unsubscribe secrets: the first signs new links, every one is accepted."""
-        return self.unsubscribe_secret.get_secret_value().split()
+        return rotation_values(self.unsubscribe_secret.get_secret_value())
 
-    @field_validator("unsubscribe_secret")
-    @classmethod
-    def _one_unsubscribe_secret_at_least(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().split():
-            raise ValueError("UNSUBSCRIBE_SECRET needs at least one secret")
-        return value
+    def link_keys(self) -> LinkKeys:
+        """The keys of the tokens in personal links (`unsubscribe`)."""
+        return LinkKeys(self.email_id_secret.get_secret_value(), tuple(self.unsubscribe_secrets))

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.intake.app import RedactSecrets
-from services.intake.sources.credentials import matches_any, redact
+from services.intake.sources.credentials import matches_any
 from services.intake.sources.vocabulary import (
     Unmapped,
     alpha_2,
@@ -18,6 +17,8 @@ from services.intake.sources.vocabulary import (
     vocabularies,
 )
 from services.intake.surveys import FieldMap, SurveyCatalog
+from shared.redaction import RedactSecrets
+from shared.redaction import redact_query as redact
 
 
 @pytest.mark.parametrize("name", ["Korea", "Virgin Islands", "", "   ", "x" * 500, 42, None])
