@@ -3,8 +3,12 @@ before a body is read, and every body is capped."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -20,6 +24,7 @@ from tests.support import REPO, ServiceProcess, Stack, assert_clean_exit, start_
 pytestmark = pytest.mark.integration
 
 FIVE_MIB = 5 * 1024 * 1024
+KOBO_SECRET_VARIABLE = "WEBHOOK_SECRET_CITIES_2024_PRIORITIES_KOBOTOOLBOX"
 BODY_LIMIT = 64 * 1024
 
 
@@ -108,7 +113,13 @@ def test_start_bad_secret_refused_with_one_line(
 
 @pytest.fixture
 def services(stack: Stack, run_id: str, tmp_path: Path) -> Iterator[dict[str, ServiceProcess]]:
-    environment = {**stack.environment(run_id), "MAX_BODY_BYTES": str(BODY_LIMIT)}
+    environment = {
+        **stack.environment(run_id),
+        "MAX_BODY_BYTES": str(BODY_LIMIT),
+        KOBO_SECRET_VARIABLE: secrets.token_urlsafe(32),
+        "WEBHOOK_SECRET_CITIES_2024_PRIORITIES_GENERIC": "whsec_"
+        + base64.b64encode(secrets.token_bytes(32)).decode(),
+    }
     started = {name: start_service(name, environment, tmp_path) for name in ("intake", "notifier")}
     try:
         for service in started.values():
@@ -163,12 +174,44 @@ def test_operator_endpoints_without_token_401_before_body(
         (intake, head("POST", "/v1/pilots")),
         (intake, head("POST", "/v1/pilots", "Authorization: Bearer not-the-token")),
         (notifier, head("GET", "/v1/deliveries?pilot_id=p1")),
+        # A webhook whose credential is a header is checked before its body too.
+        (intake, head("POST", "/v1/webhooks/kobotoolbox/cities-2024-priorities")),
+        (
+            intake,
+            head(
+                "POST",
+                "/v1/webhooks/kobotoolbox/cities-2024-priorities",
+                "X-Webhook-Token: not-the-secret",
+            ),
+        ),
     ]:
         status, headers, body = partial_request(url, request, b'{"pilot_id": "p')
 
         assert status == 401, (request, body)
         assert headers["content-type"] == "application/problem+json"
         assert json.loads(body)["title"] == "Unauthorized"
+
+
+def test_unsubscribe_link_of_first_format_410_forged_400(
+    services: dict[str, ServiceProcess], stack: Stack, run_id: str
+) -> None:
+    # The first format carried the address; even signed with the right key it is refused.
+    key = stack.environment(run_id)["UNSUBSCRIBE_SECRET"]
+    payload = b64(f"first-format-{run_id}@example.org".encode())
+    mac = hmac.new(key.encode(), b"unsubscribe:" + payload.encode(), hashlib.sha256).digest()
+    url = f"{services['notifier'].url}/v1/unsubscribe"
+
+    outdated = httpx.post(url, params={"token": f"{payload}.{b64(mac)}"}, timeout=10)
+    forged = httpx.post(url, params={"token": "v1.AAAAAAAA." + "A" * 22 + "." + "A" * 43})
+
+    assert outdated.status_code == 410
+    assert outdated.headers["content-type"] == "application/problem+json"
+    assert "older format" in outdated.json()["detail"]
+    assert forged.status_code == 400
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
 def test_operator_endpoint_with_token_over_limit_413_before_body(
