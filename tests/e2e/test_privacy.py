@@ -42,6 +42,8 @@ def environment(stack: Stack, run_id: str) -> dict[str, str]:
         **stack.environment(run_id),
         SECRET_VARIABLE: "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
         "PUBLIC_BASE_URL": "https://notify.example.org",
+        # Every line any library writes, the SMTP conversation included.
+        "LOG_LEVEL": "DEBUG",
     }
 
 
@@ -178,6 +180,9 @@ async def test_webhook_to_unsubscribe_no_personal_data_in_links_or_logs(
     assert "/v1/webhooks/jotform/cities-2024-priorities?token=***" in logs["intake"]
     assert "POST /v1/pilots" in logs["intake"]
     assert "/v1/surveys/cities-2024-priorities/summary" in logs["analytics"]
+    # At DEBUG the drivers log the documents they write: addresses reached the notifier's own
+    # lines and were redacted there.
+    assert "***@***" in logs["notifier"]
     secret_values = [
         environment["OPERATOR_TOKEN"],
         environment["UNSUBSCRIBE_SECRET"],
@@ -186,7 +191,7 @@ async def test_webhook_to_unsubscribe_no_personal_data_in_links_or_logs(
         environment[SECRET_VARIABLE].removeprefix("whsec_"),
         probe_token,
         *tokens,
-        *(token.split(".")[2] for token in tokens),  # the opaque ids on their own
+        *(token.split(".")[3] for token in tokens),  # the MACs on their own
     ]
     for name, text in logs.items():
         assert text.strip(), f"{name} logged nothing"
