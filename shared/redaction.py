@@ -10,6 +10,7 @@ exception text), so Uvicorn's access log and the application's own lines are cov
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -39,8 +40,18 @@ def redact_query(url: str) -> str:
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """`text` without email addresses, secret query values, credentials of an `Authorization`
     header, webhook secrets, link tokens and any of `secrets`."""
-    for secret in secrets:
-        text = text.replace(secret, REDACTED)
+    return _redact(text, _alternatives(secrets))
+
+
+def _alternatives(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    # Longest first, so that a secret containing another one is replaced whole.
+    ordered = sorted(set(secrets), key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+
+def _redact(text: str, secrets: re.Pattern[str] | None) -> str:
+    if secrets is not None:
+        text = secrets.sub(REDACTED, text)
     text = redact_query(text)
     text = _BEARER.sub(rf"\1 {REDACTED}", text)
     text = _WEBHOOK_SECRET.sub(f"whsec_{REDACTED}", text)
@@ -54,33 +65,34 @@ class RedactSecrets(logging.Filter):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self._secrets: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
         self.add_secrets(secrets)
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
         """Also replace these values (each at least a few characters: short ones are noise)."""
         self._secrets |= {secret for secret in secrets if len(secret) >= 8}
+        self._pattern = _alternatives(self._secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact `record` in place (once formatted, arguments cannot hide a value)."""
-        # Longest first, so a secret that contains another one is replaced whole.
-        secrets = sorted(self._secrets, key=len, reverse=True)
+        secrets = self._pattern
         if isinstance(record.args, tuple):
             # The arguments stay a tuple of the same length: Uvicorn's own access formatter
             # unpacks them. Anything but a number becomes its redacted text.
-            record.msg = redact(str(record.msg), secrets)
+            record.msg = _redact(str(record.msg), secrets)
             record.args = tuple(
-                arg if isinstance(arg, int | float) else redact(str(arg), secrets)
+                arg if isinstance(arg, numbers.Number) else _redact(str(arg), secrets)
                 for arg in record.args
             )
         else:
-            record.msg, record.args = redact(record.getMessage(), secrets), None
+            record.msg, record.args = _redact(record.getMessage(), secrets), None
         if record.exc_info:
             text = record.exc_text or logging.Formatter().formatException(record.exc_info)
-            record.exc_text, record.exc_info = redact(text, secrets), None
+            record.exc_text, record.exc_info = _redact(text, secrets), None
         elif record.exc_text:
-            record.exc_text = redact(record.exc_text, secrets)
+            record.exc_text = _redact(record.exc_text, secrets)
         if record.stack_info:
-            record.stack_info = redact(record.stack_info, secrets)
+            record.stack_info = _redact(record.stack_info, secrets)
         return True
 
 
