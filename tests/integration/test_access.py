@@ -13,13 +13,25 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 import pytest
 
-from tests.support import REPO, ServiceProcess, Stack, assert_clean_exit, start_service
+from services.notifier.registry import Registry
+from services.notifier.unsubscribe import opaque_id
+from shared import mongo
+from shared.events import SurveyResponse
+from tests.support import (
+    REPO,
+    ServiceProcess,
+    Stack,
+    assert_clean_exit,
+    canonical_response,
+    start_service,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -268,3 +280,32 @@ def test_operator_endpoint_with_token_within_limit_read(
 
     assert answer.status_code == 422  # read and validated: every missing field is named
     assert {error["field"] for error in answer.json()["errors"]} >= {"title", "url"}
+
+
+async def test_link_lookup_finds_focal_point_by_opaque_id(stack: Stack, run_id: str) -> None:
+    email = f"Link.Lookup-{run_id}@Example.org"
+    body = canonical_response(
+        "generic:link",
+        focal_point={"name": "Focal Point", "email": email, "language": "fr", "consent": True},
+    )
+    response = SurveyResponse.model_validate(
+        {**body, "source": "generic", "received_at": datetime.now(UTC)}
+    )
+    client = mongo.new_client(stack.mongodb_url)
+    registry = Registry(mongo.database(client, f"test_{run_id}"))
+    try:
+        record = await registry.register(response)
+        assert record is not None
+        link_id = opaque_id(str(record["_id"]), stack.environment(run_id)["EMAIL_ID_SECRET"])
+        assert await registry.by_link(link_id) is None  # no link sent yet
+
+        await registry.remember_link(link_id, str(record["_id"]))
+        await registry.remember_link(link_id, str(record["_id"]))  # the next email: no change
+        found = await registry.by_link(link_id)
+
+        assert found is not None and found["_id"] == email.lower()
+        assert found["language"] == "fr"
+        assert await registry.by_link(opaque_id("other@example.org", "k" * 40)) is None
+    finally:
+        await client.drop_database(f"test_{run_id}")
+        await client.close()
