@@ -28,6 +28,8 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[\w.~+/=-]+")
 _WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]+")
 # A link token (`services.notifier.unsubscribe`) wherever it appears, not only after `token=`.
 _LINK_TOKEN = re.compile(r"\bv1\.[\w-]{8}\.[\w-]{22}\.[\w-]{43}")
+# Every pattern below needs one of these; a text without any is returned as it is, at once.
+_SUSPECT = re.compile(r"@|%40|=|whsec_|v1\.|(?i:bearer|basic)")
 # Names of environment variables whose values are secrets even if no settings field holds them.
 SECRET_VARIABLE_PREFIXES = ("WEBHOOK_SECRET_",)
 
@@ -52,6 +54,8 @@ def _alternatives(secrets: Iterable[str]) -> re.Pattern[str] | None:
 def _redact(text: str, secrets: re.Pattern[str] | None) -> str:
     if secrets is not None:
         text = secrets.sub(REDACTED, text)
+    if _SUSPECT.search(text) is None:  # most arguments and lines: nothing below can match
+        return text
     text = redact_query(text)
     text = _BEARER.sub(rf"\1 {REDACTED}", text)
     text = _WEBHOOK_SECRET.sub(f"whsec_{REDACTED}", text)
