@@ -48,7 +48,14 @@ status: ## Show the stack and the services
 	@bash $(STACK) status; bash $(SERVICES) status
 
 demo: up ## Post a sample of ~4,100 responses, announce pilots, print what happened
-	@set -a; . deploy/local/dev.env; set +a; $(PY) -m demo
+	@set -a; . deploy/local/dev.env; . $${STACK_DIR:-.stack}/dev-secrets.env; set +a; $(PY) -m demo
+
+.PHONY: dev-secrets k8s-dev-secrets
+dev-secrets: venv ## Make the random development secrets once (.stack/dev-secrets.env; not committed)
+	@bash $(SERVICES) secrets
+
+k8s-dev-secrets: venv ## Make the dev overlay's random secrets once (deploy/k8s/overlays/dev/*.env)
+	@$(PY) deploy/local/dev_secrets.py k8s deploy/k8s/overlays/dev
 
 lint: venv ## ruff and mypy
 	@$(VENV)/bin/ruff check .
@@ -96,7 +103,7 @@ deploy-tools: $(TOOLS_BIN)/composecheck ## Build kustomize and composecheck (cac
 	  GOBIN=$(CURDIR)/$(TOOLS_BIN) go install -buildvcs=false sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION) \
 	  && rm -f $(TOOLS_BIN)/.kustomize-* && touch $(TOOLS_BIN)/.kustomize-$(KUSTOMIZE_VERSION); }
 
-k8s-validate: venv deploy-tools ## Render every Kubernetes overlay and check it and the Compose file, offline
+k8s-validate: venv deploy-tools k8s-dev-secrets ## Render every Kubernetes overlay and check it and the Compose file, offline
 	@$(VENV)/bin/pytest -q tests/integration/test_deploy_manifests.py
 
 .PHONY: browser

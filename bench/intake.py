@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import statistics
@@ -269,6 +270,7 @@ def main() -> None:
         "TOPIC_RESPONSES": f"bench-{run}.survey.responses.v1",
         "TOPIC_PILOTS": f"bench-{run}.pilots.announced.v1",
         "WEBHOOK_SECRET_CITIES_2024_PRIORITIES_GENERIC": SECRET,
+        "OPERATOR_TOKEN": secrets.token_urlsafe(32),  # none has a default; unused here
     }
     # As in a deployment, the topics exist before the first webhook (`shared.kafka_topics`).
     asyncio.run(

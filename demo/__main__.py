@@ -1,6 +1,7 @@
 """`python -m demo`: post the sample through the intake, announce pilots, show what happened.
 
-Expects the services running (`make up`) with the secrets of `deploy/local/dev.env`.
+Expects the services running (`make up`) with the random development secrets of
+`.stack/dev-secrets.env` in the environment (`make demo` reads them).
 """
 
 from __future__ import annotations

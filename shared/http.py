@@ -1,14 +1,19 @@
-"""HTTP pieces every service shares: problem+json errors (RFC 9457) and health endpoints."""
+"""HTTP pieces every service shares: problem+json errors (RFC 9457), health endpoints, a cap on
+request bodies, and operator routes that check the bearer token before reading the body."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import hmac
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -71,6 +76,10 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if isinstance(exc, BodyTooLarge):
+            return problem_response(
+                413, "Body too large", f"the body must be at most {exc.limit} bytes"
+            )
         return problem_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
@@ -112,3 +121,82 @@ def health_router(checks: Mapping[str, ReadinessCheck]) -> APIRouter:
         return JSONResponse({"status": "ready", "checks": sorted(checks)})
 
     return router
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """A request body over the service's limit (answered 413 by `install_problem_handlers`)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "Body too large")
+        self.limit = limit
+
+
+class BodyLimit:
+    """Caps every request body: more than `max_bytes`, declared or sent, is never read.
+
+    The check happens when the app reads the body, not when the request arrives, so an
+    endpoint that refuses a request first (a missing operator token: 401) answers that without
+    reading a byte of it. A body declared larger fails at the first read, before any is taken.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on with a `receive` that refuses bytes past the limit."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        taken = 0
+
+        async def limited() -> Message:
+            nonlocal taken
+            if declared is not None and declared > self.max_bytes:
+                raise BodyTooLarge(self.max_bytes)
+            message = await receive()
+            if message["type"] == "http.request":
+                taken += len(message.get("body", b""))
+                if taken > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def limit_bodies(app: FastAPI, max_bytes: int) -> None:
+    """Refuse request bodies over `max_bytes` on every endpoint of `app` (413 problem+json)."""
+    app.add_middleware(BodyLimit, max_bytes=max_bytes)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def check_operator(request: Request) -> None:
+    """401 unless the request bears the operator token the app was configured with
+    (`app.state.operator_token`); reads headers only."""
+    expected: SecretStr = request.app.state.operator_token
+    scheme, _, presented = request.headers.get("authorization", "").strip().partition(" ")
+    valid = hmac.compare_digest(presented.strip().encode(), expected.get_secret_value().encode())
+    if scheme.lower() != "bearer" or not presented.strip() or not valid:
+        raise Problem(401, "Unauthorized", "a valid operator bearer token is required")
+
+
+class OperatorRoute(APIRoute):
+    """A route for operators: the bearer token is checked before the body is read or parsed
+    (FastAPI reads a body before it resolves dependencies, so a dependency would be too late)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """The route's handler behind the operator check."""
+        handler = super().get_route_handler()
+
+        async def authenticated(request: Request) -> Response:
+            check_operator(request)
+            return await handler(request)
+
+        return authenticated

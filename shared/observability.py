@@ -14,6 +14,8 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.routing import Match
 
+from shared.redaction import REDACT
+
 HTTP_REQUESTS = Counter(
     "http_requests_total", "HTTP requests answered", ["service", "method", "route", "status"]
 )
@@ -50,13 +52,16 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = record.__dict__[name]
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # formatted (and redacted) by `shared.redaction.RedactSecrets`
+            entry["exception"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def configure_json_logging(service: str, level: str) -> None:
-    """Send every log line of the process to stderr as JSON."""
+    """Send every log line of the process to stderr as JSON, redacted (`shared.redaction`)."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter(service))
+    handler.addFilter(REDACT)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

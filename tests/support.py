@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -27,6 +31,15 @@ T = TypeVar("T")
 S = TypeVar("S", bound=BaseSettings)
 
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+# The services' secrets differ for every test run and every pytest process (none has a default).
+_RUN_SECRETS_KEY = secrets.token_bytes(32)
+SECRET_VARIABLES = ("OPERATOR_TOKEN", "UNSUBSCRIBE_SECRET", "EMAIL_ID_SECRET")
+
+
+def run_secret(run_id: str, name: str) -> str:
+    """A random secret for `name` in this test run: the same for every call with `run_id`."""
+    digest = hmac.new(_RUN_SECRETS_KEY, f"{run_id}:{name}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 @dataclass(frozen=True)
@@ -40,8 +53,9 @@ class Stack:
     mail_api: str
 
     def environment(self, run_id: str) -> dict[str, str]:
-        """Settings for services isolated to one test: their own topics and database."""
+        """Settings for services isolated to one test: their own topics, database and secrets."""
         return {
+            **{name: run_secret(run_id, name) for name in SECRET_VARIABLES},
             "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
             "MONGODB_URL": self.mongodb_url,
             "MONGODB_DATABASE": f"test_{run_id}",

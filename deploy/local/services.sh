@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the three services in the background for `make up` / `make down`, with the settings of
-# deploy/local/dev.env. Logs in .stack/logs/<service>.log, pids in .stack/pids/<service>.pid.
+# deploy/local/dev.env and the random secrets of .stack/dev-secrets.env (made on first run).
+# Logs in .stack/logs/<service>.log, pids in .stack/pids/<service>.pid.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -9,6 +10,7 @@ PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 SERVICES=(intake analytics notifier)
 declare -A PORTS=([intake]="${INTAKE_PORT:-8000}" [analytics]="${ANALYTICS_PORT:-8001}" [notifier]="${NOTIFIER_PORT:-8002}")
 READY_SECONDS=90
+DEV_SECRETS="$STACK_DIR/dev-secrets.env"
 
 log() { printf '[services] %s\n' "$*"; }
 pidfile() { printf '%s/pids/%s.pid' "$STACK_DIR" "$1"; }
@@ -36,11 +38,18 @@ wait_ready() {
   done
 }
 
+secrets() {
+  "$PYTHON" "$REPO/deploy/local/dev_secrets.py" local "$DEV_SECRETS" >/dev/null
+}
+
 up() {
   mkdir -p "$STACK_DIR/logs" "$STACK_DIR/pids"
+  secrets
   set -a
   # shellcheck source=deploy/local/dev.env
   . "$REPO/deploy/local/dev.env"
+  # shellcheck disable=SC1090
+  . "$DEV_SECRETS"
   set +a
   for name in "${SERVICES[@]}"; do
     if running "$name"; then
@@ -95,5 +104,6 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  secrets) secrets; log "development secrets in $DEV_SECRETS" ;;
+  *) echo "usage: $0 up|down|status|secrets" >&2; exit 2 ;;
 esac

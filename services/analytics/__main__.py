@@ -16,6 +16,7 @@ from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import AnalyticsStore
 from shared import mongo
 from shared.serve import serve
+from shared.settings import load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         "responses (consumers stopped); verify them against a recount (exit 1 on drift)",
     )
     command = parser.parse_args(argv).command
-    settings = AnalyticsSettings()
+    settings = load_settings(AnalyticsSettings, "analytics")
     if command == "serve":
         serve(
             create_app(settings),

@@ -15,7 +15,7 @@ from services.analytics.consumer import subscribe
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import AnalyticsStore
 from shared import mongo
-from shared.http import health_router, install_problem_handlers
+from shared.http import health_router, install_problem_handlers, limit_bodies
 from shared.kafka import (
     ensure_topics,
     new_broker,
@@ -24,12 +24,14 @@ from shared.kafka import (
     topics_with_dlq,
 )
 from shared.observability import instrument
+from shared.redaction import install_redaction
 
 DASHBOARD = Path(__file__).with_name("dashboard")
 
 
 def create_app(settings: AnalyticsSettings) -> FastAPI:
     """The analytics app; the consumer runs inside the app's lifespan."""
+    install_redaction(settings)
     client = mongo.new_client(settings.mongodb_url)
     store = AnalyticsStore(mongo.database(client, settings.mongodb_database))
     broker = new_broker(settings.kafka_bootstrap_servers, client_id="analytics")
@@ -61,6 +63,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
     )
     app.state.store = store
     install_problem_handlers(app)
+    limit_bodies(app, settings.max_body_bytes)
     instrument(app, "analytics")
     app.include_router(router)
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD), name="dashboard")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from pymongo.errors import PyMongoError
@@ -18,6 +20,7 @@ from services.intake.publisher import BrokerUnavailable
 from services.intake.settings import IntakeSettings
 from services.intake.sources import platforms
 from services.intake.surveys import SurveyCatalog
+from shared.settings import is_placeholder, load_settings
 
 
 def parser() -> argparse.ArgumentParser:
@@ -80,10 +83,30 @@ async def import_file(settings: IntakeSettings, args: argparse.Namespace, consol
     return 0
 
 
+def placeholder_webhook_secrets(catalog: SurveyCatalog, environ: Mapping[str, str]) -> list[str]:
+    """The webhook secret variables set to a value the repository shipped (or a stand-in).
+
+    Unset ones are fine (that source is refused); their length is the platform's to choose.
+    """
+    return sorted(
+        {
+            survey.secret_env(source)
+            for survey in catalog
+            for source in survey.sources
+            if any(is_placeholder(value) for value in survey.secrets(source, environ))
+        }
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve, or import a file."""
     args = parser().parse_args(argv)
-    settings = IntakeSettings()
+    settings = load_settings(IntakeSettings, "intake")
+    refused = placeholder_webhook_secrets(SurveyCatalog.load(settings.surveys_dir), os.environ)
+    for name in refused:
+        print(f"intake: refusing to start: {name} is a known placeholder", file=sys.stderr)
+    if refused:
+        return 2
     if args.command == "import":
         return asyncio.run(import_file(settings, args, Console()))
     from services.intake.app import create_app

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,40 +12,21 @@ from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
 from services.intake.acceptance import Intake
-from services.intake.api import router
+from services.intake.api import operators, router
 from services.intake.claims import ClaimStore
 from services.intake.publisher import BrokerUnavailable, EventPublisher
 from services.intake.settings import IntakeSettings
 from services.intake.sources import platforms
-from services.intake.sources.credentials import redact
 from services.intake.surveys import SurveyCatalog
 from shared import mongo
-from shared.http import health_router, install_problem_handlers
+from shared.http import health_router, install_problem_handlers, limit_bodies
 from shared.kafka import new_broker
 from shared.observability import instrument
+from shared.redaction import install_redaction
 
 RESPONSE_CLAIMS = "intake_response_claims"
 PILOT_CLAIMS = "intake_pilot_claims"
 SETTLE_ON_CLOSE_SECONDS = 2.0  # within the operators' 10 s from SIGTERM to exit
-
-
-class RedactSecrets(logging.Filter):
-    """Access-log lines without the secret of a `?token=` webhook URL (Jotform, the bridge)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the request path of an access-log record; never drops a line."""
-        if isinstance(record.args, tuple):
-            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
-        elif isinstance(record.msg, str):
-            record.msg = redact(record.msg)
-        return True
-
-
-def redact_access_log() -> None:
-    """Install `RedactSecrets` once on Uvicorn's access logger."""
-    access = logging.getLogger("uvicorn.access")
-    if not any(isinstance(existing, RedactSecrets) for existing in access.filters):
-        access.addFilter(RedactSecrets())
 
 
 @dataclass(frozen=True)
@@ -85,7 +65,7 @@ def wire(settings: IntakeSettings) -> Wiring:
 
 def create_app(settings: IntakeSettings) -> FastAPI:
     """The intake app; clients are created here and connected in the lifespan, not at import."""
-    redact_access_log()
+    install_redaction(settings)
     wiring = wire(settings)
     publisher, client = wiring.publisher, wiring.client
 
@@ -106,12 +86,15 @@ def create_app(settings: IntakeSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.operator_token = settings.operator_token
     app.state.intake = wiring.intake
     app.state.catalog = SurveyCatalog.load(settings.surveys_dir)
     app.state.platforms = platforms()
     install_problem_handlers(app)
+    limit_bodies(app, settings.max_body_bytes)
     instrument(app, "intake")
     app.include_router(router)
+    app.include_router(operators)
     app.include_router(
         health_router({"kafka": publisher.ping, "mongodb": lambda: mongo.ping(client)})
     )

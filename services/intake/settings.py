@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
-from shared.settings import ServiceSettings
+from shared.settings import Secret, ServiceSettings
 
 SURVEYS_DIR = Path(__file__).with_name("surveys")
 
@@ -16,9 +16,8 @@ class IntakeSettings(ServiceSettings):
 
     intake_host: str = "0.0.0.0"
     intake_port: int = 8000
-    operator_token: SecretStr = SecretStr("")
+    operator_token: Secret  # no default: the intake does not start without it
     surveys_dir: Path = SURVEYS_DIR
-    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     # Kobo and Typeform give up after 30 s; answer 503 well before so they retry.
     publish_timeout_seconds: float = Field(default=8.0, gt=0)
     # A claim older than this was left by a replica that died mid-publish and may be taken over.

@@ -45,8 +45,9 @@ async def prune_claims(days: float) -> int:
     from services.notifier.cleanup import prune_claims
     from services.notifier.settings import NotifierSettings
     from shared import mongo
+    from shared.settings import load_settings
 
-    settings = NotifierSettings()
+    settings = load_settings(NotifierSettings, "notifier")
     client = mongo.new_client(settings.mongodb_url)
     try:
         db = mongo.database(client, settings.mongodb_database)
@@ -89,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     from services.notifier.app import create_app
     from services.notifier.settings import NotifierSettings
     from shared.serve import serve
+    from shared.settings import load_settings
 
-    settings = NotifierSettings()
+    settings = load_settings(NotifierSettings, "notifier")
     serve(
         create_app(settings),
         host=settings.notifier_host,

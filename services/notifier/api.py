@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections import Counter
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -13,7 +12,7 @@ from fastapi.responses import HTMLResponse
 from services.notifier import unsubscribe
 from services.notifier.emails import unsubscribe_page
 from services.notifier.notifier import Notifier
-from shared.http import Problem
+from shared.http import OperatorRoute, Problem
 
 
 def get_notifier(request: Request) -> Notifier:
@@ -31,32 +30,35 @@ router = APIRouter(prefix="/v1")
 @router.get("/unsubscribe", response_class=HTMLResponse, tags=["unsubscribe"])
 async def confirm_unsubscribe(token: Token, notifier: NotifierDep) -> HTMLResponse:
     """A confirmation page in the focal point's language; nothing changes until it is posted."""
-    email_key = _verified(token, notifier)
-    record = await notifier.registry.get(email_key)
+    record = await notifier.registry.by_link(_verified(token, notifier))
     action = f"/v1/unsubscribe?{urlencode({'token': token})}"
-    return HTMLResponse(unsubscribe_page(_language(record), email_key, done=False, action=action))
+    return HTMLResponse(
+        unsubscribe_page(_language(record), _shown(record), done=False, action=action)
+    )
 
 
 @router.post("/unsubscribe", response_class=HTMLResponse, tags=["unsubscribe"])
 async def unsubscribe_now(token: Token, notifier: NotifierDep) -> HTMLResponse:
     """One-click unsubscribe: takes effect at once, for mail clients and for the page's button."""
-    email_key = _verified(token, notifier)
-    record = await notifier.registry.get(email_key)
-    await notifier.registry.unsubscribe(email_key)
-    return HTMLResponse(unsubscribe_page(_language(record), email_key, done=True))
+    record = await notifier.registry.by_link(_verified(token, notifier))
+    if record is not None:
+        await notifier.registry.unsubscribe(str(record["_id"]))
+    return HTMLResponse(unsubscribe_page(_language(record), _shown(record), done=True))
 
 
-@router.get("/deliveries", tags=["operators"])
+operators = APIRouter(prefix="/v1", route_class=OperatorRoute)
+
+
+@operators.get("/deliveries", tags=["operators"])
 async def list_deliveries(
     pilot_id: Annotated[str, Query(min_length=1, max_length=200)],
     notifier: NotifierDep,
-    authorization: Annotated[str, Header()] = "",
+    authorization: Annotated[
+        str, Header(description="`Bearer <OPERATOR_TOKEN>`, checked before anything else")
+    ] = "",
 ) -> dict[str, Any]:
     """Counts by status and each delivery of a pilot (operator token required)."""
-    expected = notifier.settings.operator_token.get_secret_value()
-    presented = authorization.removeprefix("Bearer ").strip()
-    if not expected or not secrets.compare_digest(presented.encode(), expected.encode()):
-        raise Problem(401, "Unauthorized", "a valid operator bearer token is required")
+    del authorization  # checked by `OperatorRoute`; declared for the API description
     deliveries = await notifier.deliveries.for_pilot(pilot_id)
     return {
         "pilot_id": pilot_id,
@@ -79,8 +81,20 @@ def _language(record: dict[str, Any] | None) -> str:
     return str(record["language"]) if record else "en"
 
 
+def _shown(record: dict[str, Any] | None) -> str:
+    # The page names the mailbox only as much as its owner needs to recognise it: whoever holds
+    # a forwarded link learns neither the address nor, from the token, anything else.
+    if record is None:
+        return "…"
+    local, _, domain = str(record["_id"]).partition("@")
+    return f"{local[:1]}…@{domain}"
+
+
 def _verified(token: str, notifier: Notifier) -> str:
+    """The opaque id of a genuine link token; 400 otherwise (410 for the outdated format)."""
     try:
-        return unsubscribe.verify(token, *notifier.settings.unsubscribe_secrets)
+        return notifier.settings.link_keys().verify(token)
+    except unsubscribe.OutdatedToken as exc:
+        raise Problem(410, "Outdated link", str(exc)) from exc
     except unsubscribe.InvalidToken as exc:
         raise Problem(400, "Invalid token", str(exc)) from exc

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from services.notifier.api import router
+from services.notifier.api import operators, router
 from services.notifier.consumer import subscribe
 from services.notifier.deliveries import Deliveries
 from services.notifier.mailer import Mailer
@@ -17,7 +17,7 @@ from services.notifier.notifier import Notifier
 from services.notifier.registry import Registry
 from services.notifier.settings import NotifierSettings
 from shared import mongo
-from shared.http import health_router, install_problem_handlers
+from shared.http import health_router, install_problem_handlers, limit_bodies
 from shared.kafka import (
     ensure_topics,
     new_broker,
@@ -26,6 +26,7 @@ from shared.kafka import (
     topics_with_dlq,
 )
 from shared.observability import instrument
+from shared.redaction import install_redaction
 
 # SIGTERM must stop the service within 10 s. Uvicorn gives requests in flight up to 7 s
 # (`shared.serve`) before this shutdown starts, which leaves the rest for the consumers to commit
@@ -39,6 +40,7 @@ QUIT_GRACE_SECONDS = 0.5
 
 def create_app(settings: NotifierSettings) -> FastAPI:
     """The notifier app; subscribers and the dispatcher run inside its lifespan."""
+    install_redaction(settings)
     client = mongo.new_client(settings.mongodb_url)
     db = mongo.database(client, settings.mongodb_database)
     notifier = Notifier(
@@ -97,9 +99,12 @@ def create_app(settings: NotifierSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.notifier = notifier
+    app.state.operator_token = settings.operator_token
     install_problem_handlers(app)
+    limit_bodies(app, settings.max_body_bytes)
     instrument(app, "notifier")
     app.include_router(router)
+    app.include_router(operators)
     app.include_router(
         health_router({"kafka": readiness_check(broker), "mongodb": lambda: mongo.ping(client)})
     )

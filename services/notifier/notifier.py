@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parseaddr
 
-from services.notifier import emails, unsubscribe
+from services.notifier import emails
 from services.notifier.deliveries import Deliveries, backoff
 from services.notifier.failures import DELIVERY_KINDS, Kind, Outcome, decide
 from services.notifier.mailer import Mailer, MailFailure
@@ -103,6 +103,9 @@ class Notifier:
         if not items:
             return True
         keys = [key for *_, key in items]
+        # The link names the focal point by its opaque id: the unsubscribe page finds it so.
+        email_key = str(record["_id"])
+        await self.registry.remember_link(self.settings.link_keys().opaque_id(email_key), email_key)
         try:
             message = self.compose(record, items)
         except ValueError as exc:  # e.g. a header value that would inject a header
@@ -202,7 +205,7 @@ class Notifier:
         self, record: Document, items: list[tuple[PilotAnnounced, list[str], str]]
     ) -> emails.Outgoing:
         """The email of one delivery, or the digest of several: (pilot, codes, delivery key)."""
-        token = unsubscribe.sign(record["_id"], self.settings.unsubscribe_secrets[0])
+        token = self.settings.link_keys().token(str(record["_id"]))
         url = f"{self.settings.public_base_url.rstrip('/')}/v1/unsubscribe?token={token}"
         recipient = emails.Recipient(record["email"], record["name"], record["language"])
         if len(items) == 1:

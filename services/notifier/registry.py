@@ -10,6 +10,7 @@ is read again and the copy made then) leave it right.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -33,6 +34,10 @@ from shared.mongo import Document
 FOCAL_POINTS = "notifier_focal_points"
 PILOTS = "notifier_pilots"
 MATCH_INDEX = "notifier_match_index"
+# Opaque id of a link (`unsubscribe.opaque_id`) -> registry key: a small document per focal point
+# emailed, so a link is resolved without the address in it.
+LINK_IDS = "notifier_link_ids"
+LINKS_REMEMBERED = 100_000  # link ids a replica keeps in memory (~10 MB at most)
 # Far longer than one bucket write takes: only a writer that died is passed over.
 INDEX_CLAIM_TIMEOUT = timedelta(seconds=30)
 
@@ -49,6 +54,8 @@ class Registry:
         self._focal_points = db[FOCAL_POINTS]
         self._pilots = db[PILOTS]
         self._index = db[MATCH_INDEX]
+        self._links = db[LINK_IDS]
+        self._linked: set[str] = set()  # link ids this replica knows are stored
         self._claims = Claims(db)
 
     async def ensure_indexes(self) -> None:
@@ -158,6 +165,22 @@ class Registry:
     async def get(self, email: str) -> Document | None:
         """The record of `email`, if any."""
         return await self._focal_points.find_one({"_id": normalise_email(email)})
+
+    async def remember_link(self, link_id: str, email_key: str) -> None:
+        """Let links naming `link_id` find the focal point `email_key` (before a link is sent)."""
+        if link_id in self._linked:
+            return  # a later email to the same person: no round trip
+        # An insert by `_id` is atomic on every server; the same pair again changes nothing.
+        with contextlib.suppress(DuplicateKeyError):
+            await self._links.insert_one({"_id": link_id, "email_key": email_key})
+        if len(self._linked) >= LINKS_REMEMBERED:
+            self._linked.clear()  # bounded memory; the next insert of each is a no-op
+        self._linked.add(link_id)
+
+    async def by_link(self, link_id: str) -> Document | None:
+        """The record a link's opaque id names, if any."""
+        link = await self._links.find_one({"_id": link_id})
+        return await self.get(str(link["email_key"])) if link else None
 
     def matching(self, query: dict[str, Any]) -> AsyncIterator[Document]:
         """Focal points that satisfy a query, one document each (`matching.candidates_query`

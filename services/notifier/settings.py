@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 
-from shared.settings import ServiceSettings
+from services.notifier.unsubscribe import LinkKeys
+from shared.settings import Secret, Secrets, ServiceSettings, rotation_values
 
 DEFAULT_SEND_DEADLINE_SECONDS = 20.0
 
@@ -33,9 +34,13 @@ class NotifierSettings(ServiceSettings):
     smtp_send_deadline_seconds: float | None = Field(default=None, gt=0)
     mail_from: str = "Cities Project <pilots@cities.example.org>"
     public_base_url: str = "http://localhost:8002"
-    operator_token: SecretStr = SecretStr("")
-    # Several values separated by spaces while rotating: the first signs new links, all verify.
-    unsubscribe_secret: SecretStr = SecretStr("change-me-in-production")
+    # No secret has a default: the notifier does not start without them (`shared.settings`).
+    operator_token: Secret
+    # Signing keys of link tokens; several separated by spaces while rotating: the first signs
+    # new links, all verify (`unsubscribe`).
+    unsubscribe_secret: Secrets
+    # Key of the opaque id of an email address in links; long-lived, never rotated.
+    email_id_secret: Secret
     # Retries of transient SMTP failures: exponential from the first delay up to the cap.
     retry_first_delay_seconds: float = Field(default=1.0, gt=0)
     # The cap keeps a message waiting at most this long after the server came back (plus one
@@ -54,7 +59,7 @@ class NotifierSettings(ServiceSettings):
     @property
     def unsubscribe_secrets(self) -> list[str]:
         """The unsubscribe secrets: the first signs new links, every one is accepted."""
-        return self.unsubscribe_secret.get_secret_value().split()
+        return rotation_values(self.unsubscribe_secret.get_secret_value())
 
     @property
     def send_deadline_seconds(self) -> float:
@@ -63,13 +68,6 @@ class NotifierSettings(ServiceSettings):
         if self.smtp_send_deadline_seconds is not None:
             return self.smtp_send_deadline_seconds
         return min(DEFAULT_SEND_DEADLINE_SECONDS, self.send_lease_seconds / 2)
-
-    @field_validator("unsubscribe_secret")
-    @classmethod
-    def _one_unsubscribe_secret_at_least(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().split():
-            raise ValueError("UNSUBSCRIBE_SECRET needs at least one secret")
-        return value
 
     @model_validator(mode="after")
     def _smtp_consistent(self) -> Self:
@@ -85,3 +83,7 @@ class NotifierSettings(ServiceSettings):
                 "the lease can be sent again by another replica"
             )
         return self
+
+    def link_keys(self) -> LinkKeys:
+        """The keys of the tokens in personal links (`unsubscribe`)."""
+        return LinkKeys(self.email_id_secret.get_secret_value(), tuple(self.unsubscribe_secrets))

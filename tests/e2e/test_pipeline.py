@@ -23,7 +23,7 @@ from tests.support import (
 
 pytestmark = pytest.mark.e2e
 
-OPERATOR_TOKEN = "e2e-operator-token"
+OPERATOR_TOKEN = "e2e-operator-token-0123456789abcdef"
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def pipeline(stack: Stack, run_id: str, tmp_path: Path) -> Iterator[Pipeline]:
     environment = {
         **stack.environment(run_id),
         "OPERATOR_TOKEN": OPERATOR_TOKEN,
-        "UNSUBSCRIBE_SECRET": "e2e-unsubscribe-secret",
+        "UNSUBSCRIBE_SECRET": "e2e-unsubscribe-secret-0123456789abcdef",
         "WEBHOOK_SECRET_CITIES_2024_PRIORITIES_GENERIC": WEBHOOK_SECRET,
     }
     services = [

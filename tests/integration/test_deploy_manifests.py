@@ -8,6 +8,7 @@ The Kubernetes overlays are rendered by kustomize and validated against the Kube
 
 from __future__ import annotations
 
+import base64
 import http.server
 import importlib.util
 import json
@@ -33,6 +34,7 @@ from services.intake.surveys import SurveyCatalog
 from services.notifier.settings import NotifierSettings
 from shared import topics
 from shared.serve import GRACEFUL_SHUTDOWN_SECONDS
+from shared.settings import secret_problem
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
@@ -150,6 +152,11 @@ def deploy_tools() -> Path:
 @pytest.fixture(scope="session")
 def rendered(deploy_tools: Path) -> dict[str, list[Manifest]]:
     """Every overlay, rendered by kustomize."""
+    # The dev overlay's random secrets live in git-ignored files, made once per checkout.
+    made = subprocess.run(
+        ["make", "-s", "k8s-dev-secrets"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
     result: dict[str, list[Manifest]] = {}
     for overlay in OVERLAYS:
         answer = subprocess.run(
@@ -378,6 +385,36 @@ def test_render_placeholder_secrets_in_dev_only(rendered: dict[str, list[Manifes
     assert referenced
     assert not of_kind(rendered["prod"], "Secret"), "prod must not overwrite the real secrets"
     assert referenced <= set(of_kind(rendered["dev"], "Secret"))
+
+
+def test_render_no_secret_value_from_the_repository(
+    deploy_tools: Path, rendered: dict[str, list[Manifest]]
+) -> None:
+    # The base ships the keys with empty values, which every service refuses; the dev overlay's
+    # values come from git-ignored files; prod renders none.
+    base = subprocess.run(
+        [str(deploy_tools / "kustomize"), "build", str(K8S / "base")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert base.returncode == 0, base.stderr
+    manifests = [doc for doc in yaml.safe_load_all(base.stdout) if doc]
+    for secret in of_kind(manifests, "Secret").values():
+        for name, value in secret.get("stringData", {}).items():
+            if name != "MONGODB_URL":
+                assert secret_problem(name, str(value)) is not None, name
+    dev = K8S / "overlays" / "dev"
+    sources = [dev / "secrets.env", dev / "webhook-secrets.env"]
+    ignored = subprocess.run(
+        ["git", "check-ignore", *map(str, sources)], cwd=REPO, capture_output=True, text=True
+    )
+    assert ignored.stdout.split() == [str(path) for path in sources]
+    for secret in of_kind(rendered["dev"], "Secret").values():
+        for name, value in secret.get("data", {}).items():
+            if name.endswith(("_TOKEN", "_SECRET")) or name.startswith("WEBHOOK_SECRET_"):
+                decoded = base64.b64decode(value).decode()
+                assert secret_problem(name, decoded) is None, name
 
 
 # --- the image -------------------------------------------------------------------------------

@@ -44,7 +44,9 @@ def settings(stack: Stack, run_id: str, monkeypatch: pytest.MonkeyPatch) -> Inta
 
     monkeypatch.setenv(SECRET_ENV, f"whsec_b2xkc2VjcmV0b2xkc2VjcmV0 {WEBHOOK_SECRET}")
     return settings_for(
-        IntakeSettings, stack.environment(run_id), operator_token="operator-test-token"
+        IntakeSettings,
+        stack.environment(run_id),
+        operator_token="operator-test-token-0123456789abcdef",
     )
 
 
@@ -173,7 +175,7 @@ async def test_receive_webhook_kafka_down_503_then_accepted(
 async def test_announce_pilot_once_with_operator_token(
     stack: Stack, settings: IntakeSettings
 ) -> None:
-    token = {"authorization": "Bearer operator-test-token"}
+    token = {"authorization": "Bearer operator-test-token-0123456789abcdef"}
     async with serving(create_app(settings)) as client:
         no_token = await client.post("/v1/pilots", json=PILOT)
         first = await client.post("/v1/pilots", json=PILOT, headers=token)

@@ -20,7 +20,7 @@ from tests.support import Stack, settings_for, signed_headers
 
 pytestmark = pytest.mark.integration
 
-OPERATOR_TOKEN = "operator-fuzz-token"
+OPERATOR_TOKEN = "operator-fuzz-token-0123456789abcdef"
 SECRET = "fuzz-secret"
 GENERIC_SECRET = "whsec_" + base64.b64encode(b"f" * 32).decode()
 SURVEYS = sorted(load_taxonomy().surveys)

@@ -22,7 +22,10 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.integration
-OPERATOR = {"authorization": "Bearer operator-test-token"}
+OPERATOR_TOKEN = "operator-test-token-0123456789abcdef"
+OPERATOR = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
+SIGNING_KEY = "test-unsubscribe-key-0123456789abcdef"
+ROTATED_KEY = "rotated-unsubscribe-key-0123456789abcdef"
 
 
 @pytest.fixture
@@ -30,8 +33,8 @@ def settings(stack: Stack, run_id: str) -> NotifierSettings:
     return notifier_settings(
         stack,
         run_id,
-        operator_token="operator-test-token",
-        unsubscribe_secret="test-unsubscribe-secret",
+        operator_token=OPERATOR_TOKEN,
+        unsubscribe_secret=SIGNING_KEY,
         public_base_url="https://notify.example.org",
     )
 
@@ -151,9 +154,9 @@ async def test_unsubscribe_after_secret_rotation_old_links_still_work(
         inbox = await eventually(lambda: mailbox.messages_to(leaving), lambda m: len(m) == 1)
     old_link = unsubscribe_token(await mailbox.raw(inbox[0]["ID"]))
 
-    retired = settings.model_copy(update={"unsubscribe_secret": SecretStr("rotated-secret")})
+    retired = settings.model_copy(update={"unsubscribe_secret": SecretStr(ROTATED_KEY)})
     rotated = settings.model_copy(
-        update={"unsubscribe_secret": SecretStr("rotated-secret test-unsubscribe-secret")}
+        update={"unsubscribe_secret": SecretStr(f"{ROTATED_KEY} {SIGNING_KEY}")}
     )
     async with serving(create_app(retired)) as client:
         refused = await client.post("/v1/unsubscribe", params={"token": old_link})
@@ -168,7 +171,7 @@ async def test_unsubscribe_after_secret_rotation_old_links_still_work(
     assert len(await mailbox.messages_to(leaving)) == 1
     # New links are signed with the first secret: of the two emails, only the second one's.
     tokens = [unsubscribe_token(await mailbox.raw(message["ID"])) for message in kept]
-    assert sorted(signed_with(token, "rotated-secret") for token in tokens) == [False, True]
+    assert sorted(signed_with(token, ROTATED_KEY) for token in tokens) == [False, True]
 
 
 def unsubscribe_token(raw: bytes) -> str:
@@ -179,7 +182,7 @@ def unsubscribe_token(raw: bytes) -> str:
 
 def signed_with(token: str, secret: str) -> bool:
     try:
-        unsubscribe.verify(token, secret)
+        unsubscribe.verify(token, [secret])
     except unsubscribe.InvalidToken:
         return False
     return True

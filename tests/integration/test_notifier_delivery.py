@@ -40,7 +40,7 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.integration
-OPERATOR_TOKEN = "operator-test-token"
+OPERATOR_TOKEN = "operator-test-token-0123456789abcdef"
 OPERATOR = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 

@@ -13,13 +13,16 @@ from tests.integration.notifier_support import focal_response, notifier_settings
 from tests.support import Mailbox, Stack, eventually, produce, serving
 
 pytestmark = pytest.mark.integration
-OPERATOR = {"authorization": "Bearer operator-test-token"}
+OPERATOR = {"authorization": "Bearer operator-test-token-0123456789abcdef"}
 
 
 @pytest.fixture
 def settings(stack: Stack, run_id: str) -> NotifierSettings:
     return notifier_settings(
-        stack, run_id, operator_token="operator-test-token", digest_window_seconds=3
+        stack,
+        run_id,
+        operator_token="operator-test-token-0123456789abcdef",
+        digest_window_seconds=3,
     )
 
 

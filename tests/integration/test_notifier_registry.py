@@ -140,7 +140,8 @@ async def test_send_due_after_withdrawal_fails_pending_delivery(
     db = mongo.database(client, f"test_{run_id}")
     deliveries = Deliveries(db, timedelta(seconds=60))
     # Nothing listens on port 9: a send attempt would be a transient failure, not a `failed`.
-    notifier = Notifier(NotifierSettings(smtp_port=9), registry, deliveries, Mailer("127.0.0.1", 9))
+    settings = notifier_settings(stack, run_id, smtp_port=9)
+    notifier = Notifier(settings, registry, deliveries, Mailer("127.0.0.1", 9))
     email = f"pending-{run_id}@example.org"
     announced = pilot(f"pilot-{run_id}")
     try:

@@ -30,7 +30,7 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.integration
-OPERATOR_TOKEN = "operator-test-token"
+OPERATOR_TOKEN = "operator-test-token-0123456789abcdef"
 PEOPLE = 60
 SEND_RATE = 20  # emails per second: the run takes about 3 s, so SIGTERM comes mid-run
 

@@ -81,3 +81,17 @@ def make_pilot() -> Callable[..., dict[str, Any]]:
 def make_pilot_event() -> Callable[..., PilotAnnounced]:
     """The same, validated into a `PilotAnnounced`."""
     return lambda **overrides: PilotAnnounced.model_validate(_merged(PILOT, overrides))
+
+
+@pytest.fixture(autouse=True)
+def service_secrets(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Random secrets in the environment, as every service needs (none has a default)."""
+    import secrets
+
+    values = {
+        name: secrets.token_urlsafe(32)
+        for name in ("OPERATOR_TOKEN", "UNSUBSCRIBE_SECRET", "EMAIL_ID_SECRET")
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values

@@ -54,6 +54,9 @@ class Registry:
     async def pilot(self, pilot_id: str) -> object:
         return object()
 
+    async def remember_link(self, link_id: str, email_key: str) -> None:
+        pass
+
 
 @dataclass
 class Mailer:

@@ -41,15 +41,19 @@ def test_settings_send_rate_default_limited():
     assert NotifierSettings().send_rate_per_second == 50.0
 
 
-def test_settings_unsubscribe_secrets_first_signs_all_listed(monkeypatch):
-    monkeypatch.setenv("UNSUBSCRIBE_SECRET", "  new-secret   old-secret ")
+NEW_KEY = "new-unsubscribe-key-0123456789abcdefgh"
+OLD_KEY = "old-unsubscribe-key-0123456789abcdefgh"
 
-    assert NotifierSettings().unsubscribe_secrets == ["new-secret", "old-secret"]
+
+def test_settings_unsubscribe_secrets_first_signs_all_listed(monkeypatch):
+    monkeypatch.setenv("UNSUBSCRIBE_SECRET", f"  {NEW_KEY}   {OLD_KEY} ")
+
+    assert NotifierSettings().unsubscribe_secrets == [NEW_KEY, OLD_KEY]
 
 
 @pytest.mark.parametrize("value", ["", "   "])
 def test_settings_unsubscribe_secret_blank_rejected(monkeypatch, value):
     monkeypatch.setenv("UNSUBSCRIBE_SECRET", value)
 
-    with pytest.raises(ValidationError, match="UNSUBSCRIBE_SECRET needs at least one secret"):
+    with pytest.raises(ValidationError, match="UNSUBSCRIBE_SECRET is empty"):
         NotifierSettings()

@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.intake.app import RedactSecrets
 from services.intake.sources.canonical import escape_key, unescape_key
-from services.intake.sources.credentials import matches_any, redact
+from services.intake.sources.credentials import matches_any
 from services.intake.sources.vocabulary import (
     Unmapped,
     alpha_2,
@@ -21,6 +20,8 @@ from services.intake.sources.vocabulary import (
     vocabularies,
 )
 from services.intake.surveys import FieldMap, SurveyCatalog
+from shared.redaction import RedactSecrets
+from shared.redaction import redact_query as redact
 
 
 @pytest.mark.parametrize("name", ["Korea", "Virgin Islands", "", "   ", "x" * 500, 42, None])

@@ -1,4 +1,4 @@
-"""services.notifier.unsubscribe: HMAC-signed unsubscribe tokens."""
+"""services.notifier.unsubscribe: link tokens without personal data, with key ids."""
 
 from __future__ import annotations
 
@@ -8,10 +8,21 @@ import hmac
 
 import pytest
 
-from services.notifier.unsubscribe import InvalidToken, sign, verify
+from services.notifier.unsubscribe import (
+    InvalidToken,
+    LinkKeys,
+    OutdatedToken,
+    key_id,
+    opaque_id,
+    sign,
+    verify,
+)
 
-SECRET = "unsubscribe-secret-for-tests"
+ID_KEY = "email-id-key-for-tests-0123456789abcdef"
+KEY = "unsubscribe-key-for-tests-0123456789abcdef"
+OLD_KEY = "older-unsubscribe-key-for-tests-0123456789"
 EMAIL = "an.nguyen@example.org"
+KEYS = LinkKeys(ID_KEY, (KEY,))
 
 
 def b64(data: bytes) -> str:
@@ -22,94 +33,107 @@ def replace_char(text: str, index: int) -> str:
     return text[:index] + ("B" if text[index] != "B" else "C") + text[index + 1 :]
 
 
-def test_sign_format_payload_dot_hmac():
-    payload = b64(EMAIL.encode())
-    mac = hmac.new(SECRET.encode(), b"unsubscribe:" + payload.encode(), hashlib.sha256).digest()
+def test_token_format_version_key_id_opaque_id_mac():
+    token = KEYS.token(EMAIL)
+    version, kid, link_id, mac = token.split(".")
 
-    assert sign(EMAIL, SECRET) == f"{payload}.{b64(mac)}"
+    assert version == "v1"
+    assert kid == b64(hashlib.sha256(b"link key id:" + KEY.encode()).digest())[:8]
+    expected_id = hmac.new(ID_KEY.encode(), b"focal point:" + EMAIL.encode(), hashlib.sha256)
+    assert link_id == b64(expected_id.digest()[:16])
+    body = f"v1.{kid}.{link_id}".encode()
+    assert mac == b64(hmac.new(KEY.encode(), b"unsubscribe:" + body, hashlib.sha256).digest())
 
 
-def test_sign_url_safe_without_padding():
-    token = sign("ünïcødé+/?@example.org", SECRET)
+@pytest.mark.parametrize("email", [EMAIL, "nguyễn.văn.an@example.org", "x" * 300 + "@example.org"])
+def test_token_carries_no_part_of_the_address(email):
+    token = KEYS.token(email)
+    local, _, domain = email.partition("@")
+
+    assert local not in token and domain not in token
+    for encoded in (b64(email.encode()), b64(local.encode()), b64(domain.encode())):
+        assert encoded[:6] not in token
+    assert len(token) == 2 + 1 + 8 + 1 + 22 + 1 + 43
+
+
+def test_token_url_safe():
+    token = KEYS.token("ünïcødé+/?@example.org")
 
     assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
 @pytest.mark.parametrize("email", [EMAIL, "nguyễn.văn.an@example.org", "a@b.c", "x" * 300])
-def test_verify_round_trip(email):
-    assert verify(sign(email, SECRET), SECRET) == email
+def test_verify_round_trip_gives_opaque_id(email):
+    assert KEYS.verify(KEYS.token(email)) == opaque_id(email, ID_KEY)
 
 
-def test_sign_deterministic():
-    assert sign(EMAIL, SECRET) == sign(EMAIL, SECRET)
+def test_opaque_id_stable_and_distinct_per_address_and_key():
+    assert opaque_id(EMAIL, ID_KEY) == opaque_id(EMAIL, ID_KEY)
+    assert opaque_id(EMAIL, ID_KEY) != opaque_id("other@example.org", ID_KEY)
+    assert opaque_id(EMAIL, ID_KEY) != opaque_id(EMAIL, ID_KEY + "x")
 
 
-def test_verify_wrong_secret_raises():
+def test_opaque_id_independent_of_signing_key():
+    # Rotating the signing key does not change who a link names.
+    rotated = LinkKeys(ID_KEY, (OLD_KEY, KEY))
+    assert rotated.verify(rotated.token(EMAIL)) == KEYS.verify(KEYS.token(EMAIL))
+
+
+def test_verify_wrong_key_raises():
     with pytest.raises(InvalidToken):
-        verify(sign(EMAIL, SECRET), "another-secret")
+        verify(KEYS.token(EMAIL), ["another-key-0123456789abcdefghijklmnop"])
 
 
-def test_verify_altered_payload_raises():
-    token = sign(EMAIL, SECRET)
-
-    with pytest.raises(InvalidToken):
-        verify(replace_char(token, 0), SECRET)
-
-
-def test_verify_altered_signature_raises():
-    token = sign(EMAIL, SECRET)
-    middle = token.index(".") + 10
-
-    with pytest.raises(InvalidToken):
-        verify(replace_char(token, middle), SECRET)
-
-
-def test_verify_token_edited_to_other_address_raises():
-    token = sign(EMAIL, SECRET)
-    _, _, signature = token.partition(".")
-    edited = f"{b64(b'victim@example.org')}.{signature}"
+@pytest.mark.parametrize("index", [0, 1, 3, 5, 12, 20, 40, 60, -1])
+def test_verify_altered_character_raises(index):
+    token = KEYS.token(EMAIL)
+    position = index % len(token)
+    if token[position] == ".":
+        position += 1
 
     with pytest.raises(InvalidToken):
-        verify(edited, SECRET)
+        KEYS.verify(replace_char(token, position))
 
 
-def test_verify_forged_signature_with_other_key_raises():
-    payload = b64(b"victim@example.org")
-    forged = hmac.new(b"guess", b"unsubscribe:" + payload.encode(), hashlib.sha256).digest()
-
-    with pytest.raises(InvalidToken):
-        verify(f"{payload}.{b64(forged)}", SECRET)
-
-
-def test_verify_signature_of_plain_payload_raises():
-    # The MAC covers "unsubscribe:" + payload: a MAC of the bare payload is not accepted.
-    payload = b64(EMAIL.encode())
-    bare = hmac.new(SECRET.encode(), payload.encode(), hashlib.sha256).digest()
+def test_verify_token_edited_to_other_focal_point_raises():
+    _, kid, _, mac = KEYS.token(EMAIL).split(".")
+    victim = opaque_id("victim@example.org", ID_KEY)
 
     with pytest.raises(InvalidToken):
-        verify(f"{payload}.{b64(bare)}", SECRET)
+        KEYS.verify(f"v1.{kid}.{victim}.{mac}")
 
 
-def test_verify_payload_only_raises():
-    token = sign(EMAIL, SECRET)
-
-    with pytest.raises(InvalidToken):
-        verify(token.partition(".")[0], SECRET)
-
-
-def test_verify_signature_only_raises():
-    token = sign(EMAIL, SECRET)
+def test_verify_forged_with_guessed_key_raises():
+    forged = sign(opaque_id("victim@example.org", ID_KEY), "guess-0123456789abcdefghijklmnopq")
 
     with pytest.raises(InvalidToken):
-        verify("." + token.partition(".")[2], SECRET)
+        KEYS.verify(forged)
+
+
+def test_verify_forged_with_key_id_of_real_key_raises():
+    # The key id is public: naming the real key's id with a MAC of another key gets nothing.
+    forged = sign(opaque_id(EMAIL, ID_KEY), "guess-0123456789abcdefghijklmnopq")
+    _, _, link_id, mac = forged.split(".")
+
+    with pytest.raises(InvalidToken):
+        KEYS.verify(f"v1.{key_id(KEY)}.{link_id}.{mac}")
+
+
+def test_verify_other_purpose_raises():
+    token = sign(opaque_id(EMAIL, ID_KEY), KEY, purpose="preferences")
+
+    with pytest.raises(InvalidToken):
+        KEYS.verify(token)
+    assert verify(token, [KEY], purpose="preferences") == opaque_id(EMAIL, ID_KEY)
 
 
 @pytest.mark.parametrize(
-    "garbage", ["", ".", "garbage", "a.b.c", "€€€.€€€", "!!!.???", "YQ.YQ", "====.===="]
+    "garbage",
+    ["", ".", "garbage", "a.b.c", "v1...", "v1.a.b.c", "€€€.€€€", "!!!.???", "YQ.YQ", "====.===="],
 )
 def test_verify_garbage_raises(garbage):
     with pytest.raises(InvalidToken):
-        verify(garbage, SECRET)
+        KEYS.verify(garbage)
 
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -126,44 +150,61 @@ def flip_unused_bit(token: str) -> str:
     [
         lambda token: token + "!",
         lambda token: token + "=",
-        lambda token: token + "!!",
+        lambda token: token + "A",
+        lambda token: token + ".x",
         flip_unused_bit,
     ],
-    ids=["append-one-junk", "append-padding", "append-two-junk", "flip-unused-bit"],
+    ids=["append-junk", "append-padding", "append-base64", "append-part", "flip-unused-bit"],
 )
-def test_verify_altered_signature_same_bytes_raises(alter):
-    # InvalidToken's docstring: a token that "was altered" is refused, including alterations
-    # the lenient base64 decoder maps back to the same signature bytes.
-    token = sign(EMAIL, SECRET)
+def test_verify_altered_token_same_bytes_raises(alter):
+    token = KEYS.token(EMAIL)
     altered = alter(token)
     assert altered != token
 
     with pytest.raises(InvalidToken):
-        verify(altered, SECRET)
+        KEYS.verify(altered)
+
+
+def test_verify_rotation_accepts_links_of_every_listed_key():
+    old_links = LinkKeys(ID_KEY, (OLD_KEY,))
+    rotated = LinkKeys(ID_KEY, (KEY, OLD_KEY))
+
+    assert rotated.verify(old_links.token(EMAIL)) == opaque_id(EMAIL, ID_KEY)
+    assert rotated.verify(KEYS.token(EMAIL)) == opaque_id(EMAIL, ID_KEY)
+    assert rotated.token(EMAIL).split(".")[1] == key_id(KEY)  # the first key signs
+
+
+def test_verify_rotation_refuses_retired_key():
+    retired = LinkKeys(ID_KEY, ("retired-key-0123456789abcdefghijklmnop",)).token(EMAIL)
+
+    with pytest.raises(InvalidToken):
+        LinkKeys(ID_KEY, (KEY, OLD_KEY)).verify(retired)
+
+
+def test_verify_no_usable_key_refuses_everything():
+    token = KEYS.token(EMAIL)
+
+    with pytest.raises(InvalidToken):
+        verify(token, [])
+    with pytest.raises(InvalidToken):
+        verify(token, [""])
+
+
+def test_verify_first_format_refused_as_outdated():
+    # `<base64url(address)>.<MAC>`: the address in clear, refused even with the right key.
+    payload = b64(EMAIL.encode())
+    mac = hmac.new(KEY.encode(), b"unsubscribe:" + payload.encode(), hashlib.sha256).digest()
+
+    with pytest.raises(OutdatedToken, match="older format"):
+        KEYS.verify(f"{payload}.{b64(mac)}")
+
+
+def test_key_id_differs_per_key_and_hides_it():
+    assert key_id(KEY) != key_id(OLD_KEY)
+    assert len(key_id(KEY)) == 8
+    assert KEY[:8] not in key_id(KEY)
 
 
 def test_invalid_token_is_a_value_error():
     assert issubclass(InvalidToken, ValueError)
-
-
-def test_verify_rotated_secrets_accepts_links_signed_with_either():
-    old, new = "old-unsubscribe-secret", "new-unsubscribe-secret"
-
-    assert verify(sign(EMAIL, old), new, old) == EMAIL
-    assert verify(sign(EMAIL, new), new, old) == EMAIL
-
-
-def test_verify_rotated_secrets_refuses_retired_secret():
-    retired = sign(EMAIL, "retired-secret")
-
-    with pytest.raises(InvalidToken):
-        verify(retired, "new-unsubscribe-secret", "old-unsubscribe-secret")
-
-
-def test_verify_no_usable_secret_refuses_everything():
-    token = sign(EMAIL, "")
-
-    with pytest.raises(InvalidToken):
-        verify(token)
-    with pytest.raises(InvalidToken):
-        verify(token, "")
+    assert issubclass(OutdatedToken, InvalidToken)

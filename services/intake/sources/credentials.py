@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import re
 from collections.abc import Mapping
 
 from services.intake.sources import Delivery, Rejected
@@ -60,11 +59,3 @@ def require_token(delivery: Delivery, secrets: list[str]) -> None:
         )
     if not any(matches_any(token, secrets) for token in presented):
         raise Rejected(401, "Unauthorized", "the token matches no configured secret")
-
-
-_SECRET_PARAMETER = re.compile(r"(?i)([?&](?:token|secret|access_token)=)[^&#\s]*")
-
-
-def redact(url: str) -> str:
-    """`url` with the value of its secret query parameters (`token`, ...) replaced by `***`."""
-    return _SECRET_PARAMETER.sub(r"\1***", url)
