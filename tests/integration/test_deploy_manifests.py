@@ -369,6 +369,156 @@ def test_render_placeholder_secrets_in_dev_only(rendered: dict[str, list[Manifes
     assert referenced <= set(of_kind(rendered["dev"], "Secret"))
 
 
+# --- network policies ------------------------------------------------------------------------
+
+KAFKA_PORTS = {9092, 9093}
+MONGODB_PORT = 27017
+SMTP_PORTS = {25, 465, 587, 1025}
+DNS_PORT = 53
+# Who may reach what (docs/security.md, "Network").
+KAFKA_CLIENTS = {"intake", "analytics", "notifier", "topics"}
+MONGODB_CLIENTS = {"intake", "analytics", "notifier"}
+OPEN_TO_OUTSIDE = {"intake", "notifier"}
+# Any other pod someone runs in the namespace (a debug shell, a compromised sidecar's pod).
+INTRUDER = {"app.kubernetes.io/name": "debug-shell"}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A label selector (matchLabels, matchExpressions with In) matches `labels`."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", f"unsupported selector {expression}"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def policy_rules(manifests: list[Manifest], labels: dict[str, str], kind: str) -> list[Any]:
+    """The `ingress` or `egress` rules that apply to a pod with `labels`."""
+    return [
+        rule
+        for policy in of_kind(manifests, "NetworkPolicy").values()
+        if selects(policy["spec"]["podSelector"], labels)
+        and kind.capitalize() in policy["spec"]["policyTypes"]
+        for rule in policy["spec"].get(kind, [])
+    ]
+
+
+def egress_ports(manifests: list[Manifest], labels: dict[str, str]) -> set[int]:
+    """Ports a pod with `labels` may connect to (named ports never appear in egress here)."""
+    ports: set[int] = set()
+    for rule in policy_rules(manifests, labels, "egress"):
+        assert rule.get("to"), f"an egress rule to anywhere: {rule}"
+        assert rule.get("ports"), f"an egress rule on every port: {rule}"
+        ports |= {int(port["port"]) for port in rule["ports"]}
+    return ports
+
+
+def workload_labels(manifests: list[Manifest]) -> dict[str, dict[str, str]]:
+    workloads = {**of_kind(manifests, "Deployment"), **of_kind(manifests, "Job")}
+    return {name: w["spec"]["template"]["metadata"]["labels"] for name, w in workloads.items()}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_deny_all_traffic_by_default(rendered: dict[str, list[Manifest]], overlay: str) -> None:
+    policies = of_kind(rendered[overlay], "NetworkPolicy").values()
+    deny = [
+        p
+        for p in policies
+        if p["spec"]["podSelector"] == {}
+        and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+    ]
+    assert deny, f"{overlay}: no default-deny NetworkPolicy"
+    # Any other pod of the namespace resolves names and nothing else.
+    assert policy_rules(rendered[overlay], INTRUDER, "ingress") == []
+    assert egress_ports(rendered[overlay], INTRUDER) == {DNS_PORT}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_take_outside_traffic_only_at_intake_and_notifier(
+    rendered: dict[str, list[Manifest]], overlay: str
+) -> None:
+    manifests = rendered[overlay]
+    open_to_all = set()
+    for name, labels in workload_labels(manifests).items():
+        for rule in policy_rules(manifests, labels, "ingress"):
+            assert rule.get("ports"), f"{overlay}/{name}: ingress on every port"
+            if not rule.get("from"):
+                open_to_all.add(name)
+                continue
+            for peer in rule["from"]:
+                # Analytics: the ingress controller's and the scraper's namespaces, no pod of
+                # this namespace and no address block.
+                assert set(peer) == {"namespaceSelector"}, f"{overlay}/{name}: {peer}"
+    assert open_to_all == OPEN_TO_OUTSIDE
+    assert policy_rules(manifests, workload_labels(manifests)["topics"], "ingress") == []
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_reach_kafka_mongodb_and_smtp_only_from_the_services(
+    rendered: dict[str, list[Manifest]], overlay: str
+) -> None:
+    manifests = rendered[overlay]
+    labels = workload_labels(manifests)
+    assert set(labels) == {"intake", "analytics", "notifier", "topics"}
+    for name, pod in labels.items():
+        ports = egress_ports(manifests, pod)
+        assert DNS_PORT in ports, f"{overlay}/{name}: no DNS"
+        assert bool(ports & KAFKA_PORTS) == (name in KAFKA_CLIENTS), f"{overlay}/{name}: Kafka"
+        assert (MONGODB_PORT in ports) == (name in MONGODB_CLIENTS), f"{overlay}/{name}: MongoDB"
+        assert bool(ports & SMTP_PORTS) == (name == "notifier"), f"{overlay}/{name}: SMTP"
+        allowed = {DNS_PORT, *KAFKA_PORTS, MONGODB_PORT, *SMTP_PORTS}
+        assert ports <= allowed, f"{overlay}/{name}: egress to {ports - allowed}"
+
+
+def test_let_in_namespace_servers_take_only_their_clients_in_dev(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    manifests = rendered["dev"]
+    pods = {**workload_labels(manifests), "intruder": INTRUDER}
+    for server, clients in (
+        ("kafka", KAFKA_CLIENTS),
+        ("mongodb", MONGODB_CLIENTS),
+        ("smtp", {"notifier"}),
+    ):
+        rules = policy_rules(manifests, {"app.kubernetes.io/name": server}, "ingress")
+        assert rules, f"dev {server}: no policy"
+        admitted = {
+            name
+            for name, pod in pods.items()
+            for rule in rules
+            if any(selects(peer["podSelector"], pod) for peer in rule["from"])
+        }
+        assert admitted == clients, f"dev {server}: {admitted}"
+
+
+def test_send_prod_kafka_over_sasl_ssl_with_each_service_user(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    manifests = rendered["prod"]
+    (config,) = of_kind(manifests, "ConfigMap").values()
+    assert config["data"]["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["data"]["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    ca_file = Path(config["data"]["KAFKA_SSL_CA_FILE"])
+    workloads = {**of_kind(manifests, "Deployment"), **of_kind(manifests, "Job")}
+    for name, workload in workloads.items():
+        container = only_container(workload)
+        # Its own user: a leaked password or a compromised pod has only that service's rights.
+        refs = [
+            source["secretRef"]["name"] for source in container["envFrom"] if "secretRef" in source
+        ]
+        assert f"cities-survey-kafka-{name}" in refs, name
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        assert str(ca_file.parent) in mounts, f"{name}: the Kafka CA is not mounted"
+        assert mounts[str(ca_file.parent)].get("readOnly") is True
+    for secret in of_kind(rendered["dev"], "Secret").values():
+        if secret["metadata"]["name"].startswith("cities-survey-kafka-"):
+            assert set(secret["stringData"]) == {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
+
+
 # --- the image -------------------------------------------------------------------------------
 
 
