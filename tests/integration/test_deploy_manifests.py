@@ -546,7 +546,7 @@ def test_install_image_from_the_hashed_runtime_lock() -> None:
 def test_build_a_slim_multistage_nonroot_image_with_a_healthcheck() -> None:
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
     bases = re.findall(r"^FROM (\S+)", dockerfile, re.M)
-    assert len(bases) >= 2 and all(base.endswith("-slim") for base in bases)
+    assert len(bases) >= 2 and all(base.split("@")[0].endswith("-slim") for base in bases)
     users = re.findall(r"^USER (\S+)", dockerfile, re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert re.search(r"^HEALTHCHECK .*\n?.*healthcheck\.py\", \"/healthz\"", dockerfile, re.M)
@@ -629,8 +629,8 @@ def test_compose_runs_the_official_images(project: dict[str, Any]) -> None:
     kafka = services["kafka"]["environment"]
     assert "controller" in kafka["KAFKA_PROCESS_ROLES"], "KRaft: the broker is its own controller"
     assert int(kafka["KAFKA_NUM_PARTITIONS"]) == topics.PARTITIONS
-    assert services["mongodb"]["image"] == "mongo:8"
-    assert "--replSet" in services["mongodb"]["command"]
+    assert services["mongodb"]["image"].startswith("mongo:8.")
+    assert "--replSet" in " ".join(services["mongodb"]["entrypoint"])
     assert services["mailpit"]["image"].startswith("axllent/mailpit:")
     assert any(p["target"] == 8025 for p in services["mailpit"]["ports"])
 
@@ -680,6 +680,60 @@ def test_compose_sets_only_settings_the_services_read(project: dict[str, Any]) -
         environment = set(project["services"][name]["environment"])
         assert not environment - known, f"{name}: {environment - known}"
         assert {"KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL"} <= environment, name
+
+
+def test_compose_publishes_ports_on_loopback_only(project: dict[str, Any]) -> None:
+    published = 0
+    for name, service in project["services"].items():
+        for port in service.get("ports", []):
+            assert port.get("host_ip") == "127.0.0.1", f"{name}: port {port['target']} on all hosts"
+            published += 1
+    assert published >= 6  # intake, analytics, notifier, Kafka, MongoDB, Mailpit
+
+
+def test_compose_limits_every_container(project: dict[str, Any]) -> None:
+    for name, service in project["services"].items():
+        limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
+        assert float(limits.get("cpus", 0)) > 0, f"{name}: no CPU limit"
+        assert int(limits.get("memory", 0)) > 0, f"{name}: no memory limit"
+
+
+def test_compose_pins_every_image(project: dict[str, Any]) -> None:
+    for name, service in project["services"].items():
+        if "build" in service:
+            continue  # the project's image, built from the Dockerfile (checked below)
+        image = service["image"]
+        _, _, tag = image.split("@")[0].rpartition(":")
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: {image} is not an exact version"
+        digest = image.partition("@")[2]
+        assert not digest or re.fullmatch(r"sha256:[0-9a-f]{64}", digest), f"{name}: {image}"
+    assert "@sha256:" in project["services"]["mongodb"]["image"]
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    for base in re.findall(r"^FROM (\S+)", dockerfile, re.M):
+        assert re.search(r":\d+\.\d+\.\d+-slim@sha256:[0-9a-f]{64}$", base), base
+
+
+def test_compose_runs_mongodb_with_authentication(project: dict[str, Any]) -> None:
+    mongodb = project["services"]["mongodb"]
+    environment = mongodb["environment"]
+    assert environment["MONGO_INITDB_ROOT_USERNAME"] and environment["MONGO_INITDB_ROOT_PASSWORD"]
+    # A replica set with authentication: its members authenticate with the key file.
+    assert "--keyFile" in " ".join(mongodb["entrypoint"])
+    assert "MONGO_INITDB_ROOT_PASSWORD" in " ".join(mongodb["healthcheck"]["test"])
+    (mount,) = [
+        v for v in mongodb["volumes"] if v["target"].startswith("/docker-entrypoint-initdb.d/")
+    ]
+    assert mount["read_only"] is True
+    script = Path(mount["source"]).read_text(encoding="utf-8")
+    # The services' user: read and write on the application database, nothing more.
+    assert re.findall(r"role: \"(\w+)\"", script) == ["readWrite"]
+    database = environment["MONGODB_DATABASE"]
+    for name in (*SETTINGS, "topics"):
+        url = project["services"][name]["environment"]["MONGODB_URL"]
+        user = f"{environment['MONGODB_APP_USERNAME']}:{environment['MONGODB_APP_PASSWORD']}@"
+        assert user in url, f"{name}: not the services' user"
+        assert environment["MONGO_INITDB_ROOT_USERNAME"] + ":" not in url, f"{name}: root"
+        assert f"authSource={database}" in url
 
 
 def test_document_every_setting_in_env_example() -> None:
