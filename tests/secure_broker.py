@@ -28,7 +28,7 @@ from shared.kafka import KafkaSecurity
 from tests.private_broker import TEMPLATE, LocalBroker, answers_api_versions
 from tests.support import REPO, free_port
 
-USERS = ("admin", "intake", "analytics", "notifier")
+USERS = ("admin", "intake", "analytics", "notifier", "topics")
 ACL_TOOL = REPO / "tests" / "KafkaAcls.java"
 
 
@@ -48,8 +48,9 @@ class Acl:
 
 
 def service_acls(environment: dict[str, str]) -> list[Acl]:
-    """What each service may do, as docs/security.md ("Kafka ACLs") grants it, for the topics and
-    consumer groups that `environment` names. READ and WRITE imply DESCRIBE."""
+    """What each service (and the topic Job) may do, as docs/security.md ("Kafka ACLs") grants
+    it, for the topics and consumer groups that `environment` names. READ and WRITE imply
+    DESCRIBE."""
     responses, pilots = environment["TOPIC_RESPONSES"], environment["TOPIC_PILOTS"]
     notifier_groups = f"{environment['NOTIFIER_GROUP_ID']}."  # .registry and .pilots
     return [
@@ -63,6 +64,11 @@ def service_acls(environment: dict[str, str]) -> list[Acl]:
         Acl("notifier", "WRITE", "TOPIC", topics.dlq(responses)),
         Acl("notifier", "WRITE", "TOPIC", topics.dlq(pilots)),
         Acl("notifier", "READ", "GROUP", notifier_groups, "PREFIXED"),
+        *(
+            Acl("topics", operation, "TOPIC", name)
+            for name in (responses, topics.dlq(responses), pilots, topics.dlq(pilots))
+            for operation in ("CREATE", "DESCRIBE")
+        ),
     ]
 
 

@@ -58,7 +58,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
 async def environment(
     broker: SecureBroker, stack: Stack, run_id: str
 ) -> AsyncIterator[dict[str, str]]:
-    """The test's settings; its topics created by the admin, the services' ACLs granted."""
+    """The test's settings; the ACLs granted, the topics created as the topic Job does it."""
     settings = {
         **stack.environment(run_id),
         "OPERATOR_TOKEN": OPERATOR_TOKEN,
@@ -67,8 +67,9 @@ async def environment(
     }
     names = topics_with_dlq(settings["TOPIC_RESPONSES"], settings["TOPIC_PILOTS"])
     admin = broker.scram("admin")
-    await ensure_topics(broker.bootstrap, names, partitions=2, replication_factor=1, security=admin)
     await asyncio.to_thread(broker.grant, service_acls(settings))
+    job = broker.scram("topics")
+    await ensure_topics(broker.bootstrap, names, partitions=2, replication_factor=1, security=job)
     try:
         yield settings
     finally:
