@@ -142,7 +142,10 @@ async def check_access(
                     f"Kafka at {host}:{port} refused the client ({security.describe()}): {cause}; "
                     "check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
                 ) from exc
-            if security.ssl_context() is None and await _speaks_tls(host, port, within):
+            # Connected, then closed without an answer (not refused, not timed out): maybe a
+            # TLS listener that could not read our plaintext request.
+            plain = security.ssl_context() is None and isinstance(exc, KafkaConnectionError)
+            if plain and await _speaks_tls(host, port, within):
                 raise KafkaAccessRefused(
                     f"Kafka at {host}:{port} expects TLS but KAFKA_SECURITY_PROTOCOL="
                     f"{security.protocol}; set SSL or SASL_SSL and their KAFKA_SSL_*, KAFKA_SASL_*"

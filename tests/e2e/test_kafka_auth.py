@@ -55,16 +55,21 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
 
 
 @pytest.fixture
-async def environment(
-    broker: SecureBroker, stack: Stack, run_id: str
-) -> AsyncIterator[dict[str, str]]:
-    """The test's settings; the ACLs granted, the topics created as the topic Job does it."""
-    settings = {
+def settings(stack: Stack, run_id: str) -> dict[str, str]:
+    """The test's settings, Kafka's connection aside."""
+    return {
         **stack.environment(run_id),
         "OPERATOR_TOKEN": OPERATOR_TOKEN,
         "UNSUBSCRIBE_SECRET": "kafka-auth-unsubscribe-secret",
         "WEBHOOK_SECRET_CITIES_2024_PRIORITIES_GENERIC": WEBHOOK_SECRET,
     }
+
+
+@pytest.fixture
+async def environment(
+    broker: SecureBroker, settings: dict[str, str]
+) -> AsyncIterator[dict[str, str]]:
+    """The settings with the ACLs granted and the topics created, as the topic Job does it."""
     names = topics_with_dlq(settings["TOPIC_RESPONSES"], settings["TOPIC_PILOTS"])
     admin = broker.scram("admin")
     await asyncio.to_thread(broker.grant, service_acls(settings))
@@ -190,11 +195,11 @@ async def test_pipeline_with_client_certificates_counts_a_webhook(
 
 
 def test_start_with_a_wrong_password_stops_naming_the_user(
-    broker: SecureBroker, environment: dict[str, str], tmp_path: Path
+    broker: SecureBroker, settings: dict[str, str], tmp_path: Path
 ) -> None:
     wrong = "not-the-password-of-this-service"
     kafka = {name: broker.scram_environment(name, password=wrong) for name in SERVICES}
-    for service in start_all(SERVICES, environment, kafka, tmp_path):
+    for service in start_all(SERVICES, settings, kafka, tmp_path):
         assert exit_code(service) != 0, service.log_tail()
         log = service.log.read_text(errors="replace")
         assert "KafkaAccessRefused" in log, service.log_tail()
@@ -204,21 +209,21 @@ def test_start_with_a_wrong_password_stops_naming_the_user(
 
 
 def test_start_without_credentials_stops_naming_the_settings(
-    broker: SecureBroker, environment: dict[str, str], tmp_path: Path
+    broker: SecureBroker, settings: dict[str, str], tmp_path: Path
 ) -> None:
     unset = {"KAFKA_SASL_USERNAME": "", "KAFKA_SASL_PASSWORD": ""}
     kafka = {name: {**broker.scram_environment(name), **unset} for name in SERVICES}
-    for service in start_all(SERVICES, environment, kafka, tmp_path):
+    for service in start_all(SERVICES, settings, kafka, tmp_path):
         assert exit_code(service) != 0, service.log_tail()
         log = service.log.read_text(errors="replace")
         assert "KAFKA_SECURITY_PROTOCOL=SASL_SSL needs KAFKA_SASL_USERNAME and" in log, log[-2000:]
 
 
 def test_start_in_plaintext_against_tls_stops_naming_the_protocol(
-    broker: SecureBroker, environment: dict[str, str], tmp_path: Path
+    broker: SecureBroker, settings: dict[str, str], tmp_path: Path
 ) -> None:
     plain = {"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
-    for service in start_all(SERVICES, environment, dict.fromkeys(SERVICES, plain), tmp_path):
+    for service in start_all(SERVICES, settings, dict.fromkeys(SERVICES, plain), tmp_path):
         assert exit_code(service) != 0, service.log_tail()
         log = service.log.read_text(errors="replace")
         assert "expects TLS but KAFKA_SECURITY_PROTOCOL=PLAINTEXT" in log, service.log_tail()
