@@ -144,7 +144,7 @@ async def check_access(
                 ) from exc
             # Connected, then closed without an answer (not refused, not timed out): maybe a
             # TLS listener that could not read our plaintext request.
-            plain = security.ssl_context() is None and isinstance(exc, KafkaConnectionError)
+            plain = not security.protocol.endswith("SSL") and isinstance(exc, KafkaConnectionError)
             if plain and await _speaks_tls(host, port, within):
                 raise KafkaAccessRefused(
                     f"Kafka at {host}:{port} expects TLS but KAFKA_SECURITY_PROTOCOL="
@@ -174,8 +174,11 @@ async def _speaks_tls(host: str, port: int, within: float) -> bool:
 def _refused_by(exc: BaseException) -> BaseException | None:
     # A TLS alert (e.g. "certificate required" under TLS 1.3) arrives after the handshake, on
     # the first read: aiokafka then reports a broken connection caused by the SSL error.
+    # A connection closed mid-handshake (EOF) is no refusal: a broker stopping does that too.
     seen: BaseException | None = exc
     while seen is not None:
+        if isinstance(seen, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+            return None
         if isinstance(seen, (*REFUSED, ssl.SSLError)):
             return seen
         seen = seen.__cause__ or seen.__context__

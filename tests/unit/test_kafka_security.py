@@ -3,13 +3,15 @@ refused at start."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import ssl
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from shared.kafka import KafkaSecurity, kafka_security
+from shared.kafka import KafkaSecurity, check_access, kafka_security
 from shared.settings import ServiceSettings
 
 
@@ -108,3 +110,25 @@ def test_read_kafka_security_from_the_environment(
         "from-a-secret",
     )
     assert security.ca_file == str(ca)
+
+
+async def test_check_access_takes_an_unreachable_broker_for_an_outage() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Nothing listens: no refusal, the services wait for Kafka as before.
+    await check_access(f"127.0.0.1:{port}", KafkaSecurity(), within=2)
+
+
+async def test_check_access_takes_a_closed_connection_for_an_outage() -> None:
+    async def hang_up(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        # Plain TCP that closes at once is no TLS listener: an outage, not a refusal.
+        await check_access(f"127.0.0.1:{port}", KafkaSecurity(), within=2)
+    finally:
+        server.close()
+        await server.wait_closed()
