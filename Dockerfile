@@ -2,8 +2,11 @@
 #   python -m services.intake | services.analytics | services.notifier | shared.kafka_topics
 # Build: docker build -t cities-survey:<version> .   (docker compose builds it as cities-survey:dev)
 
+# Base images are pinned by digest (the multi-platform index of the tag): a rebuild gets the same
+# bytes. Update both lines together, with the digest the registry publishes for the new tag.
+
 # --- build: the runtime dependencies, pinned and hash-checked, into a virtual environment ------
-FROM python:3.11-slim AS build
+FROM python:3.11.15-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY requirements.runtime.lock ./
@@ -17,7 +20,7 @@ COPY deploy/docker/healthcheck.py ./healthcheck.py
 RUN /venv/bin/python -m compileall -q /app
 
 # --- run: the environment and the code, owned by root, run by an unprivileged user ------------
-FROM python:3.11-slim
+FROM python:3.11.15-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff
 RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent app
 COPY --from=build /venv /venv

@@ -28,7 +28,7 @@ from services.analytics.app import create_app
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import AnalyticsStore
 from shared import mongo
-from shared.kafka import ensure_topics, topics_with_dlq
+from shared.kafka import ensure_topics, kafka_security, topics_with_dlq
 from shared.taxonomy import load_taxonomy
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
@@ -67,7 +67,9 @@ def response(rng: random.Random, number: int) -> dict[str, Any]:
 async def fill(bootstrap: str, topic: str) -> None:
     """Produce `EVENTS` responses, keyed by response id."""
     rng = random.Random(2024)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, **kafka_security().client_options()
+    )
     await producer.start()
     try:
         pending = []
@@ -94,6 +96,7 @@ async def consume_only(bootstrap: str, topic: str) -> float:
         group_id=f"bench-baseline-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **kafka_security().client_options(),
     )
     await consumer.start()
     try:
@@ -153,7 +156,10 @@ async def main() -> None:
         applied = await analytics(settings)
         print(f"analytics: {applied:,.0f} responses/s")
     finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=base.kafka_bootstrap_servers)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=base.kafka_bootstrap_servers,
+            **kafka_security(base).client_options(),
+        )
         await admin.start()
         try:
             await admin.delete_topics(topics_with_dlq(topic))

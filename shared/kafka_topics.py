@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.kafka import ensure_topics, topics_with_dlq
+from shared.kafka import ensure_topics, kafka_security, topics_with_dlq
 from shared.settings import ServiceSettings
 
 
@@ -21,6 +21,7 @@ def main() -> None:
             names,
             partitions=settings.kafka_topic_partitions,
             replication_factor=settings.kafka_topic_replication_factor,
+            security=kafka_security(settings),
         )
     )
     print(

@@ -77,8 +77,20 @@ class LocalBroker:
         (directory / "logs").mkdir(parents=True, exist_ok=True)
         self._render_config()
         self._java(
-            ["kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(self.config)]
+            [
+                "kafka.tools.StorageTool",
+                *("format", "-t", cluster_id(), "-c", str(self.config)),
+                *self._format_options(),
+            ]
         )
+
+    def _format_options(self) -> list[str]:
+        """More `StorageTool format` options (a subclass adds SCRAM credentials)."""
+        return []
+
+    def _serves_clients(self) -> bool:
+        """The broker answers requests (a subclass with TLS-only listeners asks otherwise)."""
+        return answers_api_versions(self.port)
 
     def _render_config(self) -> None:
         text = (TEMPLATE / "server.properties").read_text()
@@ -123,7 +135,7 @@ class LocalBroker:
                 start_new_session=True,  # a Ctrl-C of the test run is not the broker's to see
             )
         deadline = time.monotonic() + START_BOUND_SECONDS
-        while not (self._started_lines() > before and answers_api_versions(self.port)):
+        while not (self._started_lines() > before and self._serves_clients()):
             if self._process.poll() is not None:
                 raise AssertionError(f"private Kafka exited while starting:\n{self.log_tail()}")
             if time.monotonic() > deadline:

@@ -27,6 +27,8 @@ from fastapi import FastAPI
 from pydantic_settings import BaseSettings
 from standardwebhooks.webhooks import Webhook
 
+from shared.kafka import KafkaSecurity, kafka_security
+
 T = TypeVar("T")
 S = TypeVar("S", bound=BaseSettings)
 
@@ -162,9 +164,16 @@ async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
-async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+async def produce(
+    bootstrap: str,
+    topic: str,
+    records: list[tuple[bytes, bytes]],
+    *,
+    security: KafkaSecurity | None = None,
+) -> None:
     """Write `(key, value)` records to `topic` and wait for the broker's acknowledgement."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    options = (security or kafka_security()).client_options()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **options)
     await producer.start()
     try:
         for key, value in records:
@@ -173,10 +182,20 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
         await producer.stop()
 
 
-async def read_topic(bootstrap: str, topic: str, *, idle_seconds: float = 3.0) -> list[Any]:
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    idle_seconds: float = 3.0,
+    security: KafkaSecurity | None = None,
+) -> list[Any]:
     """Every record of `topic` from the start, once no new one came for `idle_seconds`."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **(security or kafka_security()).client_options(),
     )
     await consumer.start()
     records: list[Any] = []

@@ -18,6 +18,7 @@ from shared import mongo
 from shared.http import health_router, install_problem_handlers, limit_bodies
 from shared.kafka import (
     ensure_topics,
+    kafka_security,
     new_broker,
     readiness_check,
     start_lag_tracking,
@@ -34,18 +35,22 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
     install_redaction(settings)
     client = mongo.new_client(settings.mongodb_url)
     store = AnalyticsStore(mongo.database(client, settings.mongodb_database))
-    broker = new_broker(settings.kafka_bootstrap_servers, client_id="analytics")
+    security = kafka_security(settings)
+    broker = new_broker(settings.kafka_bootstrap_servers, client_id="analytics", security=security)
     subscribe(broker, settings, store)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await ensure_topics(
-            settings.kafka_bootstrap_servers, topics_with_dlq(settings.topic_responses)
+            settings.kafka_bootstrap_servers,
+            topics_with_dlq(settings.topic_responses),
+            security=security,
         )
         await broker.start()
         lag = start_lag_tracking(
             settings.kafka_bootstrap_servers,
             [(settings.analytics_group_id, settings.topic_responses)],
+            security=security,
         )
         try:
             yield

@@ -20,7 +20,7 @@ from services.intake.sources import platforms
 from services.intake.surveys import SurveyCatalog
 from shared import mongo
 from shared.http import health_router, install_problem_handlers, limit_bodies
-from shared.kafka import new_broker
+from shared.kafka import check_access, kafka_security, new_broker
 from shared.observability import instrument
 from shared.redaction import install_redaction
 
@@ -49,7 +49,9 @@ def wire(settings: IntakeSettings) -> Wiring:
     client = mongo.new_client(settings.mongodb_url)
     db = mongo.database(client, settings.mongodb_database)
     publisher = EventPublisher(
-        new_broker(settings.kafka_bootstrap_servers, client_id="intake"),
+        new_broker(
+            settings.kafka_bootstrap_servers, client_id="intake", security=kafka_security(settings)
+        ),
         settings.publish_timeout_seconds,
     )
     lease = timedelta(seconds=settings.claim_lease_seconds)
@@ -71,7 +73,13 @@ def create_app(settings: IntakeSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # Kafka may come later: until then requests get 503 and /readyz says why.
+        # Kafka may come later: until then requests get 503 and /readyz says why. Kafka refusing
+        # the intake's credentials is no outage: the intake stops, naming the setting to fix.
+        await check_access(
+            settings.kafka_bootstrap_servers,
+            kafka_security(settings),
+            within=settings.publish_timeout_seconds,
+        )
         with contextlib.suppress(BrokerUnavailable):
             await publisher.start()
         try:

@@ -20,6 +20,7 @@ from shared import mongo
 from shared.http import health_router, install_problem_handlers, limit_bodies
 from shared.kafka import (
     ensure_topics,
+    kafka_security,
     new_broker,
     readiness_check,
     start_lag_tracking,
@@ -59,7 +60,8 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             deadline=settings.send_deadline_seconds,
         ),
     )
-    broker = new_broker(settings.kafka_bootstrap_servers, client_id="notifier")
+    security = kafka_security(settings)
+    broker = new_broker(settings.kafka_bootstrap_servers, client_id="notifier", security=security)
     subscribe(broker, settings, notifier)
 
     @asynccontextmanager
@@ -69,6 +71,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
         await ensure_topics(
             settings.kafka_bootstrap_servers,
             topics_with_dlq(settings.topic_responses, settings.topic_pilots),
+            security=security,
         )
         await broker.start()
         dispatcher = asyncio.create_task(notifier.run_dispatcher(), name="dispatcher")
@@ -78,6 +81,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
                 (f"{settings.notifier_group_id}.registry", settings.topic_responses),
                 (f"{settings.notifier_group_id}.pilots", settings.topic_pilots),
             ],
+            security=security,
         )
         try:
             yield

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
 
-from shared.kafka import new_broker
+from shared.kafka import KafkaSecurity, kafka_security, new_broker
 
 DEFAULT_GROUP = "dlq-replay"
 # Commit after this many published messages: fewer round trips, and at most this many are
@@ -75,16 +75,25 @@ class DeadLetter:
 class DeadLetterTopic:
     """A DLQ topic read by the replay group (which never joins the group: no rebalances)."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, group_id: str = DEFAULT_GROUP) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        group_id: str = DEFAULT_GROUP,
+        *,
+        security: KafkaSecurity | None = None,
+    ) -> None:
         if not topic.endswith(".dlq"):
             raise DeadLetterTopicError(f"{topic!r} is not a dead-letter topic (`<topic>.dlq`)")
         self.topic = topic
         self._bootstrap_servers = bootstrap_servers
+        self._options = (security if security is not None else kafka_security()).client_options()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **self._options,
         )
         self._ends: dict[TopicPartition, int] = {}
         self._replayed: dict[TopicPartition, int] = {}
@@ -110,7 +119,7 @@ class DeadLetterTopic:
 
     async def _partitions(self) -> list[int]:
         # From the admin client: a consumer's metadata knows only the topics it was given.
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap_servers)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap_servers, **self._options)
         await admin.start()
         try:
             (described,) = await admin.describe_topics([self.topic])
@@ -163,8 +172,10 @@ class DeadLetterTopic:
         await self._consumer.commit(dict(self._replayed))
 
 
-async def replay_broker(bootstrap_servers: str) -> KafkaBroker:
+async def replay_broker(
+    bootstrap_servers: str, *, security: KafkaSecurity | None = None
+) -> KafkaBroker:
     """The project's producer (idempotent, `acks=all`), connected."""
-    broker = new_broker(bootstrap_servers, client_id="dlq-replay")
+    broker = new_broker(bootstrap_servers, client_id="dlq-replay", security=security)
     await broker.start()
     return broker

@@ -24,6 +24,7 @@ from shared.dlq import (
     DeadLetterTopicError,
     replay_broker,
 )
+from shared.kafka import KafkaSecurity, kafka_security
 from shared.settings import ServiceSettings
 
 console = Console()
@@ -47,21 +48,43 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
-    bootstrap = ServiceSettings().kafka_bootstrap_servers
+    settings = ServiceSettings()
+    bootstrap, security = settings.kafka_bootstrap_servers, kafka_security(settings)
     try:
         if args.command == "show":
-            asyncio.run(show(bootstrap, args.topic, args.group, args.limit, as_json=args.json))
+            asyncio.run(
+                show(
+                    bootstrap,
+                    args.topic,
+                    args.group,
+                    args.limit,
+                    as_json=args.json,
+                    security=security,
+                )
+            )
         else:
-            asyncio.run(replay(bootstrap, args.topic, args.group, args.limit, args.dry_run))
+            asyncio.run(
+                replay(
+                    bootstrap, args.topic, args.group, args.limit, args.dry_run, security=security
+                )
+            )
     except DeadLetterTopicError as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
     return 0
 
 
-async def show(bootstrap: str, topic: str, group: str, limit: int | None, *, as_json: bool) -> None:
+async def show(
+    bootstrap: str,
+    topic: str,
+    group: str,
+    limit: int | None,
+    *,
+    as_json: bool,
+    security: KafkaSecurity | None = None,
+) -> None:
     """Print the messages of `topic`, oldest first in each partition."""
-    async with DeadLetterTopic(bootstrap, topic, group) as dlq:
+    async with DeadLetterTopic(bootstrap, topic, group, security=security) as dlq:
         letters = [letter async for letter in dlq.read(everything=True, limit=limit)]
         pending = dlq.pending
     if as_json:
@@ -83,12 +106,20 @@ async def show(bootstrap: str, topic: str, group: str, limit: int | None, *, as_
     console.print(f"{len(letters)} shown; {pending} not replayed by group {group!r}")
 
 
-async def replay(bootstrap: str, topic: str, group: str, limit: int | None, dry_run: bool) -> None:
+async def replay(
+    bootstrap: str,
+    topic: str,
+    group: str,
+    limit: int | None,
+    dry_run: bool,
+    *,
+    security: KafkaSecurity | None = None,
+) -> None:
     """Publish what `group` has not replayed yet, with a progress bar and a summary."""
     by_topic: Counter[str] = Counter()
-    async with DeadLetterTopic(bootstrap, topic, group) as dlq:
+    async with DeadLetterTopic(bootstrap, topic, group, security=security) as dlq:
         total = dlq.pending if limit is None else min(limit, dlq.pending)
-        broker = None if dry_run else await replay_broker(bootstrap)
+        broker = None if dry_run else await replay_broker(bootstrap, security=security)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
         try:
             with Progress(*columns, TimeElapsedColumn(), console=console) as progress:

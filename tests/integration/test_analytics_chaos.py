@@ -25,7 +25,7 @@ from services.analytics import maintenance
 from services.analytics.audit import flatten
 from services.analytics.store import AnalyticsStore
 from shared import mongo
-from shared.kafka import consumer_lag, ensure_topics
+from shared.kafka import consumer_lag, ensure_topics, kafka_security
 from shared.taxonomy import load_taxonomy
 from tests.recount import assert_api_exact, random_response, unique_responses
 from tests.support import (
@@ -98,7 +98,9 @@ def hand_recount(records: list[dict[str, Any]]) -> dict[str, Counter[str]]:
 
 async def produce_all(bootstrap: str, topic: str, records: list[dict[str, Any]]) -> None:
     """Keyed by response id, so every copy of a response lands in the same partition, in order."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", **kafka_security().client_options()
+    )
     await producer.start()
     try:
         sent = [

@@ -417,6 +417,156 @@ def test_render_no_secret_value_from_the_repository(
                 assert secret_problem(name, decoded) is None, name
 
 
+# --- network policies ------------------------------------------------------------------------
+
+KAFKA_PORTS = {9092, 9093}
+MONGODB_PORT = 27017
+SMTP_PORTS = {25, 465, 587, 1025}
+DNS_PORT = 53
+# Who may reach what (docs/security.md, "Network").
+KAFKA_CLIENTS = {"intake", "analytics", "notifier", "topics"}
+MONGODB_CLIENTS = {"intake", "analytics", "notifier"}
+OPEN_TO_OUTSIDE = {"intake", "notifier"}
+# Any other pod someone runs in the namespace (a debug shell, a compromised sidecar's pod).
+INTRUDER = {"app.kubernetes.io/name": "debug-shell"}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A label selector (matchLabels, matchExpressions with In) matches `labels`."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", f"unsupported selector {expression}"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
+
+
+def policy_rules(manifests: list[Manifest], labels: dict[str, str], kind: str) -> list[Any]:
+    """The `ingress` or `egress` rules that apply to a pod with `labels`."""
+    return [
+        rule
+        for policy in of_kind(manifests, "NetworkPolicy").values()
+        if selects(policy["spec"]["podSelector"], labels)
+        and kind.capitalize() in policy["spec"]["policyTypes"]
+        for rule in policy["spec"].get(kind, [])
+    ]
+
+
+def egress_ports(manifests: list[Manifest], labels: dict[str, str]) -> set[int]:
+    """Ports a pod with `labels` may connect to (named ports never appear in egress here)."""
+    ports: set[int] = set()
+    for rule in policy_rules(manifests, labels, "egress"):
+        assert rule.get("to"), f"an egress rule to anywhere: {rule}"
+        assert rule.get("ports"), f"an egress rule on every port: {rule}"
+        ports |= {int(port["port"]) for port in rule["ports"]}
+    return ports
+
+
+def workload_labels(manifests: list[Manifest]) -> dict[str, dict[str, str]]:
+    workloads = {**of_kind(manifests, "Deployment"), **of_kind(manifests, "Job")}
+    return {name: w["spec"]["template"]["metadata"]["labels"] for name, w in workloads.items()}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_deny_all_traffic_by_default(rendered: dict[str, list[Manifest]], overlay: str) -> None:
+    policies = of_kind(rendered[overlay], "NetworkPolicy").values()
+    deny = [
+        p
+        for p in policies
+        if p["spec"]["podSelector"] == {}
+        and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+    ]
+    assert deny, f"{overlay}: no default-deny NetworkPolicy"
+    # Any other pod of the namespace resolves names and nothing else.
+    assert policy_rules(rendered[overlay], INTRUDER, "ingress") == []
+    assert egress_ports(rendered[overlay], INTRUDER) == {DNS_PORT}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_take_outside_traffic_only_at_intake_and_notifier(
+    rendered: dict[str, list[Manifest]], overlay: str
+) -> None:
+    manifests = rendered[overlay]
+    open_to_all = set()
+    for name, labels in workload_labels(manifests).items():
+        for rule in policy_rules(manifests, labels, "ingress"):
+            assert rule.get("ports"), f"{overlay}/{name}: ingress on every port"
+            if not rule.get("from"):
+                open_to_all.add(name)
+                continue
+            for peer in rule["from"]:
+                # Analytics: the ingress controller's and the scraper's namespaces, no pod of
+                # this namespace and no address block.
+                assert set(peer) == {"namespaceSelector"}, f"{overlay}/{name}: {peer}"
+    assert open_to_all == OPEN_TO_OUTSIDE
+    assert policy_rules(manifests, workload_labels(manifests)["topics"], "ingress") == []
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_reach_kafka_mongodb_and_smtp_only_from_the_services(
+    rendered: dict[str, list[Manifest]], overlay: str
+) -> None:
+    manifests = rendered[overlay]
+    labels = workload_labels(manifests)
+    assert set(labels) == {"intake", "analytics", "notifier", "topics"}
+    for name, pod in labels.items():
+        ports = egress_ports(manifests, pod)
+        assert DNS_PORT in ports, f"{overlay}/{name}: no DNS"
+        assert bool(ports & KAFKA_PORTS) == (name in KAFKA_CLIENTS), f"{overlay}/{name}: Kafka"
+        assert (MONGODB_PORT in ports) == (name in MONGODB_CLIENTS), f"{overlay}/{name}: MongoDB"
+        assert bool(ports & SMTP_PORTS) == (name == "notifier"), f"{overlay}/{name}: SMTP"
+        allowed = {DNS_PORT, *KAFKA_PORTS, MONGODB_PORT, *SMTP_PORTS}
+        assert ports <= allowed, f"{overlay}/{name}: egress to {ports - allowed}"
+
+
+def test_let_in_namespace_servers_take_only_their_clients_in_dev(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    manifests = rendered["dev"]
+    pods = {**workload_labels(manifests), "intruder": INTRUDER}
+    for server, clients in (
+        ("kafka", KAFKA_CLIENTS),
+        ("mongodb", MONGODB_CLIENTS),
+        ("smtp", {"notifier"}),
+    ):
+        rules = policy_rules(manifests, {"app.kubernetes.io/name": server}, "ingress")
+        assert rules, f"dev {server}: no policy"
+        admitted = {
+            name
+            for name, pod in pods.items()
+            for rule in rules
+            if any(selects(peer["podSelector"], pod) for peer in rule["from"])
+        }
+        assert admitted == clients, f"dev {server}: {admitted}"
+
+
+def test_send_prod_kafka_over_sasl_ssl_with_each_service_user(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    manifests = rendered["prod"]
+    (config,) = of_kind(manifests, "ConfigMap").values()
+    assert config["data"]["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["data"]["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    ca_file = Path(config["data"]["KAFKA_SSL_CA_FILE"])
+    workloads = {**of_kind(manifests, "Deployment"), **of_kind(manifests, "Job")}
+    for name, workload in workloads.items():
+        container = only_container(workload)
+        # Its own user: a leaked password or a compromised pod has only that service's rights.
+        refs = [
+            source["secretRef"]["name"] for source in container["envFrom"] if "secretRef" in source
+        ]
+        assert f"cities-survey-kafka-{name}" in refs, name
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        assert str(ca_file.parent) in mounts, f"{name}: the Kafka CA is not mounted"
+        assert mounts[str(ca_file.parent)].get("readOnly") is True
+    for secret in of_kind(rendered["dev"], "Secret").values():
+        if secret["metadata"]["name"].startswith("cities-survey-kafka-"):
+            assert set(secret["stringData"]) == {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}
+
+
 # --- the image -------------------------------------------------------------------------------
 
 
@@ -444,7 +594,7 @@ def test_install_image_from_the_hashed_runtime_lock() -> None:
 def test_build_a_slim_multistage_nonroot_image_with_a_healthcheck() -> None:
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
     bases = re.findall(r"^FROM (\S+)", dockerfile, re.M)
-    assert len(bases) >= 2 and all(base.endswith("-slim") for base in bases)
+    assert len(bases) >= 2 and all(base.split("@")[0].endswith("-slim") for base in bases)
     users = re.findall(r"^USER (\S+)", dockerfile, re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0")
     assert re.search(r"^HEALTHCHECK .*\n?.*healthcheck\.py\", \"/healthz\"", dockerfile, re.M)
@@ -527,8 +677,8 @@ def test_compose_runs_the_official_images(project: dict[str, Any]) -> None:
     kafka = services["kafka"]["environment"]
     assert "controller" in kafka["KAFKA_PROCESS_ROLES"], "KRaft: the broker is its own controller"
     assert int(kafka["KAFKA_NUM_PARTITIONS"]) == topics.PARTITIONS
-    assert services["mongodb"]["image"] == "mongo:8"
-    assert "--replSet" in services["mongodb"]["command"]
+    assert services["mongodb"]["image"].startswith("mongo:8.")
+    assert "--replSet" in " ".join(services["mongodb"]["entrypoint"])
     assert services["mailpit"]["image"].startswith("axllent/mailpit:")
     assert any(p["target"] == 8025 for p in services["mailpit"]["ports"])
 
@@ -578,6 +728,60 @@ def test_compose_sets_only_settings_the_services_read(project: dict[str, Any]) -
         environment = set(project["services"][name]["environment"])
         assert not environment - known, f"{name}: {environment - known}"
         assert {"KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL"} <= environment, name
+
+
+def test_compose_publishes_ports_on_loopback_only(project: dict[str, Any]) -> None:
+    published = 0
+    for name, service in project["services"].items():
+        for port in service.get("ports", []):
+            assert port.get("host_ip") == "127.0.0.1", f"{name}: port {port['target']} on all hosts"
+            published += 1
+    assert published >= 6  # intake, analytics, notifier, Kafka, MongoDB, Mailpit
+
+
+def test_compose_limits_every_container(project: dict[str, Any]) -> None:
+    for name, service in project["services"].items():
+        limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
+        assert float(limits.get("cpus", 0)) > 0, f"{name}: no CPU limit"
+        assert int(limits.get("memory", 0)) > 0, f"{name}: no memory limit"
+
+
+def test_compose_pins_every_image(project: dict[str, Any]) -> None:
+    for name, service in project["services"].items():
+        if "build" in service:
+            continue  # the project's image, built from the Dockerfile (checked below)
+        image = service["image"]
+        _, _, tag = image.split("@")[0].rpartition(":")
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: {image} is not an exact version"
+        digest = image.partition("@")[2]
+        assert not digest or re.fullmatch(r"sha256:[0-9a-f]{64}", digest), f"{name}: {image}"
+    assert "@sha256:" in project["services"]["mongodb"]["image"]
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    for base in re.findall(r"^FROM (\S+)", dockerfile, re.M):
+        assert re.search(r":\d+\.\d+\.\d+-slim@sha256:[0-9a-f]{64}$", base), base
+
+
+def test_compose_runs_mongodb_with_authentication(project: dict[str, Any]) -> None:
+    mongodb = project["services"]["mongodb"]
+    environment = mongodb["environment"]
+    assert environment["MONGO_INITDB_ROOT_USERNAME"] and environment["MONGO_INITDB_ROOT_PASSWORD"]
+    # A replica set with authentication: its members authenticate with the key file.
+    assert "--keyFile" in " ".join(mongodb["entrypoint"])
+    assert "MONGO_INITDB_ROOT_PASSWORD" in " ".join(mongodb["healthcheck"]["test"])
+    (mount,) = [
+        v for v in mongodb["volumes"] if v["target"].startswith("/docker-entrypoint-initdb.d/")
+    ]
+    assert mount["read_only"] is True
+    script = Path(mount["source"]).read_text(encoding="utf-8")
+    # The services' user: read and write on the application database, nothing more.
+    assert re.findall(r"role: \"(\w+)\"", script) == ["readWrite"]
+    database = environment["MONGODB_DATABASE"]
+    for name in (*SETTINGS, "topics"):
+        url = project["services"][name]["environment"]["MONGODB_URL"]
+        user = f"{environment['MONGODB_APP_USERNAME']}:{environment['MONGODB_APP_PASSWORD']}@"
+        assert user in url, f"{name}: not the services' user"
+        assert environment["MONGO_INITDB_ROOT_USERNAME"] + ":" not in url, f"{name}: root"
+        assert f"authSource={database}" in url
 
 
 def test_document_every_setting_in_env_example() -> None:

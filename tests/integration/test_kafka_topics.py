@@ -7,14 +7,14 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import InvalidReplicationFactorError
 
-from shared.kafka import ensure_topics
+from shared.kafka import ensure_topics, kafka_security
 from tests.support import Stack
 
 pytestmark = pytest.mark.integration
 
 
 async def partitions_of(stack: Stack, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka)
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka, **kafka_security().client_options())
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
