@@ -27,6 +27,8 @@ T = TypeVar("T")
 S = TypeVar("S", bound=BaseSettings)
 
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+OPERATOR_TOKEN = "operator-test-token"
+OPERATOR = {"authorization": f"Bearer {OPERATOR_TOKEN}"}  # sees every analytics cell
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Stack:
             "SMTP_PORT": str(self.smtp_port),
             "ANALYTICS_GROUP_ID": f"analytics-{run_id}",
             "NOTIFIER_GROUP_ID": f"notifier-{run_id}",
+            "OPERATOR_TOKEN": OPERATOR_TOKEN,
         }
 
 

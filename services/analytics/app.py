@@ -13,8 +13,10 @@ from fastapi.staticfiles import StaticFiles
 from services.analytics.api import router
 from services.analytics.consumer import subscribe
 from services.analytics.settings import AnalyticsSettings
+from services.analytics.snapshots import Snapshots
 from services.analytics.store import AnalyticsStore
 from shared import mongo
+from shared.auth import BearerAuth
 from shared.http import health_router, install_problem_handlers
 from shared.kafka import (
     ensure_topics,
@@ -60,6 +62,8 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.store = store
+    app.state.snapshots = Snapshots(store, settings.min_cell_size)
+    app.state.bearer_auth = BearerAuth(settings.operator_token, settings.jwt_policy())
     install_problem_handlers(app)
     instrument(app, "analytics")
     app.include_router(router)

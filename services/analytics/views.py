@@ -6,36 +6,24 @@ document: that one is written after the surveys', so a reader could briefly see 
 of the overview. Summed, the overview never shows less than a survey read before it, and the
 surveys listed always add up to its total. Filtered views and the partner ranking count a
 response up to the watermarks of its own survey's document, so a filter matching everything
-gives exactly the unfiltered numbers.
+gives exactly the unfiltered numbers; they are served from `snapshots` (one pass over the stored
+responses per state of the documents, not one per request). Public answers are suppressed
+(`suppression.py`); operators see every cell.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
 
-from services.analytics.aggregates import (
-    OVERALL,
-    overall_from_surveys,
-    summary,
-    survey_key,
-    survey_of,
-)
-from services.analytics.audit import Marks, flatten, nest, recount_within, watermarks
+from services.analytics.aggregates import overall_from_surveys, summary, survey_key, survey_of
+from services.analytics.audit import counters_of, flatten, nest
 from services.analytics.models import Filters, Overview, PartnerRanking, SurveySummary
-from services.analytics.partners import city_response, rank
-from services.analytics.store import AnalyticsStore, responses_query
+from services.analytics.partners import rank
+from services.analytics.snapshots import Snapshots
+from services.analytics.store import AnalyticsStore
+from services.analytics.suppression import OVERVIEW, suppress
 from shared.mongo import Document
 from shared.taxonomy import load_taxonomy
-
-PARTNER_FIELDS = [
-    "survey_id",
-    "respondent",
-    "capacity_needs",
-    "collaboration_interests",
-    "has_focal_point",
-    "consenting_focal_point",
-]
 
 
 async def survey_totals(store: AnalyticsStore) -> dict[str, int]:
@@ -45,26 +33,32 @@ async def survey_totals(store: AnalyticsStore) -> dict[str, int]:
     return {survey_id: total for survey_id, total in totals.items() if total}
 
 
-async def overview(store: AnalyticsStore, filters: Filters) -> Overview:
-    """Every survey together, or the responses matching `filters`."""
-    documents = await _survey_documents(store)
+async def overview(snapshots: Snapshots, filters: Filters, *, public: bool) -> Overview:
+    """Every survey together (suppressed when `public`), or the responses matching `filters`."""
+    documents = await snapshots.documents()
     if filters == Filters():
+        if public:
+            return Overview.model_validate((await snapshots.public(documents))[OVERVIEW])
         surveys = {key: flatten(document) for key, document in documents.items()}
         return Overview.model_validate(summary(None, nest(overall_from_surveys(surveys))))
-    marks = _marks_by_survey(documents)
-    counted = await _recount(store, filters, lambda key: marks.get(key, {}))
-    surveys = {key: counters for key, counters in counted.items() if key != OVERALL}
-    shaped = summary(None, nest(overall_from_surveys(surveys)))
+    counted = (await snapshots.cube(documents)).sum(filters)
+    shaped = summary(None, nest(overall_from_surveys(counted)))
     return Overview.model_validate({**shaped, "filters": filters, "computed_from": "raw responses"})
 
 
-async def survey_summary(store: AnalyticsStore, survey_id: str, filters: Filters) -> SurveySummary:
-    """One survey, or its responses of a country and/or respondent type."""
+async def survey_summary(
+    snapshots: Snapshots, survey_id: str, filters: Filters, *, public: bool
+) -> SurveySummary:
+    """One survey (suppressed when `public`), or its responses of a country and/or type."""
     key = survey_key(survey_id)
+    documents = await snapshots.documents()
     if filters == Filters(survey_id=survey_id):
-        return SurveySummary.model_validate(summary(survey_id, await store.aggregate(key)))
-    marks = watermarks(await store.newest(key))
-    counted = await _recount(store, filters, lambda _: marks)
+        if public:
+            views = await snapshots.public(documents)
+            shaped = views.get(survey_id) or suppress(summary(survey_id, None), snapshots.min_cell)
+            return SurveySummary.model_validate(shaped)
+        return SurveySummary.model_validate(summary(survey_id, counters_of(documents.get(key))))
+    counted = (await snapshots.cube(documents)).sum(filters)
     shaped = summary(survey_id, nest(counted.get(key, Counter())))
     return SurveySummary.model_validate(
         {**shaped, "filters": filters, "computed_from": "raw responses"}
@@ -75,45 +69,11 @@ async def _survey_documents(store: AnalyticsStore) -> dict[str, Document]:
     return await store.survey_documents(survey_key(s) for s in load_taxonomy().surveys)
 
 
-def _marks_by_survey(documents: Mapping[str, Document]) -> dict[str, Marks]:
-    return {key: watermarks(document) for key, document in documents.items()}
-
-
-async def _recount(
-    store: AnalyticsStore, filters: Filters, marks: Callable[[str], Marks]
-) -> dict[str, Counter[str]]:
-    # The same watermarks as the running documents: never a response stored but not counted yet.
-    query = responses_query(filters.survey_id, filters.country, filters.respondent_type)
-    items = [item async for item in store.positioned(query)]
-    return recount_within(items, marks)
-
-
 async def partners(
-    store: AnalyticsStore, themes: list[str], country: str | None, limit: int
+    snapshots: Snapshots, themes: list[str], country: str | None, limit: int
 ) -> PartnerRanking:
     """Potential city partners among the counted responses, best first."""
-    marks = _marks_by_survey(await _survey_documents(store))
-    taxonomy = load_taxonomy()
-    rows = []
-    async for row in store.raw_documents(responses_query(country=country), PARTNER_FIELDS):
-        position = row["position"]
-        counted_up_to = marks.get(survey_key(row["survey_id"]), {})
-        if position["offset"] > counted_up_to.get(position["partition"], -1):
-            continue  # stored, not counted yet
-        who = row["respondent"]
-        # Responses stored before consent could be withdrawn always had consent.
-        consenting = bool(row.get("consenting_focal_point", row.get("has_focal_point", False)))
-        rows.append(
-            city_response(
-                who["country"],
-                who["city"],
-                who.get("organization"),
-                consenting,
-                [*row.get("capacity_needs", []), *row.get("collaboration_interests", [])],
-                taxonomy.themes,
-                taxonomy.modalities,
-            )
-        )
+    rows = await snapshots.partner_rows(await snapshots.documents())
     ranked = rank(rows, themes=themes, country=country)
     return PartnerRanking.model_validate(
         {"themes": themes, "country": country, "cities": len(ranked), "partners": ranked[:limit]},
