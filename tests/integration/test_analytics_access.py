@@ -225,9 +225,7 @@ async def test_jwt_rs256_and_es256_see_every_cell_and_partners(service: Any, key
     assert (await client.get("/v1/partners", headers=bearer(roles))).status_code == 200
 
 
-async def test_jwt_expired_other_audience_issuer_scope_or_key_401(
-    service: Any, keys: Keys
-) -> None:
+async def test_jwt_expired_other_audience_issuer_scope_or_key_401(service: Any, keys: Keys) -> None:
     client, _, _ = service
     keys.requests.clear()  # this service's JWKS fetches only
     now = int(time.time())
