@@ -52,6 +52,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
         finally:
             for task in lag:
                 task.cancel()
+            snapshots.close()
             await broker.stop()
             await client.close()
 
@@ -62,7 +63,8 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.store = store
-    app.state.snapshots = Snapshots(store, settings.min_cell_size)
+    snapshots = Snapshots(store, settings.min_cell_size)
+    app.state.snapshots = snapshots
     app.state.bearer_auth = BearerAuth(settings.operator_token, settings.jwt_policy())
     install_problem_handlers(app)
     instrument(app, "analytics")

@@ -5,7 +5,10 @@ Filtered views and the partner ranking need the stored responses, and reading th
 over the stored responses, up to the watermarks of the surveys' aggregate documents, builds a
 *cube* (the counters of each survey x country x respondent type) and the partner rows; every
 filter is then a sum of cube cells, every ranking a ranking of those rows. The pass is redone
-only when the documents moved on (new responses counted), once however many requests wait.
+only when the documents moved on (new responses counted), one at a time however many requests
+ask; a request waits for it up to `FRESH_WAIT_SECONDS`, then gets the previous state's answer
+(exact for the responses that state counts; the view's numbers then trail the running ones by
+one pass).
 
 The public, suppressed summaries are computed the same way, all views together (the overview
 and every survey's summary), because suppression must look at the sums that tie them.
@@ -14,9 +17,10 @@ and every survey's summary), because suppression must look at the sums that tie 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from services.analytics.aggregates import (
@@ -37,6 +41,9 @@ from shared.taxonomy import load_taxonomy
 Fingerprint = tuple[tuple[str, tuple[tuple[int, int], ...]], ...]
 CubeCell = tuple[str, str, str]  # survey id, country, respondent type
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+# A request waits this long for a refresh before it is answered from the previous state.
+FRESH_WAIT_SECONDS = 2.0
 
 PARTNER_FIELDS = [
     "survey_id",
@@ -58,11 +65,11 @@ def fingerprint(documents: Mapping[str, Document]) -> Fingerprint:
 
 @dataclass
 class _Slot(Generic[T]):
-    """The newest value computed and the documents' state it was computed for."""
+    """The newest value computed, the documents' state it counts, and the refresh under way."""
 
     at: Fingerprint | None = None
     value: T | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    refresh: asyncio.Task[T] | None = None
 
     async def get(
         self,
@@ -70,15 +77,50 @@ class _Slot(Generic[T]):
         read: Callable[[], Awaitable[dict[str, Document]]],
         compute: Callable[[Mapping[str, Document]], Awaitable[T]],
     ) -> T:
-        if self.value is not None and self.at == fingerprint(documents):
-            return self.value
-        async with self.lock:
-            # Whoever waited here gets what the holder computed, or computes the newest state.
-            documents = await read()
-            now = fingerprint(documents)
-            if self.value is None or self.at != now:
-                self.value, self.at = await compute(documents), now
-            return self.value
+        wanted = fingerprint(documents)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FRESH_WAIT_SECONDS
+        while self.value is None or self.at != wanted:
+            started_now = self.refresh is None or self.refresh.done()
+            if started_now:
+                # One refresh at a time, however many requests ask: one pass per process.
+                self.refresh = asyncio.create_task(self._refreshed(read, compute))
+                self.refresh.add_done_callback(_retrieve)
+            task = self.refresh
+            assert task is not None
+            if self.value is None:
+                await asyncio.shield(task)
+            else:
+                done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
+                if not done:
+                    # A long pass (many responses, a slow server): answer from the previous
+                    # state, exact for the responses it counts, while the refresh goes on.
+                    return self.value
+                task.result()
+            if started_now:
+                break  # it read the documents after this request did: at least as new
+        assert self.value is not None
+        return self.value
+
+    async def _refreshed(
+        self,
+        read: Callable[[], Awaitable[dict[str, Document]]],
+        compute: Callable[[Mapping[str, Document]], Awaitable[T]],
+    ) -> T:
+        documents = await read()
+        value = await compute(documents)
+        self.value, self.at = value, fingerprint(documents)
+        return value
+
+    def cancel(self) -> None:
+        if self.refresh is not None:
+            self.refresh.cancel()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    # A refresh nobody awaited any more must not fail unseen.
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("snapshot refresh failed", exc_info=task.exception())
 
 
 @dataclass(frozen=True)
@@ -106,6 +148,11 @@ class Snapshots:
         self._public: _Slot[dict[str, dict[str, Any]]] = _Slot()
         self._cube: _Slot[Cube] = _Slot()
         self._partners: _Slot[list[CityResponse]] = _Slot()
+
+    def close(self) -> None:
+        """Stop the refreshes under way (the service is stopping)."""
+        for slot in (self._public, self._cube, self._partners):
+            slot.cancel()
 
     async def documents(self) -> dict[str, Document]:
         """The newest version of every survey's aggregate document."""
