@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from services.analytics.aggregates import (
-    Positioned,
     overall_from_surveys,
     summary,
     survey_key,
@@ -179,17 +178,17 @@ class Snapshots:
 
     async def _count(self, documents: Mapping[str, Document]) -> Cube:
         marks = {key: watermarks(document) for key, document in documents.items()}
-        grouped: defaultdict[CubeCell, list[Positioned]] = defaultdict(list)
+        cells: defaultdict[CubeCell, Counter[str]] = defaultdict(Counter)
+        # One response at a time: the pass holds the cube, never the responses.
         async for item in self._store.positioned():
-            who = item.response.respondent
-            grouped[(item.response.survey_id, who.country, who.type)].append(item)
-        cells: dict[CubeCell, Counter[str]] = {}
-        for cell, items in grouped.items():
+            key = survey_key(item.response.survey_id)
             # The same watermarks as the running documents: never a response stored but not
             # counted yet, so a filter matching everything gives the running numbers.
-            counted = recount_within(items, lambda key: marks.get(key, {}))
-            cells[cell] = counted.get(survey_key(cell[0]), Counter())
-        return Cube(cells)
+            counted = recount_within([item], lambda document: marks.get(document, {}))
+            if key in counted:
+                who = item.response.respondent
+                cells[(item.response.survey_id, who.country, who.type)].update(counted[key])
+        return Cube(dict(cells))
 
     async def _rows(self, documents: Mapping[str, Document]) -> list[CityResponse]:
         marks = {key: watermarks(document) for key, document in documents.items()}
