@@ -4,7 +4,8 @@ A *cell* is one value of a breakdown (a country, a city, a day, a code, a matrix
 from some number of responses. In public answers:
 
 1. Primary: a cell counted from fewer than `min_cell` responses is left out (its key too: a city
-   name typed by one person must not appear at all).
+   name typed by one person must not appear at all). Every breakdown of a summary is treated so,
+   one added later included: any `{key: n}` or `{row: {column: n}}` field but `surveys`.
 2. Secondary: a hidden cell must not be computable from published sums. The published figures
    obey linear relations, and one relation with a single hidden term gives that term away
    (`total` minus the countries shown is the one hidden country). So for every relation below,
@@ -36,16 +37,34 @@ from typing import Any
 
 Cell = tuple[str, ...]  # (view, field, key...): view "" is the overview, else a survey id
 OVERVIEW = ""
-CODE_FIELDS = (
-    "by_respondent_type",
-    "by_country",
-    "development_priorities",
-    "capacity_needs",
-    "collaboration_interests",
-    "by_day",
-)
-MATRIX_FIELDS = ("country_priorities", "type_themes")
 PARTITIONS_OF_TOTAL = ("by_respondent_type", "by_country", "by_day")
+SHOWN = frozenset({"surveys"})  # responses per survey: not a breakdown by a respondent's trait
+
+
+def code_fields(shaped: Mapping[str, Any]) -> list[str]:
+    """The breakdowns `{key: n}` of a summary: every such field but `surveys`, so that a
+    breakdown added to the summaries later is suppressed too (fail closed)."""
+    return [
+        field
+        for field, value in shaped.items()
+        if field not in SHOWN
+        and isinstance(value, Mapping)
+        and all(isinstance(n, int) for n in value.values())
+    ]
+
+
+def matrix_fields(shaped: Mapping[str, Any]) -> list[str]:
+    """The two-level breakdowns `{row: {column: n}}` of a summary."""
+    return [
+        field
+        for field, value in shaped.items()
+        if isinstance(value, Mapping)
+        and value
+        and all(
+            isinstance(row, Mapping) and all(isinstance(n, int) for n in row.values())
+            for row in value.values()
+        )
+    ]
 
 
 def suppress_views(
@@ -68,13 +87,13 @@ def suppress(shaped: Mapping[str, Any], min_cell: int) -> dict[str, Any]:
 def cells(view: str, shaped: Mapping[str, Any]) -> dict[Cell, int]:
     """Every non-zero breakdown cell of one summary."""
     found: dict[Cell, int] = {}
-    for field in CODE_FIELDS:
-        for code, n in shaped.get(field, {}).items():
+    for field in code_fields(shaped):
+        for code, n in shaped[field].items():
             found[(view, field, code)] = int(n)
     for city in shaped.get("by_city", []):
         found[(view, "by_city", city["country"], city["city"])] = int(city["count"])
-    for field in MATRIX_FIELDS:
-        for row, columns in shaped.get(field, {}).items():
+    for field in matrix_fields(shaped):
+        for row, columns in shaped[field].items():
             for column, n in columns.items():
                 found[(view, field, row, column)] = int(n)
     return {cell: n for cell, n in found.items() if n > 0}
@@ -136,23 +155,21 @@ def _without(
     view: str, shaped: Mapping[str, Any], hidden: set[Cell], min_cell: int
 ) -> dict[str, Any]:
     public = dict(shaped)
-    for field in CODE_FIELDS:
-        if field in shaped:
-            public[field] = {
-                code: n for code, n in shaped[field].items() if (view, field, code) not in hidden
-            }
+    for field in code_fields(shaped):
+        public[field] = {
+            code: n for code, n in shaped[field].items() if (view, field, code) not in hidden
+        }
     if "by_city" in shaped:
         public["by_city"] = [
             city
             for city in shaped["by_city"]
             if (view, "by_city", city["country"], city["city"]) not in hidden
         ]
-    for field in MATRIX_FIELDS:
-        if field in shaped:
-            rows = {
-                row: {c: n for c, n in columns.items() if (view, field, row, c) not in hidden}
-                for row, columns in shaped[field].items()
-            }
-            public[field] = {row: columns for row, columns in rows.items() if columns}
+    for field in matrix_fields(shaped):
+        rows = {
+            row: {c: n for c, n in columns.items() if (view, field, row, c) not in hidden}
+            for row, columns in shaped[field].items()
+        }
+        public[field] = {row: columns for row, columns in rows.items() if columns}
     public["suppressed_below"] = min_cell
     return public

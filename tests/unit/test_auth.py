@@ -3,11 +3,21 @@ settings. (JWTs against a served JWKS: tests/integration/test_analytics_access.p
 
 from __future__ import annotations
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr, ValidationError
 
 from services.analytics.settings import AnalyticsSettings
-from shared.auth import BearerAuth, InvalidCredentials, check_jwks_url, grants
+from shared.auth import (
+    BearerAuth,
+    InvalidCredentials,
+    JwtPolicy,
+    KeysUnavailable,
+    check_jwks_url,
+    grants,
+)
+from tests.support import free_port
 
 
 def test_grants_scope_in_space_separated_scope() -> None:
@@ -38,6 +48,28 @@ async def test_verify_operator_token_accepted_others_refused() -> None:
     for wrong in ("s3cret-operator-toke", "", "a.b.c"):
         with pytest.raises(InvalidCredentials):
             await auth.verify(wrong)
+
+
+async def test_verify_jwt_keys_unreachable_is_keys_unavailable() -> None:
+    # Nobody listens there: the provider's keys cannot be fetched (a 503, not a 401).
+    url = f"http://127.0.0.1:{free_port()}/jwks.json"
+    auth = BearerAuth(SecretStr("operator"), JwtPolicy(url, "aud", "https://idp", "scope"))
+    key = ec.generate_private_key(ec.SECP256R1())
+    token = jwt.encode({"sub": "x"}, key, algorithm="ES256", headers={"kid": "k1"})
+
+    with pytest.raises(KeysUnavailable):
+        await auth.verify(token)
+
+
+async def test_verify_jwt_other_algorithms_refused_before_any_fetch() -> None:
+    url = f"http://127.0.0.1:{free_port()}/jwks.json"
+    auth = BearerAuth(SecretStr("operator"), JwtPolicy(url, "aud", "https://idp", "scope"))
+    unsigned = jwt.encode({"sub": "x"}, None, algorithm="none", headers={"kid": "k1"})
+    hmac = jwt.encode({"sub": "x"}, "a-shared-secret-of-32-bytes-long!", algorithm="HS256")
+
+    for token in (unsigned, hmac):
+        with pytest.raises(InvalidCredentials, match="not accepted"):
+            await auth.verify(token)
 
 
 def test_settings_refuse_missing_or_blank_operator_token(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -156,6 +156,21 @@ def test_suppress_views_across_surveys_hides_a_second_survey_cell() -> None:
     assert public["a"]["by_country"] == {}
 
 
+def test_suppress_a_breakdown_added_later_too() -> None:
+    # Fail closed: a new `{key: n}` or `{row: {column: n}}` field is suppressed like the others.
+    public = suppress(
+        shaped(
+            total=9,
+            by_language={"fr": 7, "ar": 2},
+            language_themes={"ar": {"housing": 2}, "fr": {"housing": 7}},
+        ),
+        5,
+    )
+
+    assert public["by_language"] == {"fr": 7}
+    assert public["language_themes"] == {"fr": {"housing": 7}}
+
+
 def test_suppress_does_not_change_its_input() -> None:
     original = shaped(total=6, by_country={"VN": 5, "KE": 1})
     copy = {**original, "by_country": dict(original["by_country"])}
