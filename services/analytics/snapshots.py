@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from services.analytics.aggregates import (
@@ -122,11 +122,42 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
         log.warning("snapshot refresh failed", exc_info=task.exception())
 
 
+Marks = dict[int, int]
+
+
+def newer(since: Mapping[str, Marks], now: Mapping[str, Marks]) -> list[Document] | None:
+    """Filters (to be or-ed) of the responses counted at the watermarks `now` and not at `since`
+    (document key -> partition -> offset): none when nothing is new; None when `now` is not
+    ahead of `since` everywhere (a rebuild lowered a watermark), so that a full pass is needed."""
+    for key, marks in since.items():
+        ahead = now.get(key, {})
+        if any(ahead.get(partition, -1) < offset for partition, offset in marks.items()):
+            return None
+    clauses: list[Document] = []
+    for key, marks in sorted(now.items()):
+        for partition, offset in sorted(marks.items()):
+            counted = since.get(key, {}).get(partition, -1)
+            if offset > counted:
+                clauses.append(
+                    {
+                        "survey_id": survey_of(key),
+                        "position.partition": partition,
+                        "position.offset": {"$gt": counted, "$lte": offset},
+                    }
+                )
+    return clauses
+
+
+def _marks(documents: Mapping[str, Document]) -> dict[str, Marks]:
+    return {key: watermarks(document) for key, document in documents.items()}
+
+
 @dataclass(frozen=True)
 class Cube:
     """Counters of each (survey, country, respondent type) of the counted responses."""
 
     cells: dict[CubeCell, Counter[str]]
+    marks: dict[str, Marks] = field(default_factory=dict)  # the state it counts
 
     def sum(self, filters: Filters) -> dict[str, Counter[str]]:
         """Counters per survey document key of the responses matching `filters`."""
@@ -138,6 +169,14 @@ class Cube:
         return dict(found)
 
 
+@dataclass(frozen=True)
+class PartnerRows:
+    """Each counted response's share of the partner ranking."""
+
+    rows: list[CityResponse]
+    marks: dict[str, Marks]
+
+
 class Snapshots:
     """The shared, lazily refreshed answers of one service process."""
 
@@ -146,7 +185,7 @@ class Snapshots:
         self.min_cell = min_cell
         self._public: _Slot[dict[str, dict[str, Any]]] = _Slot()
         self._cube: _Slot[Cube] = _Slot()
-        self._partners: _Slot[list[CityResponse]] = _Slot()
+        self._partners: _Slot[PartnerRows] = _Slot()
 
     def close(self) -> None:
         """Stop the refreshes under way (the service is stopping)."""
@@ -167,7 +206,7 @@ class Snapshots:
 
     async def partner_rows(self, documents: Mapping[str, Document]) -> list[CityResponse]:
         """Each counted response's share of the partner ranking."""
-        return await self._partners.get(documents, self.documents, self._rows)
+        return (await self._partners.get(documents, self.documents, self._rows)).rows
 
     async def _suppressed(self, documents: Mapping[str, Document]) -> dict[str, dict[str, Any]]:
         surveys = {key: flatten(document) for key, document in documents.items()}
@@ -177,28 +216,45 @@ class Snapshots:
         return suppress_views(views, self.min_cell)
 
     async def _count(self, documents: Mapping[str, Document]) -> Cube:
-        marks = {key: watermarks(document) for key, document in documents.items()}
-        cells: defaultdict[CubeCell, Counter[str]] = defaultdict(Counter)
+        marks = _marks(documents)
+        base = self._cube.value
+        query, since = _extension(base.marks if base else None, marks)
+        if query is None:
+            return Cube(base.cells if base else {}, marks)
+        cells = dict(base.cells) if base and since else {}
+        copied: set[CubeCell] = set()  # cells of `base` are served meanwhile: copy, never change
         # One response at a time: the pass holds the cube, never the responses.
-        async for item in self._store.positioned():
+        async for item in self._store.positioned(query):
             key = survey_key(item.response.survey_id)
+            if item.offset <= since.get(key, {}).get(item.partition, -1):
+                continue  # in `base` already
             # The same watermarks as the running documents: never a response stored but not
             # counted yet, so a filter matching everything gives the running numbers.
             counted = recount_within([item], lambda document: marks.get(document, {}))
             if key in counted:
                 who = item.response.respondent
-                cells[(item.response.survey_id, who.country, who.type)].update(counted[key])
-        return Cube(dict(cells))
+                cell = (item.response.survey_id, who.country, who.type)
+                if cell not in copied:
+                    cells[cell] = Counter(cells.get(cell, Counter()))
+                    copied.add(cell)
+                cells[cell].update(counted[key])
+        return Cube(cells, marks)
 
-    async def _rows(self, documents: Mapping[str, Document]) -> list[CityResponse]:
-        marks = {key: watermarks(document) for key, document in documents.items()}
+    async def _rows(self, documents: Mapping[str, Document]) -> PartnerRows:
+        marks = _marks(documents)
+        base = self._partners.value
+        query, since = _extension(base.marks if base else None, marks)
+        if query is None:
+            return PartnerRows(base.rows if base else [], marks)
         taxonomy = load_taxonomy()
-        rows = []
-        async for row in self._store.raw_documents({}, PARTNER_FIELDS):
+        rows = list(base.rows) if base and since else []
+        async for row in self._store.raw_documents(query, PARTNER_FIELDS):
             position = row["position"]
-            counted_up_to = marks.get(survey_key(row["survey_id"]), {})
-            if position["offset"] > counted_up_to.get(position["partition"], -1):
+            key = survey_key(row["survey_id"])
+            if position["offset"] > marks.get(key, {}).get(position["partition"], -1):
                 continue  # stored, not counted yet
+            if position["offset"] <= since.get(key, {}).get(position["partition"], -1):
+                continue  # in `base` already
             who = row["respondent"]
             # Responses stored before consent could be withdrawn always had consent.
             consenting = bool(row.get("consenting_focal_point", row.get("has_focal_point", False)))
@@ -213,4 +269,17 @@ class Snapshots:
                     taxonomy.modalities,
                 )
             )
-        return rows
+        return PartnerRows(rows, marks)
+
+
+def _extension(
+    since: dict[str, Marks] | None, now: dict[str, Marks]
+) -> tuple[Document | None, dict[str, Marks]]:
+    """What a pass reads: the responses counted since the previous pass's state when `now` is
+    ahead of it (with that state), else all of them (with none). No query: nothing new."""
+    if since is None:
+        return {}, {}
+    clauses = newer(since, now)
+    if clauses is None:
+        return {}, {}
+    return ({"$or": clauses} if clauses else None), since
