@@ -4,11 +4,16 @@ Filtered views and the partner ranking need the stored responses, and reading th
 (on FerretDB any filter scans the whole collection). So they are not read per request: one pass
 over the stored responses, up to the watermarks of the surveys' aggregate documents, builds a
 *cube* (the counters of each survey x country x respondent type) and the partner rows; every
-filter is then a sum of cube cells, every ranking a ranking of those rows. The pass is redone
-only when the documents moved on (new responses counted), one at a time however many requests
-ask; a request waits for it up to `FRESH_WAIT_SECONDS`, then gets the previous state's answer
-(exact for the responses that state counts; the view's numbers then trail the running ones by
-one pass).
+filter is then a sum of cube cells, every ranking a ranking of those rows. A pass is made only
+when the documents moved on (new responses counted), and it reads only the responses counted
+since the previous pass (all of them again if a rebuild lowered a watermark), one at a time
+however many requests ask. A request waits for it up to `FRESH_WAIT_SECONDS`, then gets the
+previous state's answer (exact for the responses that state counts; the view's numbers then
+trail the running ones by one pass).
+
+Why reading only the new ones is exact: a response is stored before any aggregate document
+counts its position (`store.py`), so every response at or below the watermarks of one pass was
+already stored when that pass read them.
 
 The public, suppressed summaries are computed the same way, all views together (the overview
 and every survey's summary), because suppression must look at the sums that tie them.
