@@ -84,7 +84,7 @@ async def main() -> None:
         await fill(store, 0, RESPONSES)
         took = time.perf_counter() - started
         print(f"stored and counted {RESPONSES:,} responses in {took:.0f} s")
-        snapshots = Snapshots(store, settings.min_cell_size)
+        snapshots = Snapshots(store, settings.min_cell_size, views.running_views)
         await timed("filtered overview, scan per request", lambda: scan_per_request(store))
         await timed(
             "filtered overview, shared snapshot",

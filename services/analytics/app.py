@@ -15,6 +15,7 @@ from services.analytics.consumer import subscribe
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.snapshots import Snapshots
 from services.analytics.store import AnalyticsStore
+from services.analytics.views import running_views
 from shared import mongo
 from shared.auth import BearerAuth
 from shared.http import health_router, install_problem_handlers
@@ -63,7 +64,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.store = store
-    snapshots = Snapshots(store, settings.min_cell_size)
+    snapshots = Snapshots(store, settings.min_cell_size, running_views)
     app.state.snapshots = snapshots
     app.state.bearer_auth = BearerAuth(settings.operator_token, settings.jwt_policy())
     install_problem_handlers(app)

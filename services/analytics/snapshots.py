@@ -28,20 +28,17 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from services.analytics.aggregates import (
-    overall_from_surveys,
-    summary,
-    survey_key,
-    survey_of,
-)
-from services.analytics.audit import counters_of, flatten, nest, recount_within, watermarks
+from services.analytics.aggregates import survey_key, survey_of
+from services.analytics.audit import recount_within, watermarks
 from services.analytics.models import Filters
 from services.analytics.partners import CityResponse, city_response
 from services.analytics.store import AnalyticsStore
-from services.analytics.suppression import OVERVIEW, suppress_views
+from services.analytics.suppression import suppress_views
 from shared.mongo import Document
 from shared.taxonomy import load_taxonomy
 
+# The unfiltered overview (key "") and survey summaries (key: survey id) of these documents.
+RunningViews = Callable[[Mapping[str, Document]], Awaitable[dict[str, dict[str, Any]]]]
 Fingerprint = tuple[tuple[str, tuple[tuple[int, int], ...]], ...]
 CubeCell = tuple[str, str, str]  # survey id, country, respondent type
 T = TypeVar("T")
@@ -185,9 +182,10 @@ class PartnerRows:
 class Snapshots:
     """The shared, lazily refreshed answers of one service process."""
 
-    def __init__(self, store: AnalyticsStore, min_cell: int) -> None:
+    def __init__(self, store: AnalyticsStore, min_cell: int, running: RunningViews) -> None:
         self._store = store
         self.min_cell = min_cell
+        self._running = running
         self._public: _Slot[dict[str, dict[str, Any]]] = _Slot()
         self._cube: _Slot[Cube] = _Slot()
         self._partners: _Slot[PartnerRows] = _Slot()
@@ -214,11 +212,7 @@ class Snapshots:
         return (await self._partners.get(documents, self.documents, self._rows)).rows
 
     async def _suppressed(self, documents: Mapping[str, Document]) -> dict[str, dict[str, Any]]:
-        surveys = {key: flatten(document) for key, document in documents.items()}
-        views = {OVERVIEW: summary(None, nest(overall_from_surveys(surveys)))}
-        for key, document in documents.items():
-            views[survey_of(key)] = summary(survey_of(key), counters_of(document))
-        return suppress_views(views, self.min_cell)
+        return suppress_views(await self._running(documents), self.min_cell)
 
     async def _count(self, documents: Mapping[str, Document]) -> Cube:
         marks = _marks(documents)

@@ -14,6 +14,8 @@ responses per state of the documents, not one per request). Public answers are s
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
+from typing import Any
 
 from services.analytics.aggregates import overall_from_surveys, summary, survey_key, survey_of
 from services.analytics.audit import counters_of, flatten, nest
@@ -33,14 +35,23 @@ async def survey_totals(store: AnalyticsStore) -> dict[str, int]:
     return {survey_id: total for survey_id, total in totals.items() if total}
 
 
+async def running_views(documents: Mapping[str, Document]) -> dict[str, dict[str, Any]]:
+    """The unfiltered answers from the surveys' documents: the overview (key `""`) and each
+    survey's summary (key: its id). Public answers are these, suppressed together."""
+    surveys = {key: flatten(document) for key, document in documents.items()}
+    shaped = {OVERVIEW: summary(None, nest(overall_from_surveys(surveys)))}
+    for key, document in documents.items():
+        shaped[survey_of(key)] = summary(survey_of(key), counters_of(document))
+    return shaped
+
+
 async def overview(snapshots: Snapshots, filters: Filters, *, public: bool) -> Overview:
     """Every survey together (suppressed when `public`), or the responses matching `filters`."""
     documents = await snapshots.documents()
     if filters == Filters():
         if public:
             return Overview.model_validate((await snapshots.public(documents))[OVERVIEW])
-        surveys = {key: flatten(document) for key, document in documents.items()}
-        return Overview.model_validate(summary(None, nest(overall_from_surveys(surveys))))
+        return Overview.model_validate((await running_views(documents))[OVERVIEW])
     counted = (await snapshots.cube(documents)).sum(filters)
     shaped = summary(None, nest(overall_from_surveys(counted)))
     return Overview.model_validate({**shaped, "filters": filters, "computed_from": "raw responses"})
@@ -57,7 +68,8 @@ async def survey_summary(
             views = await snapshots.public(documents)
             shaped = views.get(survey_id) or suppress(summary(survey_id, None), snapshots.min_cell)
             return SurveySummary.model_validate(shaped)
-        return SurveySummary.model_validate(summary(survey_id, counters_of(documents.get(key))))
+        running = (await running_views(documents)).get(survey_id) or summary(survey_id, None)
+        return SurveySummary.model_validate(running)
     counted = (await snapshots.cube(documents)).sum(filters)
     shaped = summary(survey_id, nest(counted.get(key, Counter())))
     return SurveySummary.model_validate(
