@@ -102,7 +102,7 @@ class BearerAuth:
             if policy
             else None
         )
-        self._refetched = -JWKS_REFETCH_SECONDS
+        self._refetched = float("-inf")  # the first unknown key id may refetch at once
 
     async def verify(self, token: str) -> Principal:
         """The principal behind `token`; `InvalidCredentials` or `KeysUnavailable` otherwise."""
