@@ -33,9 +33,12 @@ T = TypeVar("T")
 S = TypeVar("S", bound=BaseSettings)
 
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-# The services' secrets differ for every test run and every pytest process (none has a default).
+# The services' secrets differ for every pytest process, the link keys for every test run too
+# (none has a default). One operator token serves every service of the process: tests send it.
 _RUN_SECRETS_KEY = secrets.token_bytes(32)
-SECRET_VARIABLES = ("OPERATOR_TOKEN", "UNSUBSCRIBE_SECRET", "EMAIL_ID_SECRET")
+SECRET_VARIABLES = ("UNSUBSCRIBE_SECRET", "EMAIL_ID_SECRET")
+OPERATOR_TOKEN = secrets.token_urlsafe(32)
+OPERATOR = {"authorization": f"Bearer {OPERATOR_TOKEN}"}  # sees every analytics cell
 
 
 def run_secret(run_id: str, name: str) -> str:
@@ -67,6 +70,7 @@ class Stack:
             "SMTP_PORT": str(self.smtp_port),
             "ANALYTICS_GROUP_ID": f"analytics-{run_id}",
             "NOTIFIER_GROUP_ID": f"notifier-{run_id}",
+            "OPERATOR_TOKEN": OPERATOR_TOKEN,
         }
 
 

@@ -166,6 +166,14 @@ def summary(
     return shaped
 
 
+def limit_cities(shaped: Mapping[str, Any], city_limit: int | None) -> dict[str, Any]:
+    """A summary with only its `city_limit` largest cities (all when None); `by_city` is
+    already largest first. `distinct_cities` still counts them all."""
+    if city_limit is None or "by_city" not in shaped:
+        return dict(shaped)
+    return {**shaped, "by_city": shaped["by_city"][:city_limit]}
+
+
 def _ranked(counters: Mapping[str, int]) -> dict[str, int]:
     # Largest first, then by code, so the JSON reads like a chart.
     return {key: int(n) for key, n in sorted(counters.items(), key=lambda kv: (-kv[1], kv[0]))}

@@ -17,7 +17,9 @@ from services.analytics.models import (
     SurveyTotal,
     TaxonomyCodes,
 )
+from services.analytics.snapshots import Snapshots
 from services.analytics.store import AnalyticsStore
+from shared.auth import OPTIONAL_SECURITY, Operator, SignedIn, require_operator
 from shared.http import Problem
 from shared.taxonomy import load_taxonomy
 
@@ -28,7 +30,14 @@ def get_store(request: Request) -> AnalyticsStore:
     return store
 
 
+def get_snapshots(request: Request) -> Snapshots:
+    """The shared answers built by the composition root."""
+    snapshots: Snapshots = request.app.state.snapshots
+    return snapshots
+
+
 StoreDep = Annotated[AnalyticsStore, Depends(get_store)]
+SnapshotsDep = Annotated[Snapshots, Depends(get_snapshots)]
 CountryQuery = Annotated[
     str | None, Query(description="ISO 3166-1 alpha-2 code of the respondents' country")
 ]
@@ -48,9 +57,18 @@ CityLimitQuery = Annotated[
 
 router = APIRouter(prefix="/v1", tags=["aggregates"])
 PROBLEMS: dict[int | str, dict[str, str]] = {
+    401: {
+        "description": "Filtered views need the operator token or a JWT; a token presented and "
+        "not valid is refused (problem+json, `WWW-Authenticate: Bearer`)"
+    },
     404: {"description": "Unknown survey (problem+json)"},
     422: {"description": "Invalid filter, each failing parameter named (problem+json)"},
 }
+PUBLIC_OR_OPERATOR = (
+    "Public without credentials: counted from the running aggregates, breakdown values from "
+    "fewer than `MIN_CELL_SIZE` responses left out (`suppressed_below`). With the operator "
+    "token or a JWT: every value, and the filters."
+)
 
 
 def filters(survey_id: str | None, country: str | None, respondent_type: str | None) -> Filters:
@@ -82,15 +100,25 @@ async def list_surveys(store: StoreDep) -> list[SurveyTotal]:
     ]
 
 
-@router.get("/surveys/{survey_id}/summary", response_model=SurveySummary, responses=PROBLEMS)
+@router.get(
+    "/surveys/{survey_id}/summary",
+    response_model=SurveySummary,
+    responses=PROBLEMS,
+    description=PUBLIC_OR_OPERATOR,
+    openapi_extra=OPTIONAL_SECURITY,
+)
 async def survey_summary(
     survey_id: str,
     store: StoreDep,
+    snapshots: SnapshotsDep,
+    principal: SignedIn,
     country: CountryQuery = None,
     respondent_type: TypeQuery = None,
     city_limit: CityLimitQuery = CITY_LIMIT,
 ) -> SurveySummary:
     """Unique responses of one survey; filtered by country and respondent type if asked."""
+    if country is not None or respondent_type is not None:
+        require_operator(principal)
     if (
         survey_id not in load_taxonomy().surveys
         and await store.aggregate(survey_key(survey_id)) is None
@@ -98,32 +126,48 @@ async def survey_summary(
         raise Problem(404, "Unknown survey", f"no responses and no survey {survey_id!r}")
     checked = filters(None, country, respondent_type)
     return await views.survey_summary(
-        store, survey_id, checked.model_copy(update={"survey_id": survey_id}), city_limit
+        snapshots,
+        survey_id,
+        checked.model_copy(update={"survey_id": survey_id}),
+        public=principal is None,
+        city_limit=city_limit,
     )
 
 
-@router.get("/overview", response_model=Overview, responses=PROBLEMS)
+@router.get(
+    "/overview",
+    response_model=Overview,
+    responses=PROBLEMS,
+    description=PUBLIC_OR_OPERATOR,
+    openapi_extra=OPTIONAL_SECURITY,
+)
 async def overview(
-    store: StoreDep,
+    snapshots: SnapshotsDep,
+    principal: SignedIn,
     survey_id: Annotated[str | None, Query(description="one survey only")] = None,
     country: CountryQuery = None,
     respondent_type: TypeQuery = None,
     city_limit: CityLimitQuery = CITY_LIMIT,
 ) -> Overview:
     """Unique responses over every survey, with responses per survey; filtered if asked."""
-    return await views.overview(store, filters(survey_id, country, respondent_type), city_limit)
+    if survey_id is not None or country is not None or respondent_type is not None:
+        require_operator(principal)
+    checked = filters(survey_id, country, respondent_type)
+    return await views.overview(snapshots, checked, public=principal is None, city_limit=city_limit)
 
 
 @router.get("/partners", response_model=PartnerRanking, responses=PROBLEMS)
 async def partners(
-    store: StoreDep,
+    snapshots: SnapshotsDep,
+    _: Operator,
     theme: Annotated[
         list[str], Query(description="project theme codes; cities sharing none are left out")
     ] = [],  # noqa: B006 (FastAPI copies query defaults)
     country: CountryQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> PartnerRanking:
-    """Potential city partners, ranked; each with its score and the reasons for it."""
+    """Potential city partners, ranked; each with its score and the reasons for it (operator
+    token or JWT required)."""
     checked = filters(None, country, None)
     unknown = [code for code in theme if code not in load_taxonomy().themes]
     if unknown:
@@ -133,7 +177,7 @@ async def partners(
             "See `errors` for each failing field.",
             errors=[{"field": "theme", "message": f"unknown theme {code!r}"} for code in unknown],
         )
-    return await views.partners(store, list(dict.fromkeys(theme)), checked.country, limit)
+    return await views.partners(snapshots, list(dict.fromkeys(theme)), checked.country, limit)
 
 
 @router.get("/taxonomy", response_model=TaxonomyCodes)

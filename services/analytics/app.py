@@ -13,8 +13,11 @@ from fastapi.staticfiles import StaticFiles
 from services.analytics.api import router
 from services.analytics.consumer import subscribe
 from services.analytics.settings import AnalyticsSettings
+from services.analytics.snapshots import Snapshots
 from services.analytics.store import AnalyticsStore
+from services.analytics.views import running_views
 from shared import mongo
+from shared.auth import BearerAuth
 from shared.http import health_router, install_problem_handlers, limit_bodies
 from shared.kafka import (
     ensure_topics,
@@ -57,6 +60,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
         finally:
             for task in lag:
                 task.cancel()
+            snapshots.close()
             await broker.stop()
             await client.close()
 
@@ -67,6 +71,9 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.store = store
+    snapshots = Snapshots(store, settings.min_cell_size, running_views)
+    app.state.snapshots = snapshots
+    app.state.bearer_auth = BearerAuth(settings.operator_token, settings.jwt_policy())
     install_problem_handlers(app)
     limit_bodies(app, settings.max_body_bytes)
     instrument(app, "analytics")

@@ -51,6 +51,12 @@ class _Counts(BaseModel):
         description="unfiltered views are the running aggregates; filtered ones are counted from "
         "the stored responses up to the same watermarks, so both agree exactly",
     )
+    suppressed_below: int | None = Field(
+        default=None,
+        description="public answers: breakdown values counted from fewer responses than this "
+        "are left out, and some others so that the left-out ones cannot be worked out from the "
+        "sums (docs/security.md); null: every value is shown (operator token or JWT)",
+    )
 
     @computed_field(  # type: ignore[prop-decorator]
         description="codes counted here that this service's taxonomy does not know yet (an "

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
-from shared.settings import ServiceSettings
+from shared.auth import JwtPolicy, check_jwks_url
+from shared.settings import Secret, ServiceSettings
 
 
 class AnalyticsSettings(ServiceSettings):
@@ -14,3 +15,30 @@ class AnalyticsSettings(ServiceSettings):
     analytics_port: int = 8001
     analytics_group_id: str = "analytics"
     analytics_batch_size: int = Field(default=2000, gt=0, le=10_000)
+    # No default: without it the service does not start (filtered views and partners need it);
+    # refused when a placeholder or short (`shared.settings`).
+    operator_token: Secret
+    # Public breakdowns leave out values counted from fewer responses than this (1: none).
+    min_cell_size: int = Field(default=5, ge=1)
+    # Optional: bearer JWTs of the organisation's identity provider, checked against its keys.
+    jwks_url: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_scope: str = Field(default="analytics:operator", min_length=1)
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _jwks_url(cls, url: str | None) -> str | None:
+        return check_jwks_url(url) if url else None
+
+    @model_validator(mode="after")
+    def _jwt_complete(self) -> AnalyticsSettings:
+        if self.jwks_url and not (self.jwt_audience and self.jwt_issuer):
+            raise ValueError("JWKS_URL needs JWT_AUDIENCE and JWT_ISSUER")
+        return self
+
+    def jwt_policy(self) -> JwtPolicy | None:
+        """What a bearer JWT must satisfy, when JWTs are accepted at all."""
+        if not (self.jwks_url and self.jwt_audience and self.jwt_issuer):
+            return None
+        return JwtPolicy(self.jwks_url, self.jwt_audience, self.jwt_issuer, self.jwt_scope)

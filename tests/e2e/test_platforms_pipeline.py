@@ -27,6 +27,7 @@ from tests.fixtures.platforms import (
     typeform_request,
 )
 from tests.support import (
+    OPERATOR,
     WEBHOOK_SECRET,
     Stack,
     assert_clean_exit,
@@ -162,7 +163,9 @@ async def test_receive_platform_webhooks_counted_with_codes(services: Services) 
             assert again.status_code == 200, (path, again.text)  # counted once, below
 
         async def summary(**query: str) -> dict[str, Any]:
-            answer = await client.get(f"{services.analytics}{SUMMARY}", params=query)
+            answer = await client.get(
+                f"{services.analytics}{SUMMARY}", params=query, headers=OPERATOR
+            )
             assert answer.status_code == 200, answer.text
             loaded: dict[str, Any] = answer.json()
             return loaded

@@ -12,7 +12,15 @@ import pytest
 from services.analytics.app import create_app
 from services.analytics.settings import AnalyticsSettings
 from shared.events import SurveyResponse
-from tests.support import Stack, canonical_response, eventually, produce, serving, settings_for
+from tests.support import (
+    OPERATOR,
+    Stack,
+    canonical_response,
+    eventually,
+    produce,
+    serving,
+    settings_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +62,8 @@ async def client(stack: Stack, run_id: str) -> AsyncIterator[httpx.AsyncClient]:
         [(r.response_id.encode(), r.model_dump_json().encode()) for r in items],
     )
     async with serving(create_app(settings)) as client:
+        # These tests check the operator's numbers; test_analytics_access.py the public ones.
+        client.headers.update(OPERATOR)
 
         async def total() -> int:
             return int((await client.get("/v1/overview")).json()["total"])

@@ -28,7 +28,7 @@ from shared.events import SurveyResponse
 from shared.kafka import consumer_lag, ensure_topics
 from shared.taxonomy import load_taxonomy
 from tests.recount import api_numbers, hand_summary
-from tests.support import Stack, eventually, run_service_command, serving, settings_for
+from tests.support import OPERATOR, Stack, eventually, run_service_command, serving, settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +106,9 @@ async def api_exact(client: httpx.AsyncClient, bodies: list[dict[str, Any]]) -> 
         mine = [body for body in bodies if body["survey_id"] == survey]
         views.append((f"/v1/surveys/{survey}/summary", mine, False))
     for path, expected, overall in views:
-        answer = await client.get(path, params={"city_limit": 100_000}, timeout=120)
+        answer = await client.get(
+            path, params={"city_limit": 100_000}, timeout=120, headers=OPERATOR
+        )
         assert answer.status_code == 200, answer.text
         shown = answer.json()
         wanted = hand_summary(expected, overall=overall)
@@ -179,7 +181,7 @@ async def test_consume_100k_distinct_cities_exact_and_keeps_counting(
     async with serving(create_app(settings_for(AnalyticsSettings, environment))) as client:
 
         async def overview() -> dict[str, Any]:
-            answer = await client.get("/v1/overview", params={"city_limit": 1})
+            answer = await client.get("/v1/overview", params={"city_limit": 1}, headers=OPERATOR)
             return dict(answer.json())
 
         shown = await eventually(overview, lambda o: o["total"] == RESPONSES + 1, within=300)

@@ -38,6 +38,7 @@ from tests.integration.notifier_support import notifier_settings
 from tests.integration.test_dlq_replay import dlq_command
 from tests.recount import assert_api_exact
 from tests.support import (
+    OPERATOR,
     Mailbox,
     ServiceProcess,
     Stack,
@@ -376,7 +377,7 @@ async def test_unknown_code_counted_labelled_and_matched_not_parked(
     ]
     for topic in (environment["TOPIC_RESPONSES"], environment["TOPIC_PILOTS"]):
         assert await read_topic(stack.kafka, topics.dlq(topic), idle_seconds=1) == []
-    async with httpx.AsyncClient(base_url=analytics.url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=analytics.url, timeout=30, headers=OPERATOR) as client:
         overview = (await client.get("/v1/overview")).json()
         summary = (await client.get("/v1/surveys/cities-2024-priorities/summary")).json()
     for shaped in (overview, summary):

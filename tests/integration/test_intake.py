@@ -10,6 +10,8 @@ from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
 from shared.events import SurveyResponse
 from tests.support import (
+    OPERATOR,
+    OPERATOR_TOKEN,
     Stack,
     canonical_response,
     dumps,
@@ -46,7 +48,7 @@ def settings(stack: Stack, run_id: str, monkeypatch: pytest.MonkeyPatch) -> Inta
     return settings_for(
         IntakeSettings,
         stack.environment(run_id),
-        operator_token="operator-test-token-0123456789abcdef",
+        operator_token=OPERATOR_TOKEN,
     )
 
 
@@ -175,7 +177,7 @@ async def test_receive_webhook_kafka_down_503_then_accepted(
 async def test_announce_pilot_once_with_operator_token(
     stack: Stack, settings: IntakeSettings
 ) -> None:
-    token = {"authorization": "Bearer operator-test-token-0123456789abcdef"}
+    token = OPERATOR
     async with serving(create_app(settings)) as client:
         no_token = await client.post("/v1/pilots", json=PILOT)
         first = await client.post("/v1/pilots", json=PILOT, headers=token)

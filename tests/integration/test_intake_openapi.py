@@ -16,11 +16,10 @@ from hypothesis import strategies as st
 from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
 from shared.taxonomy import load_taxonomy
-from tests.support import Stack, settings_for, signed_headers
+from tests.support import OPERATOR_TOKEN, Stack, settings_for, signed_headers
 
 pytestmark = pytest.mark.integration
 
-OPERATOR_TOKEN = "operator-fuzz-token-0123456789abcdef"
 SECRET = "fuzz-secret"
 GENERIC_SECRET = "whsec_" + base64.b64encode(b"f" * 32).decode()
 SURVEYS = sorted(load_taxonomy().surveys)

@@ -14,6 +14,8 @@ from services.notifier.mailer import Mailer
 from services.notifier.settings import NotifierSettings
 from tests.integration.notifier_support import focal_response, notifier_settings, pilot, records
 from tests.support import (
+    OPERATOR,
+    OPERATOR_TOKEN,
     Mailbox,
     Stack,
     eventually,
@@ -22,8 +24,6 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.integration
-OPERATOR_TOKEN = "operator-test-token-0123456789abcdef"
-OPERATOR = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
 SIGNING_KEY = "test-unsubscribe-key-0123456789abcdef"
 ROTATED_KEY = "rotated-unsubscribe-key-0123456789abcdef"
 

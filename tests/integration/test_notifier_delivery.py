@@ -31,6 +31,8 @@ from tests.integration.notifier_support import (
     records,
 )
 from tests.support import (
+    OPERATOR,
+    OPERATOR_TOKEN,
     Stack,
     eventually,
     free_port,
@@ -40,8 +42,6 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.integration
-OPERATOR_TOKEN = "operator-test-token-0123456789abcdef"
-OPERATOR = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
 @pytest.fixture

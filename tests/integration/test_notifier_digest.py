@@ -10,10 +10,9 @@ import pytest
 from services.notifier.app import create_app
 from services.notifier.settings import NotifierSettings
 from tests.integration.notifier_support import focal_response, notifier_settings, pilot, records
-from tests.support import Mailbox, Stack, eventually, produce, serving
+from tests.support import OPERATOR, OPERATOR_TOKEN, Mailbox, Stack, eventually, produce, serving
 
 pytestmark = pytest.mark.integration
-OPERATOR = {"authorization": "Bearer operator-test-token-0123456789abcdef"}
 
 
 @pytest.fixture
@@ -21,7 +20,7 @@ def settings(stack: Stack, run_id: str) -> NotifierSettings:
     return notifier_settings(
         stack,
         run_id,
-        operator_token="operator-test-token-0123456789abcdef",
+        operator_token=OPERATOR_TOKEN,
         digest_window_seconds=3,
     )
 

@@ -19,6 +19,7 @@ from shared import mongo
 from shared.kafka import consumer_lag
 from tests.integration.notifier_support import Recorder, addresses, focal_response, pilot, records
 from tests.support import (
+    OPERATOR_TOKEN,
     Mailbox,
     ServiceProcess,
     Stack,
@@ -30,7 +31,6 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.integration
-OPERATOR_TOKEN = "operator-test-token-0123456789abcdef"
 PEOPLE = 60
 SEND_RATE = 20  # emails per second: the run takes about 3 s, so SIGTERM comes mid-run
 

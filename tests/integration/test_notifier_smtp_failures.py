@@ -36,12 +36,10 @@ from tests.integration.smtp_support import (
     removed_afterwards,
     scripted_server,
 )
-from tests.support import Stack, eventually, free_port, produce, serving
+from tests.support import OPERATOR, OPERATOR_TOKEN, Stack, eventually, free_port, produce, serving
 
 pytestmark = pytest.mark.integration
 SENDER = "pilots@cities.example.org"
-OPERATOR_TOKEN = "operator-test-token"
-OPERATOR = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
 def outgoing(recipient: str, n: int = 1) -> Outgoing:

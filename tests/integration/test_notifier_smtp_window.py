@@ -37,11 +37,17 @@ from tests.integration.smtp_support import (
     removed_afterwards,
     scripted_server,
 )
-from tests.support import Stack, eventually, produce, serving, start_service
+from tests.support import (
+    OPERATOR,
+    OPERATOR_TOKEN,
+    Stack,
+    eventually,
+    produce,
+    serving,
+    start_service,
+)
 
 pytestmark = pytest.mark.integration
-OPERATOR_TOKEN = "operator-test-token"
-OPERATOR = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
 class HoldingProxy:

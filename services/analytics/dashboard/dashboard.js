@@ -1,5 +1,7 @@
 // Live aggregates: polls the API and draws bar charts and the partner ranking.
 // Served by the service itself (no CDN); text goes in through textContent only.
+// Public view: the suppressed running numbers. With the operator token (kept in this tab's
+// sessionStorage, sent as a bearer token): every cell, the filters and the partner ranking.
 "use strict";
 
 const LABELS = {};
@@ -9,6 +11,12 @@ const MAX_PARTNERS = 15;
 const REFRESH_MS = 3000;
 const FIELDS = ["development_priorities", "capacity_needs", "collaboration_interests",
                 "by_respondent_type", "by_country"];
+const TOKEN_KEY = "analytics-operator-token";
+const OPERATOR_FILTERS = ["country", "respondent_type", "theme"];
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY) || "";
+}
 
 function label(code) {
   if (UNKNOWN.has(code)) return `unknown: ${code}`;
@@ -47,7 +55,7 @@ function summaryUrl() {
   // Only the cities drawn: a survey may have a hundred thousand of them.
   const params = new URLSearchParams({ city_limit: String(MAX_BARS) });
   for (const name of ["country", "respondent_type"]) {
-    if (value(name)) params.set(name, value(name));
+    if (token() && value(name)) params.set(name, value(name));
   }
   const survey = value("survey");
   const path = survey ? `/v1/surveys/${encodeURIComponent(survey)}/summary` : "/v1/overview";
@@ -96,24 +104,68 @@ function options(id, entries) {
 }
 
 async function getJson(url) {
-  const response = await fetch(url);
+  const headers = token() ? { authorization: `Bearer ${token()}` } : {};
+  const response = await fetch(url, { headers });
+  if (response.status === 401 && token()) {
+    signOut("The operator token was refused.");
+    return null;
+  }
   return response.ok ? response.json() : null;
 }
 
+function showAccess() {
+  const operator = Boolean(token());
+  for (const name of OPERATOR_FILTERS) {
+    const select = document.getElementById(name);
+    select.disabled = !operator;
+    if (!operator) select.value = "";
+  }
+  document.getElementById("who").textContent =
+    operator ? "Operator view: every number, filters and partners." : "Public view.";
+  document.getElementById("token-field").hidden = operator;
+  document.getElementById("sign-in").hidden = operator;
+  document.getElementById("sign-out").hidden = !operator;
+  document.getElementById("partners-table").hidden = !operator;
+  document.getElementById("partners-signin").hidden = operator;
+  if (!operator) document.getElementById("partners").replaceChildren();
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  document.getElementById("signin-error").textContent = message || "";
+  showAccess();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const field = document.getElementById("token");
+  if (!field.value.trim()) return;
+  sessionStorage.setItem(TOKEN_KEY, field.value.trim());
+  field.value = "";
+  document.getElementById("signin-error").textContent = "";
+  showAccess();
+  await refresh();
+}
+
 async function refresh() {
+  const operator = Boolean(token());
   const [data, ranking, all] = await Promise.all([
-    getJson(summaryUrl()), getJson(partnersUrl()), getJson("/v1/overview?city_limit=0"),
+    getJson(summaryUrl()),
+    operator ? getJson(partnersUrl()) : null,
+    getJson("/v1/overview?city_limit=0"),
   ]);
-  if (!data || !ranking || !all) return;
+  if (!data || !all || (operator && !ranking)) return;
   for (const code of [...all.unknown_codes, ...data.unknown_codes]) UNKNOWN.add(code);
   options("country", Object.keys(all.by_country).sort().map((c) => [c, c]));
   document.getElementById("total").textContent = data.total.toLocaleString("en");
   document.getElementById("computed").textContent =
     data.computed_from === "raw responses" ? "(filtered)" : "";
+  document.getElementById("suppressed").textContent = data.suppressed_below
+    ? `Public numbers: cells under ${data.suppressed_below} responses hidden.` : "";
   for (const field of FIELDS) bars(field, Object.entries(data[field]));
   bars("by_city", data.by_city.map((c) => [`${c.country}|${c.city}`, c.count,
                                            `${c.city} (${c.country})`]));
-  partners(ranking);
+  if (ranking) partners(ranking);
   document.getElementById("updated").textContent =
     `Updated ${new Date().toLocaleTimeString("en")}.`;
 }
@@ -129,6 +181,12 @@ async function start() {
   for (const id of ["survey", "country", "respondent_type", "theme"]) {
     document.getElementById(id).addEventListener("change", refresh);
   }
+  document.getElementById("signin").addEventListener("submit", signIn);
+  document.getElementById("sign-out").addEventListener("click", async () => {
+    signOut();
+    await refresh();
+  });
+  showAccess();
   await refresh();
   setInterval(refresh, REFRESH_MS);
 }
