@@ -112,6 +112,22 @@ def _local_stack() -> Iterator[Stack]:
             _stack("down", *started, check=False)
 
 
+# Modules whose every test sends hostile input (forged signatures, junk payloads, fuzzed bodies);
+# `make reliability` counts them by category. A test elsewhere marks itself `pytest.mark.hostile`.
+HOSTILE_MODULES = {
+    "tests/unit/test_source_properties.py",
+    "tests/unit/test_generic_source.py",
+    "tests/unit/test_problem_http.py",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of `HOSTILE_MODULES` `hostile`."""
+    for item in items:
+        if Path(str(item.path)).relative_to(REPO).as_posix() in HOSTILE_MODULES:
+            item.add_marker(pytest.mark.hostile)
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     """The real servers integration and end-to-end tests talk to."""
