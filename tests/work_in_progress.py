@@ -63,22 +63,14 @@ def assigned_partitions(log: str, topic: str) -> set[int]:
     return last
 
 
-async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The group's committed offset of each partition of `topic` (0 where none is committed)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-        partitions = [
-            TopicPartition(topic, entry["partition"]) for entry in described["partitions"]
-        ]
-        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-        return {
-            tp.partition: max(0, committed[tp].offset) if tp in committed else 0
-            for tp in partitions
-        }
-    finally:
-        await admin.close()
+async def committed_offsets(
+    admin: AIOKafkaAdminClient, group: str, partitions: list[TopicPartition]
+) -> dict[int, int]:
+    """The group's committed offset of each partition (0 where none is committed)."""
+    committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+    return {
+        tp.partition: max(0, committed[tp].offset) if tp in committed else 0 for tp in partitions
+    }
 
 
 async def applied_offsets(store: AnalyticsStore) -> dict[int, int]:
@@ -110,6 +102,25 @@ class Catcher:
     ) -> Caught:
         """SIGKILL `process` at a moment it holds applied but uncommitted work of its own. When
         the group has caught up before that moment came, `feed` gives it more work."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            (described,) = await admin.describe_topics([self.topic])
+            partitions = [
+                TopicPartition(self.topic, e["partition"]) for e in described["partitions"]
+            ]
+            return await self._catch(process, admin, partitions, feed, within)
+        finally:
+            await admin.close()
+
+    async def _catch(
+        self,
+        process: ServiceProcess,
+        admin: AIOKafkaAdminClient,
+        partitions: list[TopicPartition],
+        feed: Callable[[], Awaitable[None]] | None,
+        within: float,
+    ) -> Caught:
         deadline = time.monotonic() + within
         before: Look | None = None
         tries = 0
@@ -117,7 +128,7 @@ class Catcher:
             tries += 1
             process.process.send_signal(signal.SIGSTOP)
             try:
-                look = await self._look(process)
+                look = await self._look(process, admin, partitions)
             except BaseException:
                 process.process.send_signal(signal.SIGCONT)
                 raise
@@ -141,11 +152,13 @@ class Catcher:
     async def _caught_up(self) -> bool:
         return await consumer_lag(self.bootstrap, self.group, self.topic) == 0
 
-    async def _look(self, process: ServiceProcess) -> Look:
+    async def _look(
+        self, process: ServiceProcess, admin: AIOKafkaAdminClient, partitions: list[TopicPartition]
+    ) -> Look:
         mine = assigned_partitions(process.log.read_text(errors="replace"), self.topic)
         if not mine:
             return Look(set(), {}, {})
-        committed = await committed_offsets(self.bootstrap, self.group, self.topic)
+        committed = await committed_offsets(admin, self.group, partitions)
         return Look(mine, await applied_offsets(self.store), committed)
 
 
