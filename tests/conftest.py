@@ -121,11 +121,27 @@ HOSTILE_MODULES = {
 }
 
 
+# Tests of other modules that take a server away or kill a process (the fault tests of their
+# own modules are marked there); `make reliability` lists each fault survived.
+FAULT_TESTS = {
+    "tests/integration/test_intake_outage.py",
+    "tests/integration/test_intake.py::test_receive_webhook_kafka_down_503_then_accepted",
+    "tests/integration/test_intake_platforms.py::test_receive_platform_webhook_mongodb_down_503",
+    "tests/integration/test_intake_import.py::test_import_kafka_down_stops_with_exit_1",
+    "tests/integration/test_analytics_maintenance.py::test_rebuild_after_crash_then_replay_counts_once",
+    "tests/integration/test_notifier_delivery.py::test_smtp_down_then_up_each_focal_point_one_email",
+    "tests/integration/test_notifier_delivery.py::test_replica_killed_mid_send_at_most_one_email_each",
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests of `HOSTILE_MODULES` `hostile`."""
+    """Mark the tests of `HOSTILE_MODULES` `hostile` and those of `FAULT_TESTS` `fault`."""
     for item in items:
-        if Path(str(item.path)).relative_to(REPO).as_posix() in HOSTILE_MODULES:
+        module = Path(str(item.path)).relative_to(REPO).as_posix()
+        if module in HOSTILE_MODULES:
             item.add_marker(pytest.mark.hostile)
+        if module in FAULT_TESTS or f"{module}::{item.name.split('[')[0]}" in FAULT_TESTS:
+            item.add_marker(pytest.mark.fault)
 
 
 @pytest.fixture(scope="session")

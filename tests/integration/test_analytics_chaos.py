@@ -40,7 +40,7 @@ from tests.support import (
 )
 from tests.work_in_progress import Catcher, Caught
 
-pytestmark = [pytest.mark.integration, pytest.mark.fault]
+pytestmark = pytest.mark.integration
 
 
 def seeded() -> random.Random:
@@ -203,6 +203,7 @@ async def assert_exact(stack: Stack, fleet: Fleet, expected: dict[str, Counter[s
     print(f"exact: {len(expected)} documents, {compared} counters")
 
 
+@pytest.mark.fault
 @pytest.mark.timeout(900)
 async def test_sigkill_at_random_points_counts_exactly(stack: Stack, fleet: Fleet) -> None:
     rng = seeded()
