@@ -136,7 +136,7 @@ class Results:
         """What did not hold, one line each."""
         failed = [f"{t.nodeid}: {t.outcome}" for t in self.tests if t.outcome != "passed"]
         failed += [
-            f"{e.method} {e.route}: {e.server_errors} 5xx"
+            f"{e.service} {e.method} {e.route}: {e.server_errors} 5xx"
             for e in self.endpoints
             if e.server_errors
         ]
