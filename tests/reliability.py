@@ -47,10 +47,10 @@ from tests.webhook_load import WebhookLoad, finish, webhook_secrets
 DOC = REPO / "docs" / "reliability.md"
 DEV_ENV = REPO / "deploy" / "local" / "dev.env"
 SERVICES = ("intake", "analytics", "notifier")
-OTHER = "(other methods and paths)"  # requests matching no operation (405, 404)
-METRIC = re.compile(
-    r"^http_requests_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$", re.MULTILINE
-)
+OTHER = "(all requests, as the service counted them)"
+# Label values hold braces (`route="/v1/surveys/{survey_id}/summary"`): the labels run to the
+# last `} ` of the line.
+METRIC = re.compile(r"^http_requests_total\{(?P<labels>.*)\} (?P<value>\S+)$", re.MULTILINE)
 LABEL = re.compile(r'(\w+)="([^"]*)"')
 console = Console()
 
@@ -77,7 +77,7 @@ class Endpoint:
 
     service: str
     method: str
-    route: str  # "(other methods and paths)" for requests that match no operation
+    route: str  # OTHER: every request the service answered, whatever it matched
     statuses: Counter[str]
     inputs: bool = True  # the operation has parameters or a body to generate
 
@@ -131,6 +131,7 @@ class Results:
     schemathesis_exit: dict[str, int] = field(default_factory=dict)
     examples: int = 0
     load: LoadResult | None = None
+    services_started: datetime | None = None  # when taken from an earlier run
 
     def failures(self) -> list[str]:
         """What did not hold, one line each."""
@@ -289,7 +290,7 @@ ROUNDS = 6  # schemathesis runs per service at most, until every operation had i
 
 
 def schemathesis_command(
-    service: ServiceProcess, examples: int, token: str, seed: int, only: list[str], report: Path
+    service: ServiceProcess, examples: int, token: str, seed: int, only: list[str], stem: Path
 ) -> list[str]:
     """One schemathesis run against `service` (restricted to the operations named `only`)."""
     command = [
@@ -316,9 +317,11 @@ def schemathesis_command(
         "--request-timeout",
         "30",
         "--report",
-        "junit",
+        "junit,ndjson",
         "--report-junit-path",
-        str(report),
+        str(stem.with_suffix(".xml")),
+        "--report-ndjson-path",
+        str(stem.with_suffix(".ndjson")),
     ]
     for name in only:
         command += ["--include-name", name]
@@ -329,50 +332,68 @@ def run_schemathesis(
     service: ServiceProcess, examples: int, token: str, report_dir: Path
 ) -> tuple[int, list[Endpoint]]:
     """Schemathesis against one running service until each operation that takes input was sent
-    `examples` cases (hypothesis stops early on some: it is run again on those, other seeds);
-    its worst exit code and the cases per operation, as the service counted them."""
+    `examples` cases (hypothesis stops early on some: it runs again on those, with other seeds).
+
+    The cases and their answers per operation are schemathesis's own (its NDJSON events: a
+    generated path may match no route of the service); one more row per service is what the
+    service itself answered in all (`/metrics`), 5xx included, and requests that matched none
+    of its operations. Returns the worst exit code and the rows.
+    """
     schema = httpx.get(f"{service.url}/openapi.json", timeout=10).json()
     operations = {
-        (method.upper(), path): bool(spec.get("parameters") or spec.get("requestBody"))
+        f"{method.upper()} {path}": bool(spec.get("parameters") or spec.get("requestBody"))
         for path, methods in schema["paths"].items()
         for method, spec in methods.items()
     }
+    sent: dict[str, Counter[str]] = {label: Counter() for label in operations}
     before = requests_by_route(service)
     worst, only = 0, []
     for round_ in range(ROUNDS):
-        stem = f"schemathesis-{service.name}-{round_ + 1}"
-        command = schemathesis_command(
-            service, examples, token, 20240502 + round_, only, report_dir / f"{stem}.xml"
-        )
-        with (report_dir / f"{stem}.log").open("wb") as out:
+        stem = report_dir / f"schemathesis-{service.name}-{round_ + 1}"
+        command = schemathesis_command(service, examples, token, 20240502 + round_, only, stem)
+        with stem.with_suffix(".log").open("wb") as out:
             code = subprocess.run(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         worst = max(worst, code.returncode)
-        endpoints = counted_endpoints(service, operations, requests_by_route(service) - before)
-        only = [f"{e.method} {e.route}" for e in endpoints if e.inputs and e.cases < examples]
+        for label, statuses in cases_sent(stem.with_suffix(".ndjson")).items():
+            sent.setdefault(label, Counter()).update(statuses)
+        only = [
+            label
+            for label, needs in operations.items()
+            if needs and sum(sent[label].values()) < examples
+        ]
         if not only:
             break
+    answered: Counter[str] = Counter()
+    for (_, route, status), count in (requests_by_route(service) - before).items():
+        if route not in ("/metrics", "/openapi.json"):  # our scrapes, schemathesis's schema
+            answered[status] += count
+    endpoints = [
+        Endpoint(service.name, *label.split(" ", 1), statuses, operations.get(label, False))
+        for label, statuses in sorted(sent.items(), key=lambda item: item[0].split(" ")[::-1])
+    ]
+    endpoints.append(Endpoint(service.name, "", OTHER, answered, inputs=False))
     return worst, endpoints
 
 
-def counted_endpoints(
-    service: ServiceProcess,
-    operations: dict[tuple[str, str], bool],
-    requests: Counter[tuple[str, str, str]],
-) -> list[Endpoint]:
-    """The requests a service answered, by operation of its OpenAPI document."""
-    by_route: dict[tuple[str, str], Counter[str]] = {
-        operation: Counter() for operation in operations
-    }
-    for (method, route, status), count in requests.items():
-        if route in ("/metrics", "/openapi.json"):
-            continue  # our scrapes, schemathesis's schema
-        if (method, route) not in operations:
-            method, route = "", OTHER
-        by_route.setdefault((method, route), Counter())[status] += count
-    return [
-        Endpoint(service.name, method, route, statuses, operations.get((method, route), False))
-        for (method, route), statuses in sorted(by_route.items(), key=lambda i: (i[0][1], i[0][0]))
-    ]
+def cases_sent(ndjson: Path) -> dict[str, Counter[str]]:
+    """Operation label -> answers by status of the cases schemathesis sent, from its events;
+    the file is removed after (it holds every request and answer)."""
+    sent: dict[str, Counter[str]] = {}
+    if not ndjson.exists():
+        return sent
+    with ndjson.open() as events:
+        for line in events:
+            if not line.startswith('{"ScenarioFinished"'):
+                continue
+            recorder = json.loads(line)["ScenarioFinished"]["recorder"]
+            statuses = sent.setdefault(recorder["label"], Counter())
+            for case_id in recorder.get("cases") or {}:
+                response = ((recorder.get("interactions") or {}).get(case_id) or {}).get(
+                    "response"
+                ) or {}
+                statuses[str(response.get("status_code", "no answer"))] += 1
+    ndjson.unlink()
+    return sent
 
 
 # --- 3. sustained load ---------------------------------------------------------------------------
@@ -464,7 +485,13 @@ def render(results: Results) -> str:
         "",
         "Generated by `make reliability` (`python -m tests.reliability`) on "
         f"{results.started:%Y-%m-%d %H:%M} UTC against the local stack; do not edit by hand.",
-        "Every figure below was measured in that run. The fault tests also run in `make test`.",
+        "Every figure below was measured in that run"
+        + (
+            f" (schemathesis and load: the run of {results.services_started:%Y-%m-%d %H:%M} UTC)"
+            if results.services_started
+            else ""
+        )
+        + ". The fault tests also run in `make test`.",
         "",
         "## Faults survived",
         "",
@@ -503,7 +530,9 @@ def render(results: Results) -> str:
         "operation)",
         "",
         "Valid and invalid requests generated from each service's OpenAPI document, with the "
-        "operator token; cases counted by the service (`/metrics`). Check: no answer is a 5xx.",
+        "operator token, counted per operation as schemathesis sent them (an operation that "
+        "hypothesis left short of the count is run again with other seeds); the last row of each "
+        "service is every request it answered, by its own `/metrics`. Check: no answer is a 5xx.",
         "",
         "| service | operation | cases | answers | 5xx | result |",
         "| --- | --- | ---: | --- | ---: | --- |",
@@ -615,16 +644,28 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="sustained load (0: skip)")
     parser.add_argument("--rate", type=float, default=30.0, help="webhooks per second")
     parser.add_argument("--skip-suites", action="store_true", help="no pytest suites")
+    parser.add_argument(
+        "--services-from",
+        type=Path,
+        help="take schemathesis and load figures from an earlier run's results.json",
+    )
     parser.add_argument("--output", type=Path, default=DOC)
     args = parser.parse_args()
     results = Results(datetime.now(UTC), examples=args.examples)
     report_dir = REPO / "bench-results" / "reliability"
     report_dir.mkdir(parents=True, exist_ok=True)
+    earlier = None if args.services_from is None else json.loads(args.services_from.read_text())
+    if earlier is not None and "started" not in earlier:  # written when that run ended
+        ended = datetime.fromtimestamp(args.services_from.stat().st_mtime, UTC)
+        earlier["started"] = ended.isoformat()
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         if not args.skip_suites:
             results.tests = run_suites(progress)
-        asyncio.run(services_phase(args, results, progress, report_dir))
+        if earlier is None:
+            asyncio.run(services_phase(args, results, progress, report_dir))
+        else:
+            services_from(earlier, results)
     args.output.write_text(render(results))
     (report_dir / "results.json").write_text(json.dumps(summary(results), indent=2))
     failures = results.failures()
@@ -638,7 +679,10 @@ def main() -> int:
 
 
 def summary(results: Results) -> dict[str, Any]:
+    """The results as JSON (bench-results/reliability/results.json)."""
     return {
+        "started": results.started.isoformat(),
+        "examples": results.examples,
         "tests": [t.__dict__ for t in results.tests],
         "endpoints": [
             {
@@ -646,6 +690,7 @@ def summary(results: Results) -> dict[str, Any]:
                 "method": e.method,
                 "route": e.route,
                 "statuses": dict(e.statuses),
+                "inputs": e.inputs,
             }
             for e in results.endpoints
         ],
@@ -654,6 +699,53 @@ def summary(results: Results) -> dict[str, Any]:
         if results.load is None
         else {**results.load.__dict__, "statuses": dict(results.load.statuses)},
         "failures": results.failures(),
+    }
+
+
+def services_from(earlier: dict[str, Any], results: Results) -> None:
+    """Schemathesis and load figures of an earlier run (`summary`'s JSON); operations without
+    input are told from the services' OpenAPI documents, built here without any server."""
+    operations = openapi_operations()
+    results.services_started = (
+        datetime.fromisoformat(earlier["started"]) if "started" in earlier else None
+    )
+    results.examples = earlier.get("examples", results.examples)
+    results.schemathesis_exit = earlier["schemathesis_exit"]
+    results.endpoints = [
+        Endpoint(
+            e["service"],
+            e["method"],
+            e["route"],
+            Counter(e["statuses"]),
+            e.get("inputs", operations.get((e["service"], e["method"], e["route"]), False)),
+        )
+        for e in earlier["endpoints"]
+    ]
+    if (load := earlier.get("load")) is not None:
+        statuses = Counter({int(status): n for status, n in load.pop("statuses").items()})
+        results.load = LoadResult(**{**load, "statuses": statuses})
+
+
+def openapi_operations() -> dict[tuple[str, str, str], bool]:
+    """(service, method, path) -> whether the operation takes input, from each app's schema."""
+    from services.analytics.app import create_app as analytics_app
+    from services.analytics.settings import AnalyticsSettings
+    from services.intake.app import create_app as intake_app
+    from services.intake.settings import IntakeSettings
+    from services.notifier.app import create_app as notifier_app
+    from services.notifier.settings import NotifierSettings
+
+    os.environ.update({k: v for k, v in dev_settings().items() if k not in os.environ})
+    apps = {
+        "intake": intake_app(IntakeSettings()),
+        "analytics": analytics_app(AnalyticsSettings()),
+        "notifier": notifier_app(NotifierSettings()),
+    }
+    return {
+        (name, method.upper(), path): bool(spec.get("parameters") or spec.get("requestBody"))
+        for name, app in apps.items()
+        for path, methods in app.openapi()["paths"].items()
+        for method, spec in methods.items()
     }
 
 

@@ -5,14 +5,17 @@ watermarks) and only then commits the batch's offsets. So a process holds *appli
 uncommitted* work exactly when, on a partition assigned to it, an aggregate document's watermark
 (the last offset applied) is at or beyond the group's committed offset (the next one to read).
 
-`Catcher.catch` looks again and again: it freezes the process (SIGSTOP: it can neither apply nor
-commit meanwhile), reads its assignment from its log, the group's committed offsets and the
-watermarks, and kills it only when, on a partition it held at this look and the one before, the
-watermark moved on between the two looks (the process applied it: nobody else holds that
-partition) and is at or beyond the committed offset. Otherwise it lets the process go on
-(SIGCONT). A replay by a second group applies nothing new (the first group did), so for it the
-committed offset must have moved on and not yet reached the watermark: records read, applied
-before, not all committed.
+`Catcher.catch` looks again and again: it reads the process's assignment from its log, the
+group's committed offsets and the watermarks, and kills it only when, on a partition it held at
+this look and the one before, the watermark moved on between the two looks (the process applied
+it: nobody else holds that partition) and is at or beyond the committed offset. A look that
+finds this is repeated with the process frozen (SIGSTOP: it can neither apply nor commit
+meanwhile); if it still holds, the SIGKILL lands on exactly that state, else the process goes on
+(SIGCONT). It runs freely between looks, so that the looking does not starve it.
+
+A replay by a second group applies nothing new (the first group did), so for it the committed
+offset must have moved on and not yet reached the watermark: records read, applied before, not
+all committed.
 """
 
 from __future__ import annotations
@@ -126,18 +129,21 @@ class Catcher:
         tries = 0
         while True:
             tries += 1
-            process.process.send_signal(signal.SIGSTOP)
-            try:
-                look = await self._look(process, admin, partitions)
-            except BaseException:
+            look = await self._look(process, admin, partitions)
+            if before is not None and look.held_since(before, replay=self.replay):
+                # Frozen, it can neither apply nor commit: what it holds at this look, it holds
+                # when the SIGKILL lands.
+                process.process.send_signal(signal.SIGSTOP)
+                try:
+                    look = await self._look(process, admin, partitions)
+                except BaseException:
+                    process.process.send_signal(signal.SIGCONT)
+                    raise
+                if held := look.held_since(before, replay=self.replay):
+                    process.process.send_signal(signal.SIGKILL)
+                    process.process.wait(timeout=10)
+                    return Caught(process.log.name, held, tries)
                 process.process.send_signal(signal.SIGCONT)
-                raise
-            held = look.held_since(before, replay=self.replay) if before else {}
-            if held:
-                process.process.send_signal(signal.SIGKILL)
-                process.process.wait(timeout=10)
-                return Caught(process.log.name, held, tries)
-            process.process.send_signal(signal.SIGCONT)
             before = look
             if time.monotonic() > deadline:
                 raise AssertionError(
