@@ -67,7 +67,14 @@ class LocalBroker(ServerProcess):
         self.kafka_log = directory / "logs" / "kafka.log"
         self._render_config()
         self._java(
-            ["kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(self.config)]
+            # One argument with `=`: an id may start with `-`, which alone reads as an option.
+            [
+                "kafka.tools.StorageTool",
+                "format",
+                f"--cluster-id={cluster_id()}",
+                "-c",
+                str(self.config),
+            ]
         )
 
     def _render_config(self) -> None:
