@@ -37,6 +37,7 @@ from tests.support import ServiceProcess
 
 ASSIGNED = re.compile(r"(Setting newly assigned|Revoking previously assigned) partitions (.*?) for")
 PARTITION = re.compile(r"partition=(\d+)")
+STALLED_LOOKS = 20  # looks without progress of the process before it is given more work
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class Catcher:
     ) -> Caught:
         deadline = time.monotonic() + within
         before: Look | None = None
-        tries = 0
+        tries = stalled = 0
         while True:
             tries += 1
             look = await self._look(process, admin, partitions)
@@ -144,15 +145,19 @@ class Catcher:
                     process.process.wait(timeout=10)
                     return Caught(process.log.name, held, tries)
                 process.process.send_signal(signal.SIGCONT)
+            # No progress of its own between looks: its partitions may all be read while the
+            # group still lags elsewhere (a dead member's partitions wait for the rebalance).
+            stalled = stalled + 1 if before is not None and look.same_progress(before) else 0
             before = look
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"{process.log.name} never held applied but uncommitted work in {within}s "
                     f"({tries} looks)\n{process.log_tail()}"
                 )
-            idle = feed is not None and tries % 5 == 0 and await self._caught_up()
+            idle = stalled >= STALLED_LOOKS or (tries % 5 == 0 and await self._caught_up())
             if feed is not None and idle:
                 await feed()
+                stalled = 0
             await asyncio.sleep(0.05 + 0.1 * (tries % 3))
 
     async def _caught_up(self) -> bool:
@@ -175,6 +180,14 @@ class Look:
     mine: set[int]
     applied: dict[int, int]
     committed: dict[int, int]
+
+    def same_progress(self, before: Look) -> bool:
+        """Nothing applied or committed on the process's partitions since `before`."""
+        return all(
+            self.applied.get(p) == before.applied.get(p)
+            and self.committed.get(p) == before.committed.get(p)
+            for p in self.mine
+        )
 
     def held_since(self, before: Look, *, replay: bool) -> dict[int, tuple[int, int]]:
         """Partitions the process held at both looks and worked on between them, with applied
