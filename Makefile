@@ -115,3 +115,7 @@ browser: ## Install Debian chromium for the dashboard's browser test when missin
 .PHONY: bench-analytics
 bench-analytics: stack-up ## Benchmark: responses applied/s by analytics vs a consume-only loop, 100k events
 	@$(PY) -m bench.analytics
+
+.PHONY: reliability
+reliability: stack-up ## Fault and hostile-input suites, schemathesis, 60 s load: writes docs/reliability.md
+	@$(PY) -m tests.reliability

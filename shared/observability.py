@@ -89,6 +89,11 @@ def instrument(app: FastAPI, service: str) -> None:
 
 def _route_template(app: FastAPI, request: Request) -> str:
     # The template (`/v1/surveys/{survey_id}/summary`), not the path: label values stay few.
+    # The router leaves the route it chose in the scope; routes of included routers are found
+    # only there (FastAPI keeps them behind one wrapper without a `path`).
+    chosen = getattr(request.scope.get("route"), "path", None)
+    if isinstance(chosen, str):
+        return chosen
     for route in app.router.routes:
         match, _ = route.matches(request.scope)
         if match is Match.FULL:

@@ -13,16 +13,18 @@ Unit tests never ask for it, so `pytest tests/unit` needs no server.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.support import Stack
+from tests.support import Stack, delete_topics
 
 REPO = Path(__file__).resolve().parent.parent
 STACK_SCRIPT = REPO / "deploy" / "local" / "stack.sh"
@@ -69,12 +71,34 @@ def _docker_available() -> bool:
         return False
 
 
+SERVERS = ("kafka", "ferretdb", "mailpit")
+
+
+def running_servers(status_output: str) -> set[str]:
+    """The servers `stack.sh status` reports running (one line per server)."""
+    running = set()
+    for line in status_output.splitlines():
+        words = line.removeprefix("[stack]").split()
+        # A server still starting was started by someone else too.
+        if len(words) >= 2 and words[0] in SERVERS and words[1] in ("running", "starting"):
+            running.add(words[0])
+    return running
+
+
+def _stack(*arguments: str, check: bool) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(STACK_SCRIPT), *arguments], capture_output=not check, text=True, check=check
+    )
+
+
 @contextmanager
 def _local_stack() -> Iterator[Stack]:
-    already_up = subprocess.run(["bash", str(STACK_SCRIPT), "status"], capture_output=True)
-    started = already_up.returncode != 0
+    # Only the servers that were down before are this session's to stop: a server somebody else
+    # started (another session, `make up`) keeps running, even when some others were down.
+    before = running_servers(_stack("status", check=False).stdout)
+    started = [name for name in SERVERS if name not in before]
     if started:
-        subprocess.run(["bash", str(STACK_SCRIPT), "up"], check=True)
+        _stack("up", check=True)
     try:
         yield Stack(
             kafka="127.0.0.1:9092",
@@ -85,7 +109,45 @@ def _local_stack() -> Iterator[Stack]:
         )
     finally:
         if started:
-            subprocess.run(["bash", str(STACK_SCRIPT), "down"], check=False)
+            _stack("down", *started, check=False)
+
+
+# Modules whose every test sends hostile input (forged signatures, junk payloads, fuzzed bodies);
+# `make reliability` counts them by category. A test elsewhere marks itself `pytest.mark.hostile`.
+HOSTILE_MODULES = {
+    "tests/unit/test_source_properties.py",
+    "tests/unit/test_admission.py",
+    "tests/integration/test_intake_admission.py",
+    "tests/integration/test_consumers_hostile.py",
+    "tests/unit/test_generic_source.py",
+    "tests/unit/test_problem_http.py",
+}
+
+
+# Tests of other modules that take a server away or kill a process (the fault tests of their
+# own modules are marked there); `make reliability` lists each fault survived.
+FAULT_TESTS = {
+    "tests/integration/test_intake_outage.py",
+    "tests/integration/test_consumers_outage.py",
+    "tests/integration/test_notifier_smtp_failures.py",
+    "tests/integration/test_notifier_smtp_window.py",
+    "tests/integration/test_intake.py::test_receive_webhook_kafka_down_503_then_accepted",
+    "tests/integration/test_intake_platforms.py::test_receive_platform_webhook_mongodb_down_503",
+    "tests/integration/test_intake_import.py::test_import_kafka_down_stops_with_exit_1",
+    "tests/integration/test_analytics_maintenance.py::test_rebuild_after_crash_then_replay_counts_once",
+    "tests/integration/test_notifier_delivery.py::test_smtp_down_then_up_each_focal_point_one_email",
+    "tests/integration/test_notifier_delivery.py::test_replica_killed_mid_send_at_most_one_email_each",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of `HOSTILE_MODULES` `hostile` and those of `FAULT_TESTS` `fault`."""
+    for item in items:
+        module = Path(str(item.path)).relative_to(REPO).as_posix()
+        if module in HOSTILE_MODULES:
+            item.add_marker(pytest.mark.hostile)
+        if module in FAULT_TESTS or f"{module}::{item.name.split('[')[0]}" in FAULT_TESTS:
+            item.add_marker(pytest.mark.fault)
 
 
 @pytest.fixture(scope="session")
@@ -109,3 +171,18 @@ def stack() -> Iterator[Stack]:
 def run_id() -> str:
     """A fresh suffix per test: its own topics, database and addresses."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(autouse=True)
+def remove_test_topics(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test on the real stack, delete the topics named after its `run_id`
+    (`test-<run_id>.*`): those it made and those its services made (DLQs included)."""
+    if not {"stack", "run_id"} <= set(request.fixturenames):
+        yield
+        return
+    # Requested here, so that they outlive this fixture's teardown.
+    stack: Stack = request.getfixturevalue("stack")
+    prefix = f"test-{request.getfixturevalue('run_id')}."
+    yield
+    with ThreadPoolExecutor(1) as thread:  # the test's event loop may still be open here
+        thread.submit(asyncio.run, delete_topics(stack.kafka, prefix)).result(timeout=120)

@@ -12,36 +12,25 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
 import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
+from tests.private_servers import Restartable, ServerProcess
 from tests.support import REPO, free_port
 
 TEMPLATE = REPO / "deploy" / "local" / "kafka"
-START_BOUND_SECONDS = 120.0  # a JVM starting on a busy 2-core machine
 STARTED_LINE = "Kafka Server started"
 # ApiVersions v0 with correlation id 42: any broker that serves requests answers it.
 API_VERSIONS = b"\x00\x00\x00\x0a\x00\x12\x00\x00\x00\x00\x00\x2a\xff\xff"
 
 
-class Broker(Protocol):
+class Broker(Restartable, Protocol):
     """A broker that a test may take away and bring back."""
 
     bootstrap: str
-
-    def start(self) -> None:
-        """Start it (again) and return once it serves clients."""
-
-    def stop(self) -> None:
-        """Take it away at once, as a crash would."""
-
-    def close(self) -> None:
-        """Release everything it holds."""
 
 
 def local_kafka_libs() -> Path | None:
@@ -62,24 +51,29 @@ def answers_api_versions(port: int) -> bool:
     return len(reply) == 8 and reply[4:8] == b"\x00\x00\x00\x2a"
 
 
-class LocalBroker:
+class LocalBroker(ServerProcess):
     """A single-node KRaft broker process on free ports, its data in `directory`."""
 
+    name = "Kafka"
+
     def __init__(self, libs: Path, directory: Path) -> None:
+        super().__init__(directory / "logs" / "kafka.out")  # the console; kafka.log the log
         self.libs = libs
         self.directory = directory
         self.port = free_port()
         self.controller_port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.config = directory / "server.properties"
-        self.log = directory / "logs" / "kafka.log"
-        self._process: subprocess.Popen[bytes] | None = None
-        (directory / "logs").mkdir(parents=True, exist_ok=True)
+        self.kafka_log = directory / "logs" / "kafka.log"
         self._render_config()
         self._java(
+            # One argument with `=`: an id may start with `-`, which alone reads as an option.
             [
                 "kafka.tools.StorageTool",
-                *("format", "-t", cluster_id(), "-c", str(self.config)),
+                "format",
+                f"--cluster-id={cluster_id()}",
+                "-c",
+                str(self.config),
                 *self._format_options(),
             ]
         )
@@ -108,7 +102,7 @@ class LocalBroker:
             "-Xmx256m",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={TEMPLATE / 'log4j2.properties'}",
-            f"-Dkafka.logs.dir={self.log.parent}",
+            f"-Dkafka.logs.dir={self.kafka_log.parent}",
             "-cp",
             f"{self.libs}/*",
             *arguments,
@@ -120,42 +114,23 @@ class LocalBroker:
             raise AssertionError(f"{arguments[0]} failed:\n{done.stdout}\n{done.stderr}")
 
     def _started_lines(self) -> int:
-        if not self.log.exists():
+        if not self.kafka_log.exists():
             return 0
-        return self.log.read_text(errors="replace").count(STARTED_LINE)
+        return self.kafka_log.read_text(errors="replace").count(STARTED_LINE)
+
+    def command(self) -> list[str]:
+        """The broker's command line, as the local stack runs it."""
+        return self._command(["kafka.Kafka", str(self.config)])
 
     def start(self) -> None:
         """Start the broker on its ports and wait until it logged its start and serves clients."""
         before = self._started_lines()
-        with (self.log.parent / "kafka.out").open("ab") as out:
-            self._process = subprocess.Popen(
-                self._command(["kafka.Kafka", str(self.config)]),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a Ctrl-C of the test run is not the broker's to see
-            )
-        deadline = time.monotonic() + START_BOUND_SECONDS
-        while not (self._started_lines() > before and self._serves_clients()):
-            if self._process.poll() is not None:
-                raise AssertionError(f"private Kafka exited while starting:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"private Kafka not up in {START_BOUND_SECONDS}s")
-            time.sleep(0.25)
-
-    def stop(self) -> None:
-        """SIGKILL, as a crash or a lost machine: no controlled shutdown."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGKILL)
-            self._process.wait(timeout=30)
-        self._process = None
-
-    def close(self) -> None:
-        """Stop the broker if it runs."""
-        self.stop()
+        self.launch(lambda: self._started_lines() > before and self._serves_clients())
 
     def log_tail(self) -> str:
         """The end of the broker's log, for failure messages."""
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+        log = self.kafka_log
+        return log.read_text(errors="replace")[-3000:] if log.exists() else ""
 
 
 class PausedContainerBroker:

@@ -4,6 +4,7 @@
 #
 #   stack.sh up       fetch/build what is missing or outdated, start what is stopped, create topics
 #   stack.sh down     stop every server of the stack; none of its processes keeps running
+#   stack.sh down NAME...  stop only the named servers (kafka, ferretdb, mailpit)
 #   stack.sh status   one line per server; exit 0 when all of them run, 3 otherwise
 #
 # All state is under $STACK_DIR (default <repo>/.stack, git-ignored): jars, binaries, data, logs,
@@ -473,14 +474,19 @@ up() {
   log "up in $((SECONDS - began)) s"
 }
 
+# down [NAME...]: the named servers, or all of them.
 down() {
-  local name
+  local name names=("$@")
+  ((${#names[@]} > 0)) || names=("${SERVERS[@]}")
+  for name in "${names[@]}"; do
+    [[ " ${SERVERS[*]} " == *" $name "* ]] || die "no server named $name (one of: ${SERVERS[*]})"
+  done
   lock
-  for name in "${SERVERS[@]}"; do
+  for name in "${names[@]}"; do
     [[ -n "$(find_ours "$name")" ]] || log "$name: not running"
   done
-  stop_servers "${SERVERS[@]}"
-  for name in "${SERVERS[@]}"; do
+  stop_servers "${names[@]}"
+  for name in "${names[@]}"; do
     [[ -z "$(find_ours "$name")" ]] || die "$name is still running: $(find_ours "$name" | tr '\n' ' ')"
   done
 }
@@ -501,10 +507,10 @@ status() {
 
 case "${1:-}" in
   up) up ;;
-  down) down ;;
+  down) down "${@:2}" ;;
   status) status ;;
   *)
-    echo "usage: $0 up|down|status" >&2
+    echo "usage: $0 up|down [NAME...]|status" >&2
     exit 2
     ;;
 esac

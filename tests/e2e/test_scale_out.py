@@ -1,6 +1,8 @@
 """Scale-out as operators run it: 3 analytics and 2 notifier processes share the work, one of
 each is killed with SIGKILL while it has work in flight, and still every aggregate is exact and
-every matching focal point gets each pilot's email exactly once.
+every matching focal point gets each pilot's email exactly once. Each kill is shown to hit work
+in progress: the notifier holds a claimed delivery it has not sent, the analytics process has
+applied records beyond its group's committed offsets (tests/work_in_progress.py).
 
 The randomness is seeded; the seed is printed (`pytest -s`) and `SCALE_OUT_SEED=<seed>`
 replays a run.
@@ -24,6 +26,7 @@ import httpx
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.analytics.store import AnalyticsStore
 from shared import mongo
 from shared.kafka import consumer_lag, ensure_topics, topics_with_dlq
 from shared.mongo import Document
@@ -39,8 +42,9 @@ from tests.support import (
     run_service_command,
     start_service,
 )
+from tests.work_in_progress import Catcher
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
 ANALYTICS, NOTIFIERS = 3, 2
 UNIQUE, COPIES, CHUNK = 2000, 400, 80
@@ -279,13 +283,18 @@ async def test_scale_out_with_sigkill_counts_exactly_and_emails_once(
             [(body["response_id"].encode(), json.dumps(body).encode()) for body in chunk],
         )
         produced += len(chunk)
-        # An analytics process killed while the group has records read but not committed.
-        if index >= half and len(fleet.analytics) == ANALYTICS:
-            lag = await consumer_lag(stack.kafka, group, topic)
-            if lag > 0:
-                fleet.kill(rng.choice(fleet.analytics))
-                kills.append(f"an analytics (group lag {lag}) at record {produced}")
+        # An analytics process killed at the first moment it holds applied but uncommitted work
+        # (looked for while the responses keep coming).
+        if index == half:
+            victim = rng.choice(fleet.analytics)
+            catcher = Catcher(stack.kafka, group, topic, AnalyticsStore(fleet.database))
+            catching = asyncio.create_task(catcher.catch(victim, within=WAIT))
         await asyncio.sleep(0.2)
+    caught = await catching
+    fleet.killed.append(victim)
+    fleet.analytics.remove(victim)
+    kills.append(f"an analytics {caught}")
+    assert caught.held and all(a >= c for a, c in caught.held.values()), caught
     assert len(fleet.killed) == 2, kills
     print(f"killed {' and '.join(kills)} of {len(records)}, {time.monotonic() - started:.0f}s in")
 

@@ -2,6 +2,10 @@
 and every counter of every aggregate document still equals a hand recount of the produced data,
 as do the HTTP API's numbers (per survey and overall, filtered or not), and `verify` exits 0.
 
+Each kill is shown to hit a process holding applied but uncommitted work
+(tests/work_in_progress.py): the random point is where the test starts looking, and the process
+dies at the first moment after it that it has applied records beyond its group's committed offsets.
+
 The randomness is seeded; the seed is printed (`pytest -s`) and `ANALYTICS_CHAOS_SEED=<seed>`
 replays a run.
 """
@@ -14,7 +18,7 @@ import os
 import random
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,7 @@ from tests.support import (
     eventually,
     start_service,
 )
+from tests.work_in_progress import Catcher, Caught
 
 pytestmark = pytest.mark.integration
 
@@ -115,22 +120,39 @@ async def produce_all(bootstrap: str, topic: str, records: list[dict[str, Any]])
 class Fleet:
     """Analytics processes of one test; whatever is left is killed at the end."""
 
-    def __init__(self, environment: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, environment: dict[str, str], log_dir: Path, store: AnalyticsStore) -> None:
         self.environment = environment
         self.log_dir = log_dir
+        self.store = store
         self.running: list[ServiceProcess] = []
+        self.groups: dict[int, str] = {}  # pid -> its consumer group
         self.kills = 0
+        self.caught: list[Caught] = []
 
     def start(self, **overrides: str) -> ServiceProcess:
-        process = start_service("analytics", {**self.environment, **overrides}, self.log_dir)
+        environment = {**self.environment, **overrides}
+        process = start_service("analytics", environment, self.log_dir)
         self.running.append(process)
+        self.groups[process.process.pid] = environment["ANALYTICS_GROUP_ID"]
         return process
 
-    def kill(self, process: ServiceProcess) -> None:
-        process.process.send_signal(signal.SIGKILL)
-        process.process.wait(timeout=10)
+    async def kill(
+        self,
+        process: ServiceProcess,
+        bootstrap: str,
+        feed: Callable[[], Awaitable[None]] | None = None,
+    ) -> Caught:
+        """SIGKILL `process` once it holds applied but uncommitted work of its own."""
+        group = self.groups[process.process.pid]
+        replay = group != self.environment["ANALYTICS_GROUP_ID"]
+        topic = self.environment["TOPIC_RESPONSES"]
+        catcher = Catcher(bootstrap, group, topic, self.store, replay=replay)
+        caught = await catcher.catch(process, feed=feed)
         self.running.remove(process)
         self.kills += 1
+        self.caught.append(caught)
+        print(f"killed {caught}")
+        return caught
 
     def stop_all(self) -> None:
         for process in list(self.running):
@@ -144,8 +166,9 @@ class Fleet:
 async def fleet(stack: Stack, run_id: str, tmp_path: Path) -> AsyncIterator[Fleet]:
     environment = stack.environment(run_id)
     await ensure_topics(stack.kafka, [environment["TOPIC_RESPONSES"]])
-    fleet = Fleet(environment, tmp_path)
     client = mongo.new_client(stack.mongodb_url)
+    store = AnalyticsStore(mongo.database(client, environment["MONGODB_DATABASE"]))
+    fleet = Fleet(environment, tmp_path, store)
     try:
         yield fleet
     finally:
@@ -183,24 +206,36 @@ async def assert_exact(stack: Stack, fleet: Fleet, expected: dict[str, Counter[s
     print(f"exact: {len(expected)} documents, {compared} counters")
 
 
+@pytest.mark.fault
 @pytest.mark.timeout(900)
 async def test_sigkill_at_random_points_counts_exactly(stack: Stack, fleet: Fleet) -> None:
     rng = seeded()
     records = topic_records(rng, unique=2500, duplicates=900)
-    expected = hand_recount(records)
     topic = fleet.environment["TOPIC_RESPONSES"]
     group = fleet.environment["ANALYTICS_GROUP_ID"]
-    chunks = [records[i : i + 700] for i in range(0, len(records), 700)]
+    chunks = [records[i : i + 300] for i in range(0, len(records), 300)]
+    extra = 0
+
+    async def feed() -> None:
+        """More work for a group that caught up before the kill: the next chunk, or (all of
+        them produced) new responses of their own."""
+        nonlocal extra
+        if chunks:
+            await produce_all(stack.kafka, topic, chunks.pop(0))
+            return
+        fresh = [random_response(rng, f"generic:chaos-extra-{extra + n}") for n in range(300)]
+        extra += len(fresh)
+        records.extend(fresh)
+        await produce_all(stack.kafka, topic, fresh)
 
     for step in range(8):
         # Odd steps run two processes of the group at once, so partitions move between them.
         while len(fleet.running) < 1 + step % 2:
             fleet.start(ANALYTICS_BATCH_SIZE=str(rng.choice([50, 200, 500])))
-        if chunks:
-            await produce_all(stack.kafka, topic, chunks.pop(0))
-        await asyncio.sleep(rng.uniform(2.0, 9.0))
+        await feed()
+        await asyncio.sleep(rng.uniform(0.5, 4.0))
         for process in rng.sample(fleet.running, rng.randint(1, len(fleet.running))):
-            fleet.kill(process)
+            await fleet.kill(process, stack.kafka, feed)
     for chunk in chunks:
         await produce_all(stack.kafka, topic, chunk)
     survivor = fleet.start()
@@ -208,15 +243,21 @@ async def test_sigkill_at_random_points_counts_exactly(stack: Stack, fleet: Flee
     await drained(stack, fleet, group)
 
     assert fleet.kills >= 8
-    assert expected["all"]["total"] == 2500
+    # Each kill hit applied but uncommitted work: watermarks at or beyond the committed offsets.
+    assert len(fleet.caught) == fleet.kills
+    assert all(a >= c for caught in fleet.caught for a, c in caught.held.values())
+    expected = hand_recount(records)
+    assert expected["all"]["total"] == 2500 + extra
     await assert_exact(stack, fleet, expected)
     await assert_api_exact(fleet.environment, survivor, records, rng)
 
-    # A replay of the whole topic by another group, itself killed once, changes nothing.
+    # A replay of the whole topic by another group, itself killed once mid-replay (committing
+    # its way through records applied before, not all committed), changes nothing. Small
+    # batches: the replay lasts long enough to be caught in the middle of it.
     replay_group = f"{group}-replay"
-    replayer = fleet.start(ANALYTICS_GROUP_ID=replay_group)
-    await asyncio.sleep(rng.uniform(4.0, 8.0))
-    fleet.kill(replayer)
+    replayer = fleet.start(ANALYTICS_GROUP_ID=replay_group, ANALYTICS_BATCH_SIZE="50")
+    await asyncio.sleep(rng.uniform(0.5, 3.0))
+    await fleet.kill(replayer, stack.kafka)
     replayer = fleet.start(ANALYTICS_GROUP_ID=replay_group)
     await asyncio.to_thread(replayer.wait_ready)
     await drained(stack, fleet, replay_group)

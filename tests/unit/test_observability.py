@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 
 from shared.observability import JsonFormatter, instrument
@@ -46,3 +46,23 @@ def test_instrument_counts_requests_by_route_template() -> None:
     ) in text
     assert 'route="unmatched",service="test-service",status="404"} 1.0' in text
     assert "/v1/things/a" not in text
+
+
+def test_instrument_counts_included_router_routes_by_template() -> None:
+    app = FastAPI()
+    instrument(app, "test-service")
+    router = APIRouter()
+
+    @router.get("/v1/surveys/{survey_id}/summary")
+    async def summary(survey_id: str) -> dict[str, str]:
+        return {"survey_id": survey_id}
+
+    app.include_router(router)
+    client = TestClient(app)
+    client.get("/v1/surveys/a/summary")
+    client.get("/v1/surveys/b/summary")
+
+    assert (
+        'http_requests_total{method="GET",route="/v1/surveys/{survey_id}/summary",'
+        'service="test-service",status="200"} 2.0'
+    ) in client.get("/metrics").text
