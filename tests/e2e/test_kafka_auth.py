@@ -60,7 +60,6 @@ def settings(stack: Stack, run_id: str) -> dict[str, str]:
     return {
         **stack.environment(run_id),
         "OPERATOR_TOKEN": OPERATOR_TOKEN,
-        "UNSUBSCRIBE_SECRET": "kafka-auth-unsubscribe-secret",
         "WEBHOOK_SECRET_CITIES_2024_PRIORITIES_GENERIC": WEBHOOK_SECRET,
     }
 

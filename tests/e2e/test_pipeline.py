@@ -38,7 +38,6 @@ def pipeline(stack: Stack, run_id: str, tmp_path: Path) -> Iterator[Pipeline]:
     environment = {
         **stack.environment(run_id),
         "OPERATOR_TOKEN": OPERATOR_TOKEN,
-        "UNSUBSCRIBE_SECRET": "e2e-unsubscribe-secret-0123456789abcdef",
         "WEBHOOK_SECRET_CITIES_2024_PRIORITIES_GENERIC": WEBHOOK_SECRET,
     }
     services = [

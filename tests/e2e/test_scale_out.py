@@ -80,7 +80,6 @@ class Fleet:
 async def fleet(stack: Stack, run_id: str, tmp_path: Path) -> AsyncIterator[Fleet]:
     environment = {
         **stack.environment(run_id),
-        "UNSUBSCRIBE_SECRET": "scale-out-unsubscribe-secret-0123456789abcdef",
         # Slow enough that each notifier holds a claimed delivery most of the time, while it
         # waits for the send rate (work in flight when it is killed); fast enough for a short test.
         "SEND_RATE_PER_SECOND": "2",

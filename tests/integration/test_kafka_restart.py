@@ -68,7 +68,6 @@ def consumers(stack: Stack, run_id: str, broker: Broker, tmp_path: Path) -> Iter
     environment = {
         **stack.environment(run_id),
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-        "UNSUBSCRIBE_SECRET": "kafka-restart-unsubscribe-secret",
         # Slow enough that the pilot's emails are still going out when the broker dies.
         "SEND_RATE_PER_SECOND": "4",
         "ANALYTICS_BATCH_SIZE": "50",
