@@ -20,6 +20,7 @@ from shared.kafka import KafkaAccessRefused, check_access, ensure_topics, topics
 from tests.private_broker import local_kafka_libs
 from tests.secure_broker import SecureBroker, service_acls
 from tests.support import (
+    OPERATOR,
     WEBHOOK_SECRET,
     Mailbox,
     ServiceProcess,
@@ -36,7 +37,6 @@ from tests.support import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
-OPERATOR_TOKEN = "kafka-auth-operator-token"
 SERVICES = ("intake", "analytics", "notifier")
 # A service refused by Kafka stops within this bound (its start plus one direct connection).
 REFUSED_EXIT_BOUND_SECONDS = 60.0
@@ -59,7 +59,6 @@ def settings(stack: Stack, run_id: str) -> dict[str, str]:
     """The test's settings, Kafka's connection aside."""
     return {
         **stack.environment(run_id),
-        "OPERATOR_TOKEN": OPERATOR_TOKEN,
         "WEBHOOK_SECRET_CITIES_2024_PRIORITIES_GENERIC": WEBHOOK_SECRET,
     }
 
@@ -137,7 +136,7 @@ async def deliver_webhook_and_pilot(
             "apply_by": "2099-12-31",
             "url": "https://example.org/pilots/kafka-auth",
         }
-        headers = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
+        headers = OPERATOR
         announced = await client.post(f"{intake}/v1/pilots", json=pilot, headers=headers)
         assert announced.status_code == 202, announced.text
 

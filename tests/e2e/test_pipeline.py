@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.support import (
+    OPERATOR,
     WEBHOOK_SECRET,
     Mailbox,
     Stack,
@@ -23,8 +24,6 @@ from tests.support import (
 
 pytestmark = pytest.mark.e2e
 
-OPERATOR_TOKEN = "e2e-operator-token-0123456789abcdef"
-
 
 @dataclass(frozen=True)
 class Pipeline:
@@ -37,7 +36,6 @@ class Pipeline:
 def pipeline(stack: Stack, run_id: str, tmp_path: Path) -> Iterator[Pipeline]:
     environment = {
         **stack.environment(run_id),
-        "OPERATOR_TOKEN": OPERATOR_TOKEN,
         "WEBHOOK_SECRET_CITIES_2024_PRIORITIES_GENERIC": WEBHOOK_SECRET,
     }
     services = [
@@ -95,7 +93,7 @@ async def test_webhook_to_email_end_to_end(pipeline: Pipeline, stack: Stack, run
             "apply_by": "2099-12-31",
             "url": "https://example.org/pilots/e2e",
         }
-        headers = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
+        headers = OPERATOR
         announced = await client.post(f"{pipeline.intake}/v1/pilots", json=pilot, headers=headers)
         assert announced.status_code == 202, announced.text
 
