@@ -129,6 +129,26 @@ class Mailbox:
             messages: list[dict[str, Any]] = response.json()["messages"]
             return messages
 
+    async def messages_of_run(self, run_id: str) -> list[dict[str, Any]]:
+        """Summaries of every message for this run's addresses (`...@<run_id>.example.org`),
+        page by page."""
+        found: list[dict[str, Any]] = []
+        async with httpx.AsyncClient(timeout=30) as client:
+            while True:
+                answer = await client.get(
+                    f"{self._api}/api/v1/search",
+                    params={
+                        "query": f'to:"@{run_id}.example.org"',
+                        "start": len(found),
+                        "limit": 200,
+                    },
+                )
+                answer.raise_for_status()
+                page: list[dict[str, Any]] = answer.json()["messages"]
+                found.extend(page)
+                if not page:
+                    return found
+
     async def raw(self, message_id: str) -> bytes:
         """The message as received (headers and MIME body)."""
         async with httpx.AsyncClient(timeout=10) as client:

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -169,22 +168,6 @@ def expected_emails(
     return due
 
 
-async def messages_of_run(api: str, run_id: str) -> list[dict[str, Any]]:
-    """Every message Mailpit holds for this run's addresses, page by page."""
-    found: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(timeout=30) as client:
-        while True:
-            answer = await client.get(
-                f"{api.rstrip('/')}/api/v1/search",
-                params={"query": f'to:"@{run_id}.example.org"', "start": len(found), "limit": 200},
-            )
-            answer.raise_for_status()
-            page: list[dict[str, Any]] = answer.json()["messages"]
-            found.extend(page)
-            if not page:
-                return found
-
-
 async def kill_notifier_holding_a_delivery(
     fleet: Fleet, mailbox: Mailbox, rng: random.Random
 ) -> int:
@@ -318,7 +301,7 @@ async def test_scale_out_with_sigkill_counts_exactly_and_emails_once(
     print(f"survivors finished {time.monotonic() - killed_after:.0f}s after the kills")
 
     # Each (pilot, matching focal point) exactly one email; nobody else any.
-    messages = await messages_of_run(stack.mail_api, run_id)
+    messages = await Mailbox(stack.mail_api).messages_of_run(run_id)
     sent = Counter(
         (pilot["pilot_id"], message["To"][0]["Address"])
         for message in messages

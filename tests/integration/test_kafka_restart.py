@@ -28,6 +28,7 @@ from shared.taxonomy import load_taxonomy
 from tests.private_broker import Broker, private_broker
 from tests.recount import assert_api_exact, random_response
 from tests.support import (
+    Mailbox,
     ServiceProcess,
     Stack,
     assert_clean_exit,
@@ -142,22 +143,6 @@ def as_records(bodies: list[dict[str, Any]], key: str) -> list[tuple[bytes, byte
     return [(body[key].encode(), json.dumps(body).encode()) for body in bodies]
 
 
-async def messages_of_run(api: str, run_id: str) -> list[dict[str, Any]]:
-    """Every message Mailpit holds for this run's addresses, page by page."""
-    found: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(timeout=30) as client:
-        while True:
-            answer = await client.get(
-                f"{api.rstrip('/')}/api/v1/search",
-                params={"query": f'to:"@{run_id}.example.org"', "start": len(found), "limit": 200},
-            )
-            answer.raise_for_status()
-            page: list[dict[str, Any]] = answer.json()["messages"]
-            found.extend(page)
-            if not page:
-                return found
-
-
 def not_ready(service: ServiceProcess) -> bool:
     try:
         return httpx.get(f"{service.url}/readyz", timeout=5).status_code == 503
@@ -237,7 +222,7 @@ async def test_kafka_sigkill_while_consuming_counts_exactly_and_emails_once(
     for service in (consumers.analytics, consumers.notifier):
         assert service.process.poll() is None, service.log_tail()
     messages = await eventually(
-        lambda: messages_of_run(stack.mail_api, run_id),
+        lambda: Mailbox(stack.mail_api).messages_of_run(run_id),
         lambda found: len(found) >= len(expected),
         within=60,
     )
