@@ -29,7 +29,8 @@ from services.analytics.app import create_app
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import AnalyticsStore
 from shared import mongo
-from shared.kafka import ensure_topics, kafka_security, topics_with_dlq
+from shared.kafka import ensure_topics, topics_with_dlq
+from shared.kafka_security import kafka_security
 from shared.taxonomy import load_taxonomy
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))

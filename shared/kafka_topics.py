@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.kafka import ensure_topics, kafka_security, topics_with_dlq
+from shared.kafka import ensure_topics, topics_with_dlq
+from shared.kafka_security import kafka_security
 from shared.settings import ServiceSettings
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared import topics
-from shared.kafka import KafkaSecurity
+from shared.kafka_security import KafkaSecurity
 from tests.private_broker import TEMPLATE, LocalBroker, answers_api_versions
 from tests.support import REPO, free_port
 

@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from pydantic_settings import BaseSettings
 from standardwebhooks.webhooks import Webhook
 
-from shared.kafka import KafkaSecurity, kafka_security
+from shared.kafka_security import KafkaSecurity, kafka_security
 
 T = TypeVar("T")
 S = TypeVar("S", bound=BaseSettings)

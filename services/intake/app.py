@@ -20,7 +20,8 @@ from services.intake.sources import platforms
 from services.intake.surveys import SurveyCatalog
 from shared import mongo
 from shared.http import health_router, install_problem_handlers, limit_bodies
-from shared.kafka import check_access, kafka_security, new_broker
+from shared.kafka import new_broker
+from shared.kafka_security import check_access, kafka_security
 from shared.observability import instrument
 from shared.redaction import install_redaction
 

@@ -20,12 +20,12 @@ from shared import mongo
 from shared.http import health_router, install_problem_handlers, limit_bodies
 from shared.kafka import (
     ensure_topics,
-    kafka_security,
     new_broker,
     readiness_check,
     start_lag_tracking,
     topics_with_dlq,
 )
+from shared.kafka_security import kafka_security
 from shared.observability import instrument
 from shared.redaction import install_redaction
 

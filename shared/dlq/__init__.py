@@ -21,7 +21,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
 
-from shared.kafka import KafkaSecurity, kafka_security, new_broker
+from shared.kafka import new_broker
+from shared.kafka_security import KafkaSecurity, kafka_security
 
 DEFAULT_GROUP = "dlq-replay"
 # Commit after this many published messages: fewer round trips, and at most this many are

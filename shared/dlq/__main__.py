@@ -24,7 +24,7 @@ from shared.dlq import (
     DeadLetterTopicError,
     replay_broker,
 )
-from shared.kafka import KafkaSecurity, kafka_security
+from shared.kafka_security import KafkaSecurity, kafka_security
 from shared.settings import ServiceSettings
 
 console = Console()

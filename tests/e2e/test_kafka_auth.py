@@ -16,7 +16,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 
-from shared.kafka import KafkaAccessRefused, check_access, ensure_topics, topics_with_dlq
+from shared.kafka import ensure_topics, topics_with_dlq
+from shared.kafka_security import KafkaAccessRefused, check_access
 from tests.private_broker import local_kafka_libs
 from tests.secure_broker import SecureBroker, service_acls
 from tests.support import (

@@ -29,7 +29,8 @@ from services.analytics import maintenance
 from services.analytics.audit import flatten
 from services.analytics.store import AnalyticsStore
 from shared import mongo
-from shared.kafka import consumer_lag, ensure_topics, kafka_security
+from shared.kafka import consumer_lag, ensure_topics
+from shared.kafka_security import kafka_security
 from shared.taxonomy import load_taxonomy
 from tests.recount import assert_api_exact, random_response, unique_responses
 from tests.support import (

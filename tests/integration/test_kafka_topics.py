@@ -7,7 +7,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import InvalidReplicationFactorError
 
-from shared.kafka import ensure_topics, kafka_security
+from shared.kafka import ensure_topics
+from shared.kafka_security import kafka_security
 from tests.support import Stack
 
 pytestmark = pytest.mark.integration

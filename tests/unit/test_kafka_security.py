@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.kafka import KafkaSecurity, check_access, kafka_security
+from shared.kafka_security import KafkaSecurity, check_access, kafka_security
 from shared.settings import ServiceSettings
 
 
