@@ -21,10 +21,11 @@ from services.analytics import snapshots as snapshots_module
 from services.analytics import views
 from services.analytics.aggregates import Positioned, overall_from_surveys, summary, survey_key
 from services.analytics.audit import nest, recount_within, watermarks
+from services.analytics.documents import responses_query
 from services.analytics.models import Filters
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.snapshots import Snapshots
-from services.analytics.store import AnalyticsStore, responses_query
+from services.analytics.store import AnalyticsStore
 from shared import mongo
 from shared.events import SurveyResponse
 

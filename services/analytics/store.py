@@ -65,6 +65,16 @@ from services.analytics.audit import (
     watermark_fields,
     watermarks,
 )
+from services.analytics.documents import (
+    from_raw_document,
+    layouts,
+    main_counters,
+    part_id,
+    part_ids,
+    positioned_from_raw,
+    raw_document,
+    version_id,
+)
 from services.analytics.parts import (
     SPLIT_FIELDS,
     Layout,
@@ -75,7 +85,7 @@ from services.analytics.parts import (
     next_layout,
     split_increments,
 )
-from shared.events import TOLERANT, SurveyResponse
+from shared.events import SurveyResponse
 from shared.failures import Disposition, classify_write_error, unstorable
 from shared.mongo import Document
 
@@ -102,17 +112,6 @@ KEEP_VERSIONS = 2
 HEAD_EVERY = 2
 
 
-def version_id(key: str, version: int) -> str:
-    """The `_id` of one version of an aggregate document; sorts by version."""
-    return f"{key}#{version:012d}"
-
-
-def part_id(key: str, field: str, version: int, kind: str, index: int, token: str) -> str:
-    """The `_id` of one part written for one version; `token` differs between writers, so two
-    writers of the same version never collide on their parts."""
-    return f"{key}/{field}/{version:012d}/{kind}{index:05d}/{token}"
-
-
 def key_hash(key: str) -> str:
     """A short name of an aggregate document key, safe in a collection name."""
     return hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
@@ -132,26 +131,6 @@ def generation_of(collection: str) -> tuple[str, int] | None:
     return parts[0], int(parts[2])
 
 
-def layouts(document: Mapping[str, Any] | None) -> dict[str, Layout]:
-    """The layout of each split field in a version document (empty layouts when it has none)."""
-    stored = (document or {}).get(PARTS, {})
-    return {field: Layout.from_stored(stored.get(field)) for field in SPLIT_FIELDS}
-
-
-def part_ids(document: Mapping[str, Any] | None) -> set[str]:
-    """Every part a version document names."""
-    return {part for layout in layouts(document).values() for part in layout.part_ids}
-
-
-def main_counters(document: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The counters of a version document without the split fields (which a document of the
-    format before parts still held inline)."""
-    counters = counters_of(document)
-    for field in SPLIT_FIELDS:
-        counters.pop(field, None)
-    return counters
-
-
 class MissingPart(Exception):
     """A part named by a version is gone: the version has been superseded since it was read."""
 
@@ -167,47 +146,6 @@ class PartsWrite:
     appended: dict[str, list[str]]
     garbage: list[str]
     written: list[str]
-
-
-def responses_query(
-    survey_id: str | None = None, country: str | None = None, respondent_type: str | None = None
-) -> Document:
-    """The filter of the stored responses of a survey, country and respondent type (each
-    optional)."""
-    query: Document = {}
-    if survey_id is not None:
-        query["survey_id"] = survey_id
-    if country is not None:
-        query["respondent.country"] = country
-    if respondent_type is not None:
-        query["respondent.type"] = respondent_type
-    return query
-
-
-def raw_document(item: Positioned) -> Document:
-    """What is kept of a response: no focal-point name or email ever reaches analytics' data."""
-    document = item.response.model_dump(mode="json", exclude={"focal_point"})
-    document["_id"] = item.response.identity
-    document["has_focal_point"] = item.response.focal_point is not None
-    document["consenting_focal_point"] = item.response.consenting_focal_point is not None
-    document["position"] = item.position
-    return document
-
-
-def from_raw_document(document: Document) -> SurveyResponse:
-    """The response back from its raw document, for recounts."""
-    fields = {key: value for key, value in document.items() if key not in ("_id", "position")}
-    # Documents stored before the identity held the survey kept the response id as `_id`.
-    # Read as the consumer read it: codes newer than this taxonomy stay counted under their code.
-    return SurveyResponse.model_validate(
-        {"response_id": document["_id"], **fields}, context=TOLERANT
-    )
-
-
-def positioned_from_raw(document: Document) -> Positioned:
-    """The response and the position that counts for it, from its raw document."""
-    position = document["position"]
-    return Positioned(from_raw_document(document), position["partition"], position["offset"])
 
 
 class StoreRefusedError(Exception):

@@ -11,7 +11,8 @@ from pymongo import AsyncMongoClient
 
 from services.analytics.aggregates import OVERALL, survey_key
 from services.analytics.audit import flatten
-from services.analytics.store import AGGREGATES, AnalyticsStore, Positioned, version_id
+from services.analytics.documents import version_id
+from services.analytics.store import AGGREGATES, AnalyticsStore, Positioned
 from shared import mongo
 from shared.events import SurveyResponse
 from shared.mongo import Document

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from services.analytics.parts import Layout
-from services.analytics.store import (
-    AGGREGATE_PARTS,
-    AGGREGATES,
-    Positioned,
+from services.analytics.documents import (
     from_raw_document,
-    generation_collection,
-    generation_of,
-    key_hash,
     layouts,
     main_counters,
     part_ids,
     raw_document,
     responses_query,
     version_id,
+)
+from services.analytics.parts import Layout
+from services.analytics.store import (
+    AGGREGATE_PARTS,
+    AGGREGATES,
+    Positioned,
+    generation_collection,
+    generation_of,
+    key_hash,
 )
 
 

@@ -6,8 +6,9 @@ from typing import Any
 
 from services.analytics.aggregates import increments, response_paths, summary
 from services.analytics.audit import nest
+from services.analytics.documents import from_raw_document, raw_document
 from services.analytics.models import Overview, SurveySummary
-from services.analytics.store import Positioned, from_raw_document, raw_document
+from services.analytics.store import Positioned
 from services.notifier.matching import (
     IndexEntry,
     encode_bucket,

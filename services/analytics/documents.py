@@ -1,0 +1,86 @@
+"""The shapes of analytics' stored documents, without I/O: the raw document kept of each
+response (and the filter over them), the ids of aggregate versions and their parts, and what a
+version document holds. `store.py` reads and writes them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from services.analytics.aggregates import Positioned
+from services.analytics.audit import PARTS, counters_of
+from services.analytics.parts import SPLIT_FIELDS, Layout
+from shared.events import TOLERANT, SurveyResponse
+from shared.mongo import Document
+
+
+def version_id(key: str, version: int) -> str:
+    """The `_id` of one version of an aggregate document; sorts by version."""
+    return f"{key}#{version:012d}"
+
+
+def part_id(key: str, field: str, version: int, kind: str, index: int, token: str) -> str:
+    """The `_id` of one part written for one version; `token` differs between writers, so two
+    writers of the same version never collide on their parts."""
+    return f"{key}/{field}/{version:012d}/{kind}{index:05d}/{token}"
+
+
+def responses_query(
+    survey_id: str | None = None, country: str | None = None, respondent_type: str | None = None
+) -> Document:
+    """The filter of the stored responses of a survey, country and respondent type (each
+    optional)."""
+    query: Document = {}
+    if survey_id is not None:
+        query["survey_id"] = survey_id
+    if country is not None:
+        query["respondent.country"] = country
+    if respondent_type is not None:
+        query["respondent.type"] = respondent_type
+    return query
+
+
+def raw_document(item: Positioned) -> Document:
+    """What is kept of a response: no focal-point name or email ever reaches analytics' data."""
+    document = item.response.model_dump(mode="json", exclude={"focal_point"})
+    document["_id"] = item.response.identity
+    document["has_focal_point"] = item.response.focal_point is not None
+    document["consenting_focal_point"] = item.response.consenting_focal_point is not None
+    document["position"] = item.position
+    return document
+
+
+def from_raw_document(document: Document) -> SurveyResponse:
+    """The response back from its raw document, for recounts."""
+    fields = {key: value for key, value in document.items() if key not in ("_id", "position")}
+    # Documents stored before the identity held the survey kept the response id as `_id`.
+    # Read as the consumer read it: codes newer than this taxonomy stay counted under their code.
+    return SurveyResponse.model_validate(
+        {"response_id": document["_id"], **fields}, context=TOLERANT
+    )
+
+
+def positioned_from_raw(document: Document) -> Positioned:
+    """The response and the position that counts for it, from its raw document."""
+    position = document["position"]
+    return Positioned(from_raw_document(document), position["partition"], position["offset"])
+
+
+def layouts(document: Mapping[str, Any] | None) -> dict[str, Layout]:
+    """The layout of each split field in a version document (empty layouts when it has none)."""
+    stored = (document or {}).get(PARTS, {})
+    return {field: Layout.from_stored(stored.get(field)) for field in SPLIT_FIELDS}
+
+
+def part_ids(document: Mapping[str, Any] | None) -> set[str]:
+    """Every part a version document names."""
+    return {part for layout in layouts(document).values() for part in layout.part_ids}
+
+
+def main_counters(document: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The counters of a version document without the split fields (which a document of the
+    format before parts still held inline)."""
+    counters = counters_of(document)
+    for field in SPLIT_FIELDS:
+        counters.pop(field, None)
+    return counters
