@@ -249,8 +249,43 @@ class SurveyResponse(_Event):
         return self.focal_point
 
 
+CallUrl = Annotated[HttpUrl, PlainSerializer(str, return_type=str)]
+# The languages a pilot can be translated into: its own title, summary and url are English.
+TranslationLanguage = Literal["fr", "es", "ar", "zh", "ru"]
+
+
+class PilotTranslation(_Event):
+    """A pilot's title, summary and call link in one language other than English."""
+
+    title: Text = Field(min_length=1, max_length=200)
+    summary: str = Field(default="", max_length=5000)
+    url: CallUrl | None = Field(default=None, description="absent: the pilot's own url")
+
+
+def _translation_languages(value: Any, info: ValidationInfo) -> Any:
+    # A producer names only the languages it knows (and English is the pilot's own text); a
+    # consumer drops a language newer than its own rather than park the pilot.
+    if not isinstance(value, Mapping):
+        return value
+    known = set(LANGUAGES) - {"en"}
+    if tolerant(info):
+        return {language: text for language, text in value.items() if language in known}
+    if "en" in value:
+        raise ValueError("'en' is not a translation: the pilot's own text is English")
+    return value
+
+
+def _empty(value: Mapping[str, Any]) -> bool:
+    # A pilot without translations is written as before the field existed.
+    return not value
+
+
 class PilotAnnounced(_Event):
-    """A demonstration pilot open for applications: the value of `pilots.announced.v1`."""
+    """A demonstration pilot open for applications: the value of `pilots.announced.v1`.
+
+    `title`, `summary` and `url` are the English text, which every reader without a
+    translation in their language gets; `translations` holds the others (schema version 1
+    all the same: a consumer that does not know the field ignores it and sends English)."""
 
     pilot_id: Identifier
     title: Text = Field(min_length=1, max_length=200)
@@ -269,7 +304,18 @@ class PilotAnnounced(_Event):
     )
     lead_agency: Text = Field(default="", max_length=200)
     apply_by: date | None = None
-    url: Annotated[HttpUrl, PlainSerializer(str, return_type=str)]
+    url: CallUrl
+    translations: Annotated[
+        dict[TranslationLanguage, PilotTranslation], BeforeValidator(_translation_languages)
+    ] = Field(
+        default_factory=dict,
+        max_length=len(LANGUAGES) - 1,
+        exclude_if=_empty,
+        description=(
+            "The title, summary and call link in other languages, by language code (fr, es, ar, "
+            "zh, ru); a reader whose language has none gets the English text, and is told so."
+        ),
+    )
     schema_version: SchemaVersion = SCHEMA_VERSION
 
     @property

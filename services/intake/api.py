@@ -117,7 +117,8 @@ async def announce_pilot(
         str, Header(description="`Bearer <OPERATOR_TOKEN>`, checked before the body is read")
     ] = "",
 ) -> JSONResponse:
-    """Announce a demonstration pilot to the notifier (operator token required)."""
+    """Announce a demonstration pilot to the notifier (operator token required): its title,
+    summary and call link in English, and in any of fr, es, ar, zh, ru (`translations`)."""
     del authorization  # checked by `OperatorRoute`; declared for the API description
     outcome = await publish(intake.announce_pilot(pilot))
     return _outcome_response(outcome, pilot_id=pilot.pilot_id)

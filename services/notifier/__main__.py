@@ -1,5 +1,6 @@
 """`python -m services.notifier`: serve the notifier service; `... preview --pilot FILE
---language fr`: write the HTML and text of a pilot's email to files for review; `... prune-claims
+--language fr` (or `all`): write the HTML and text of a pilot's email to files for review, in
+the pilot's text of that language or in English with the fallback said; `... prune-claims
 --older-than-days 30`: drop the claims that can no longer decide anything (`cleanup`)."""
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ def parser() -> argparse.ArgumentParser:
         description="Render the email a matching focal point would get, as HTML and text files.",
     )
     preview.add_argument("--pilot", type=Path, required=True, metavar="FILE", help="pilot JSON")
-    preview.add_argument("--language", choices=LANGUAGES, default="en")
+    preview.add_argument(
+        "--language",
+        choices=(*LANGUAGES, "all"),
+        default="en",
+        help="the reader's language, or all six (default: en)",
+    )
     preview.add_argument("--name", help="the focal point's name in the greeting")
     preview.add_argument(
         "--out", type=Path, default=Path("."), help="directory to write to (default: here)"
@@ -59,7 +65,8 @@ async def prune_claims(days: float) -> int:
 
 
 def write_preview(args: argparse.Namespace) -> int:
-    """Render the sample email and write `<pilot_id>.<language>.html` and `.txt`."""
+    """Render the sample email and write `<pilot_id>.<language>.html` and `.txt` (for each
+    language with `--language all`)."""
     from services.notifier import preview
 
     try:
@@ -70,13 +77,16 @@ def write_preview(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"{args.pilot} is not a valid pilot:\n{exc}", file=sys.stderr)
         return 2
-    sample = preview.render(pilot, args.language, args.name)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"{pilot.pilot_id}.{args.language}"
-    html, text = args.out / f"{stem}.html", args.out / f"{stem}.txt"
-    html.write_text(sample.html, encoding="utf-8")
-    text.write_text(f"Subject: {sample.subject}\n\n{sample.text}", encoding="utf-8")
-    print(f"{html}\n{text}")
+    for language in LANGUAGES if args.language == "all" else (args.language,):
+        sample = preview.render(pilot, language, args.name)
+        stem = f"{pilot.pilot_id}.{language}"
+        html, text = args.out / f"{stem}.html", args.out / f"{stem}.txt"
+        html.write_text(sample.html, encoding="utf-8")
+        text.write_text(f"Subject: {sample.subject}\n\n{sample.text}", encoding="utf-8")
+        print(f"{html}\n{text}")
+        if sample.fallback:
+            print(f"{language}: no translation; the English text, said so", file=sys.stderr)
     return 0
 
 

@@ -28,6 +28,7 @@ import idna
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from services.notifier.texts import isolate, needs_isolation, pilot_text, without_controls
 from shared.events import LANGUAGES, PilotAnnounced
 from shared.taxonomy import load_taxonomy
 
@@ -77,12 +78,17 @@ class Recipient:
 @cache
 def environment() -> Environment:
     """The Jinja2 environment (compiled templates are cached by it)."""
-    return Environment(
+    env = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(["html", "html.j2"]),
         undefined=StrictUndefined,
         trim_blocks=False,
     )
+    # Text people wrote keeps its own direction (services/notifier/texts.py).
+    env.filters["isolate"] = isolate
+    env.filters["without_controls"] = without_controls
+    env.globals["needs_isolation"] = needs_isolation
+    return env
 
 
 @cache
@@ -140,10 +146,12 @@ def build(
     """The email telling `recipient` about `pilot`, both parts, every header."""
     language = language_of(recipient)
     t = strings(language)
+    text = pilot_text(pilot, language)
     context: dict[str, Any] = {
         "t": t,
         "language": language,
         "pilot": pilot,
+        "text": text,
         "name": recipient.name,
         "interests": [label(code, language) for code in codes],
         "unsubscribe_url": unsubscribe_url,
@@ -151,7 +159,7 @@ def build(
     return _message(
         "pilot",
         context,
-        t["subject"].format(title=pilot.title),
+        t["subject"].format(title=isolate(text.title, t["direction"])),
         recipient,
         sender=sender,
         unsubscribe_url=unsubscribe_url,
@@ -180,7 +188,11 @@ def build_digest(
         "language": language,
         "subject": subject,
         "items": [
-            {"pilot": pilot, "interests": [label(code, language) for code in codes]}
+            {
+                "pilot": pilot,
+                "text": pilot_text(pilot, language),
+                "interests": [label(code, language) for code in codes],
+            }
             for pilot, codes in items
         ],
         "name": recipient.name,

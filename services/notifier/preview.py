@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.notifier import emails
+from services.notifier.texts import pilot_text
 from shared.events import LANGUAGES, PilotAnnounced
 
 SAMPLE_SENDER = "Cities Project <pilots@cities.example.org>"
@@ -26,6 +27,7 @@ class Preview:
     subject: str
     html: str
     text: str
+    fallback: bool  # the pilot has no text in this language: English, and the email says so
 
 
 def parse_pilot(raw: bytes) -> PilotAnnounced:
@@ -34,7 +36,8 @@ def parse_pilot(raw: bytes) -> PilotAnnounced:
 
 
 def render(pilot: PilotAnnounced, language: str, name: str | None = None) -> Preview:
-    """The email of `pilot` for a focal point who shares every one of its themes and SDGs."""
+    """The email of `pilot` for a focal point of `language` who shares every one of its themes
+    and SDGs: in the pilot's text of that language, else in English with the fallback said."""
     if language not in LANGUAGES:
         raise ValueError(f"{language!r} is not one of the languages: {', '.join(LANGUAGES)}")
     codes = [*pilot.themes, *pilot.sdgs]
@@ -49,4 +52,9 @@ def render(pilot: PilotAnnounced, language: str, name: str | None = None) -> Pre
     html = message.get_body(("html",))
     text = message.get_body(("plain",))
     assert html is not None and text is not None  # compose always writes both parts
-    return Preview(str(message["Subject"]), str(html.get_content()), str(text.get_content()))
+    return Preview(
+        str(message["Subject"]),
+        str(html.get_content()),
+        str(text.get_content()),
+        fallback=pilot_text(pilot, language).fallback,
+    )

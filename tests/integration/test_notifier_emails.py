@@ -105,6 +105,7 @@ async def test_arabic_email_right_to_left_with_date(
 
     assert sent["Content-Language"] == "ar"
     assert sent["Date"].datetime is not None
-    assert sent["Subject"] == "مشروع تجريبي جديد لمدينتكم: T"
+    # The title people wrote keeps its own direction (FSI ... PDI) in the Arabic subject.
+    assert sent["Subject"] == "مشروع تجريبي جديد لمدينتكم: \u2068T\u2069"
     assert '<html lang="ar" dir="rtl">' in html
     assert "<li>التكيف مع تغير المناخ والقدرة على الصمود</li>" in html

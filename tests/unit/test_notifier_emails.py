@@ -59,6 +59,13 @@ EXPECTED = {
 }
 
 
+def own_direction(text, language, *, html=False):
+    """`text` as a person wrote it, isolated in an email of the other direction."""
+    if EXPECTED[language][2] == "ltr":
+        return text
+    return f"<bdi>{text}</bdi>" if html else f"\u2068{text}\u2069"
+
+
 def email_in(language, pilot):
     return compose(
         pilot,
@@ -79,16 +86,18 @@ def test_expected_covers_every_language():
 def test_compose_subject_in_language(make_pilot_event, language):
     message = email_in(language, make_pilot_event())
 
-    assert message["Subject"] == EXPECTED[language][0] + TITLE
+    assert message["Subject"] == EXPECTED[language][0] + own_direction(TITLE, language)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_compose_greeting_in_language(make_pilot_event, language):
     message = email_in(language, make_pilot_event())
     greeting = EXPECTED[language][1]
+    text = greeting.replace(NAME, own_direction(NAME, language))
+    html = greeting.replace(NAME, own_direction(NAME, language, html=True))
 
-    assert message.get_body(("plain",)).get_content().startswith(greeting + "\n")
-    assert f">{greeting}</p>" in message.get_body(("html",)).get_content()
+    assert message.get_body(("plain",)).get_content().startswith(text + "\n")
+    assert f">{html}</p>" in message.get_body(("html",)).get_content()
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

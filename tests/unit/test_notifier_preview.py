@@ -10,6 +10,7 @@ import pytest
 
 from services.notifier import emails, preview
 from services.notifier.__main__ import main, parser
+from services.notifier.texts import isolate
 from tests.unit.conftest import PILOT
 
 
@@ -89,11 +90,16 @@ def test_parser_no_arguments_serves():
     assert parser().parse_args(["serve"]).command == "serve"
 
 
+def direction(language):
+    return emails.strings(language)["direction"]
+
+
 def test_render_every_language_has_both_parts(make_pilot_event):
     for language in preview.SAMPLE_NAMES:
         sample = preview.render(make_pilot_event(), language)
 
-        assert sample.subject.endswith("Flood early warning for coastal districts")
+        title = isolate("Flood early warning for coastal districts", direction(language))
+        assert sample.subject.endswith(title)
         assert preview.SAMPLE_NAMES[language] in sample.text
         assert f"<li>{emails.label('climate-resilience', language)}</li>" in sample.html
 
