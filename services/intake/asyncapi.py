@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import yaml
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
@@ -47,7 +48,18 @@ def specification(bootstrap_servers: str = "localhost:9092") -> str:
         ),
         schema_version="3.0.0",
     )
-    return document.to_specification().to_yaml()
+    return _ordered(document.to_specification().to_yaml())
+
+
+def _ordered(text: str) -> str:
+    # FastStream lists channels and operations in no fixed order: sort them by name, so that
+    # the committed document changes only when the events do.
+    document = yaml.safe_load(text)
+    for section in (document, document.get("components", {})):
+        for name in ("channels", "operations", "messages", "schemas"):
+            if isinstance(section.get(name), dict):
+                section[name] = dict(sorted(section[name].items()))
+    return str(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
 
 
 def main() -> None:
