@@ -66,7 +66,8 @@ class Registry:
     async def register(self, response: SurveyResponse) -> Document | None:
         """Record the focal point of `response` unless a later response of theirs is already in.
 
-        Interests, language, city and consent all come from the latest response. A withdrawal
+        Interests, language, city and consent all come from the latest response; an unsubscribe
+        stays whatever later responses say (`_consent`). A withdrawal
         (`consent: false`) keeps only what is needed to honour it and to order later responses.
         Returns the record as it now stands (changed or not), so that open pilots can be matched
         against it again: the replica that stored it may have died before it did that.
@@ -224,10 +225,10 @@ def _consent(response: SurveyResponse, focal_point: FocalPoint) -> dict[str, Any
         "survey_id": response.survey_id,  # with the response id, the response's identity
         "response_id": response.response_id,
         "submitted_at": response.submitted_at,
-        # A newer response with consent lifts an earlier unsubscribe.
-        "unsubscribed": False,
     }
-    return {"$set": record, "$inc": {"revision": 1}}
+    # Unsubscribe is sticky: anyone can type an address into a form, so no response, however
+    # new, lifts it. A new record starts subscribed.
+    return {"$set": record, "$setOnInsert": {"unsubscribed": False}, "$inc": {"revision": 1}}
 
 
 def _withdrawal(response: SurveyResponse, focal_point: FocalPoint) -> dict[str, Any]:
@@ -239,12 +240,12 @@ def _withdrawal(response: SurveyResponse, focal_point: FocalPoint) -> dict[str, 
         "survey_id": response.survey_id,
         "response_id": response.response_id,
         "submitted_at": response.submitted_at,
-        "unsubscribed": False,
     }
     # Without consent the personal data goes; the record stays so that an older response
     # replayed later cannot bring it back.
     return {
         "$set": record,
+        "$setOnInsert": {"unsubscribed": False},
         "$unset": {"name": "", "email": "", "city": ""},
         "$inc": {"revision": 1},
     }

@@ -92,20 +92,25 @@ async def test_register_latest_response_wins_email_normalised(registry: Registry
     assert (record["survey_id"], record["response_id"]) == ("cities-2024-priorities", "generic:2")
 
 
-async def test_register_unsubscribed_stays_until_later_consent(registry: Registry) -> None:
+async def test_register_unsubscribed_stays_whatever_later_responses_say(
+    registry: Registry,
+) -> None:
     email = "leaving@example.org"
     await registry.register(response(1, email, at=T0))
     assert await registry.unsubscribe(email)
 
-    # A response submitted before the unsubscribe (replayed, or late) does not undo it ...
+    # A response submitted before the unsubscribe (replayed, or late) changes nothing ...
     replayed = await registry.register(response(2, email, at=T0 + timedelta(days=1)))
-    still = await registry.get(email)
-    # ... one submitted after it, with consent, does.
-    back = await registry.register(response(3, email, at=datetime.now(UTC) + timedelta(minutes=1)))
+    # ... and one submitted after it, with consent (anyone can type an address into a form),
+    # updates the record but does not subscribe the person again.
+    later = await registry.register(response(3, email, at=datetime.now(UTC) + timedelta(minutes=1)))
 
     assert replayed is not None and replayed["response_id"] == "generic:1"
-    assert still is not None and still["unsubscribed"] is True
-    assert back is not None and back["unsubscribed"] is False and back["consent"] is True
+    assert replayed["unsubscribed"] is True
+    assert later is not None and later["response_id"] == "generic:3"
+    assert later["unsubscribed"] is True and later["consent"] is True
+    found = await registry.candidates(pilot("p", eligible_countries=[]))
+    assert email not in {key for key, _ in found}
 
 
 async def test_register_withdrawal_keeps_no_personal_data(registry: Registry) -> None:
