@@ -29,6 +29,34 @@ CITIES = {
 }
 
 
+def with_focal_points(
+    rng: random.Random,
+    prefix: str,
+    count: int,
+    share: float,
+    run_id: str,
+    *,
+    languages: tuple[str, ...] = ("en",),
+    consenting: float = 1.0,
+) -> list[dict[str, Any]]:
+    """`count` random responses (ids `<prefix>-<n>`); a `share` of them has a focal point with
+    an address of its own (`fp<n>@<run_id>.example.org`, so the run's mail can be found), in
+    one of `languages`, consenting with probability `consenting`."""
+    bodies = []
+    for n in range(count):
+        body = random_response(rng, f"{prefix}-{n}")
+        body.pop("focal_point", None)
+        if rng.random() < share:
+            body["focal_point"] = {
+                "name": f"Focal Point {n}",
+                "email": f"fp{n}@{run_id}.example.org",
+                "language": rng.choice(languages),
+                "consent": rng.random() < consenting,
+            }
+        bodies.append(body)
+    return bodies
+
+
 def random_response(rng: random.Random, response_id: str) -> dict[str, Any]:
     taxonomy = load_taxonomy()
     country = rng.choice(sorted(CITIES))

@@ -157,6 +157,37 @@ class Mailbox:
             return response.content
 
 
+def flood_pilot(pilot_id: str, url: str) -> dict[str, Any]:
+    """A `POST /v1/pilots` body: an open climate-resilience pilot for Viet Nam."""
+    return {
+        "pilot_id": pilot_id,
+        "title": "Flood early warning for coastal districts",
+        "summary": "Co-financed early warning.",
+        "themes": ["climate-resilience"],
+        "sdgs": ["sdg-13"],
+        "eligible_countries": ["VN"],
+        "lead_agency": "UNOSSC",
+        "apply_by": "2099-12-31",
+        "url": url,
+    }
+
+
+async def announce_until_sent(
+    client: httpx.AsyncClient, intake: str, notifier: str, pilot: dict[str, Any], sent: int
+) -> None:
+    """Announce `pilot` through the intake and wait until the notifier reports `sent` emails."""
+    announced = await client.post(f"{intake}/v1/pilots", json=pilot, headers=OPERATOR)
+    assert announced.status_code == 202, announced.text
+
+    async def counts() -> dict[str, int]:
+        answer = await client.get(
+            f"{notifier}/v1/deliveries", params={"pilot_id": pilot["pilot_id"]}, headers=OPERATOR
+        )
+        return dict(answer.json()["counts"])
+
+    await eventually(counts, lambda c: c == {"sent": sent}, within=60)
+
+
 async def eventually(
     probe: Callable[[], Awaitable[T]],
     until: Callable[[T], bool],

@@ -21,15 +21,16 @@ from shared.kafka_security import KafkaAccessRefused, check_access
 from tests.private_broker import local_kafka_libs
 from tests.secure_broker import SecureBroker, service_acls
 from tests.support import (
-    OPERATOR,
     WEBHOOK_SECRET,
     Mailbox,
     ServiceProcess,
     Stack,
+    announce_until_sent,
     assert_clean_exit,
     canonical_response,
     dumps,
     eventually,
+    flood_pilot,
     produce,
     read_topic,
     signed_headers,
@@ -126,28 +127,8 @@ async def deliver_webhook_and_pilot(
         assert await eventually(total, lambda n: n == 1, within=60) == 1
         if notifier is None:
             return
-        pilot = {
-            "pilot_id": f"pilot-{run_id}",
-            "title": "Flood early warning for coastal districts",
-            "summary": "Co-financed early warning.",
-            "themes": ["climate-resilience"],
-            "sdgs": ["sdg-13"],
-            "eligible_countries": ["VN"],
-            "lead_agency": "UNOSSC",
-            "apply_by": "2099-12-31",
-            "url": "https://example.org/pilots/kafka-auth",
-        }
-        headers = OPERATOR
-        announced = await client.post(f"{intake}/v1/pilots", json=pilot, headers=headers)
-        assert announced.status_code == 202, announced.text
-
-        async def counts() -> dict[str, int]:
-            answer = await client.get(
-                f"{notifier}/v1/deliveries", params={"pilot_id": pilot["pilot_id"]}, headers=headers
-            )
-            return dict(answer.json()["counts"])
-
-        await eventually(counts, lambda c: c == {"sent": 1}, within=60)
+        pilot = flood_pilot(f"pilot-{run_id}", "https://example.org/pilots/kafka-auth")
+        await announce_until_sent(client, intake, notifier, pilot, sent=1)
     inbox = await eventually(lambda: Mailbox(stack.mail_api).messages_to(email), lambda m: m)
     assert len(inbox) == 1
 

@@ -10,14 +10,15 @@ import httpx
 import pytest
 
 from tests.support import (
-    OPERATOR,
     WEBHOOK_SECRET,
     Mailbox,
     Stack,
+    announce_until_sent,
     assert_clean_exit,
     canonical_response,
     dumps,
     eventually,
+    flood_pilot,
     signed_headers,
     start_service,
 )
@@ -82,30 +83,8 @@ async def test_webhook_to_email_end_to_end(pipeline: Pipeline, stack: Stack, run
 
         assert await eventually(total, lambda n: n == before + 2, within=60) == before + 2
 
-        pilot = {
-            "pilot_id": f"pilot-{run_id}",
-            "title": "Flood early warning for coastal districts",
-            "summary": "Co-financed early warning.",
-            "themes": ["climate-resilience"],
-            "sdgs": ["sdg-13"],
-            "eligible_countries": ["VN"],
-            "lead_agency": "UNOSSC",
-            "apply_by": "2099-12-31",
-            "url": "https://example.org/pilots/e2e",
-        }
-        headers = OPERATOR
-        announced = await client.post(f"{pipeline.intake}/v1/pilots", json=pilot, headers=headers)
-        assert announced.status_code == 202, announced.text
-
-        async def counts() -> dict[str, int]:
-            answer = await client.get(
-                f"{pipeline.notifier}/v1/deliveries",
-                params={"pilot_id": pilot["pilot_id"]},
-                headers=headers,
-            )
-            return dict(answer.json()["counts"])
-
-        await eventually(counts, lambda c: c == {"sent": 1}, within=60)
+        pilot = flood_pilot(f"pilot-{run_id}", "https://example.org/pilots/e2e")
+        await announce_until_sent(client, pipeline.intake, pipeline.notifier, pilot, sent=1)
 
     mailbox = Mailbox(stack.mail_api)
     inbox = await eventually(lambda: mailbox.messages_to(matching), lambda m: len(m) >= 1)

@@ -19,10 +19,12 @@ from tests.support import (
     Mailbox,
     ServiceProcess,
     Stack,
+    announce_until_sent,
     assert_clean_exit,
     canonical_response,
     dumps,
     eventually,
+    flood_pilot,
     signed_headers,
     start_service,
 )
@@ -119,29 +121,8 @@ async def test_webhook_to_unsubscribe_no_personal_data_in_links_or_logs(
             return int(answer.json()["total"])
 
         await eventually(total, lambda n: n == len(people), within=60)
-        pilot = {
-            "pilot_id": f"privacy-{run_id}",
-            "title": "Flood early warning for coastal districts",
-            "summary": "Co-financed early warning.",
-            "themes": ["climate-resilience"],
-            "sdgs": ["sdg-13"],
-            "eligible_countries": ["VN"],
-            "lead_agency": "UNOSSC",
-            "apply_by": "2099-12-31",
-            "url": "https://example.org/pilots/privacy",
-        }
-        announced = await client.post(f"{intake}/v1/pilots", json=pilot, headers=operator)
-        assert announced.status_code == 202, announced.text
-
-        async def counts() -> dict[str, int]:
-            answer = await client.get(
-                f"{notifier}/v1/deliveries",
-                params={"pilot_id": pilot["pilot_id"]},
-                headers=operator,
-            )
-            return dict(answer.json()["counts"])
-
-        await eventually(counts, lambda c: c == {"sent": len(people)}, within=60)
+        pilot = flood_pilot(f"privacy-{run_id}", "https://example.org/pilots/privacy")
+        await announce_until_sent(client, intake, notifier, pilot, sent=len(people))
 
         emails = {}
         for email in people:

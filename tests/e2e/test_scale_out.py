@@ -30,7 +30,7 @@ from shared import mongo
 from shared.kafka import consumer_lag, ensure_topics, topics_with_dlq
 from shared.mongo import Document
 from shared.taxonomy import load_taxonomy
-from tests.recount import CITIES, assert_api_exact, random_response
+from tests.recount import CITIES, assert_api_exact, with_focal_points
 from tests.support import (
     Mailbox,
     ServiceProcess,
@@ -105,19 +105,15 @@ async def fleet(stack: Stack, run_id: str, tmp_path: Path) -> AsyncIterator[Flee
 
 def responses(rng: random.Random, run_id: str) -> list[dict[str, Any]]:
     """`UNIQUE` responses, some with a focal point of their own address (most consenting)."""
-    bodies = []
-    for n in range(UNIQUE):
-        body = random_response(rng, f"generic:scale-{run_id}-{n}")
-        body.pop("focal_point", None)
-        if rng.random() < FOCAL_POINT_SHARE:
-            body["focal_point"] = {
-                "name": f"Focal Point {n}",
-                "email": f"fp{n}@{run_id}.example.org",
-                "language": rng.choice(["en", "fr", "es", "ar", "zh", "ru"]),
-                "consent": rng.random() < 0.8,
-            }
-        bodies.append(body)
-    return bodies
+    return with_focal_points(
+        rng,
+        f"generic:scale-{run_id}",
+        UNIQUE,
+        FOCAL_POINT_SHARE,
+        run_id,
+        languages=("en", "fr", "es", "ar", "zh", "ru"),
+        consenting=0.8,
+    )
 
 
 def with_copies(rng: random.Random, originals: list[dict[str, Any]]) -> list[dict[str, Any]]:

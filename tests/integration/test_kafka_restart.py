@@ -26,7 +26,7 @@ from shared import mongo
 from shared.kafka import consumer_lag, ensure_topics, topics_with_dlq
 from shared.taxonomy import load_taxonomy
 from tests.private_broker import Broker, private_broker
-from tests.recount import assert_api_exact, random_response
+from tests.recount import assert_api_exact, with_focal_points
 from tests.support import (
     Mailbox,
     ServiceProcess,
@@ -95,19 +95,8 @@ async def drop(client: Any, name: str) -> None:
 
 def responses(rng: random.Random, run_id: str) -> list[dict[str, Any]]:
     """`RESPONSES` responses, some with a consenting focal point of this run's own address."""
-    bodies = []
-    for n in range(RESPONSES):
-        body = random_response(rng, f"generic:kafka-{run_id}-{n}")
-        body.pop("focal_point", None)
-        if rng.random() < FOCAL_POINT_SHARE:
-            body["focal_point"] = {
-                "name": f"Focal Point {n}",
-                "email": f"fp{n}@{run_id}.example.org",
-                "language": "en",
-                "consent": True,
-            }
-        bodies.append(body)
-    return bodies
+    prefix = f"generic:kafka-{run_id}"
+    return with_focal_points(rng, prefix, RESPONSES, FOCAL_POINT_SHARE, run_id)
 
 
 def pilot(rng: random.Random, pilot_id: str) -> dict[str, Any]:
