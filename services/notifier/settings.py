@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from services.notifier.sns import TOPIC_ARN
 from services.notifier.unsubscribe import LinkKeys
-from shared.settings import Secret, Secrets, ServiceSettings, rotation_values
+from shared.settings import Secret, Secrets, ServiceSettings, rotation_values, secret_problem
 
 DEFAULT_SEND_DEADLINE_SECONDS = 20.0
 
@@ -55,6 +56,43 @@ class NotifierSettings(ServiceSettings):
     send_rate_per_second: float = Field(default=50.0, ge=0)
     # Pilots matching one focal point within this many seconds go out as one digest; 0: at once.
     digest_window_seconds: float = Field(default=0.0, ge=0)
+    # Provider reports (`provider_reports`). Soft bounces of one address after which it is
+    # suppressed, each report counted once.
+    soft_bounce_limit: int = Field(default=3, ge=1, le=100)
+    # The SNS topics whose Amazon SES notifications are taken, space-separated ARNs. Unset: the
+    # SES endpoint takes none (any AWS account can sign SNS messages: the topic is the check).
+    ses_topic_arns: str = ""
+    # The basic-auth password Postmark's webhook URL carries; several separated by spaces while
+    # rotating. Unset: the Postmark endpoint takes nothing. No default, checked like every secret.
+    postmark_webhook_secret: SecretStr | None = None
+
+    @field_validator("postmark_webhook_secret")
+    @classmethod
+    def _postmark_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        values = rotation_values(value.get_secret_value())
+        name = "POSTMARK_WEBHOOK_SECRET"
+        for position, each in enumerate(values or [""], start=1):
+            label = name if len(values) < 2 else f"{name} (value {position})"
+            problem = secret_problem(label, each)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("ses_topic_arns")
+    @classmethod
+    def _topic_arns(cls, value: str) -> str:
+        for arn in value.split():
+            if not TOPIC_ARN.fullmatch(arn):
+                raise ValueError(f"SES_TOPIC_ARNS: {arn!r} is not an SNS topic ARN")
+        return value
+
+    @property
+    def postmark_secrets(self) -> list[str]:
+        """The accepted Postmark webhook passwords; empty when the endpoint is off."""
+        secret = self.postmark_webhook_secret
+        return rotation_values(secret.get_secret_value()) if secret is not None else []
 
     @property
     def unsubscribe_secrets(self) -> list[str]:
