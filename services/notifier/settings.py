@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from services.notifier.sns import TOPIC_ARN
 from services.notifier.unsubscribe import LinkKeys
-from shared.settings import Secret, Secrets, ServiceSettings, rotation_values, secret_problem
+from shared.settings import Secret, Secrets, ServiceSettings, rotation_values
 
 DEFAULT_SEND_DEADLINE_SECONDS = 20.0
 
@@ -62,23 +62,9 @@ class NotifierSettings(ServiceSettings):
     # The SNS topics whose Amazon SES notifications are taken, space-separated ARNs. Unset: the
     # SES endpoint takes none (any AWS account can sign SNS messages: the topic is the check).
     ses_topic_arns: str = ""
-    # The basic-auth password Postmark's webhook URL carries; several separated by spaces while
-    # rotating. Unset: the Postmark endpoint takes nothing. No default, checked like every secret.
-    postmark_webhook_secret: SecretStr | None = None
-
-    @field_validator("postmark_webhook_secret")
-    @classmethod
-    def _postmark_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        values = rotation_values(value.get_secret_value())
-        name = "POSTMARK_WEBHOOK_SECRET"
-        for position, each in enumerate(values or [""], start=1):
-            label = name if len(values) < 2 else f"{name} (value {position})"
-            problem = secret_problem(label, each)
-            if problem:
-                raise ValueError(problem)
-        return value
+    # The basic-auth password in Postmark's webhook URL; several separated by spaces while
+    # rotating. Required like every secret (a deployment without Postmark sets a random one).
+    postmark_webhook_secret: Secrets
 
     @field_validator("ses_topic_arns")
     @classmethod
@@ -90,9 +76,8 @@ class NotifierSettings(ServiceSettings):
 
     @property
     def postmark_secrets(self) -> list[str]:
-        """The accepted Postmark webhook passwords; empty when the endpoint is off."""
-        secret = self.postmark_webhook_secret
-        return rotation_values(secret.get_secret_value()) if secret is not None else []
+        """The accepted Postmark webhook passwords (every value of the rotation list)."""
+        return rotation_values(self.postmark_webhook_secret.get_secret_value())
 
     @property
     def unsubscribe_secrets(self) -> list[str]:
