@@ -85,7 +85,7 @@ class Notifier:
             return set()
         if among is None:
             return await self.suppressions.keys()
-        return {key for key in among if await self.suppressions.get(key) is not None}
+        return {key for key in among if await self.suppressions.why(key) is not None}
 
     async def _deliver(
         self, pilot: PilotAnnounced, email_key: str, codes: list[str], suppressed: set[str]
@@ -122,10 +122,9 @@ class Notifier:
             await self.deliveries.mark_failed(keys, "focal point unsubscribed or withdrew consent")
             return True
         if self.suppressions is not None:
-            suppression = await self.suppressions.get(str(first["email_key"]))
-            if suppression is not None:
-                reason = f"suppressed: {suppression['reason']} ({suppression['source']})"
-                await self.deliveries.mark_suppressed(keys, reason)
+            why = await self.suppressions.why(str(first["email_key"]))
+            if why is not None:
+                await self.deliveries.mark_suppressed(keys, f"suppressed: {why}")
                 return True
         items = []
         for delivery in group:

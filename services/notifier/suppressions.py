@@ -24,6 +24,7 @@ exact:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -38,6 +39,10 @@ from shared.mongo import Document
 SUPPRESSIONS = "notifier_suppressions"
 PROVIDER_REPORTS = "notifier_provider_reports"
 SOFT_BOUNCES = "notifier_soft_bounces"
+# The dispatcher checks each message against a copy of the list at most this old: a read of the
+# list per message would cost a scan of it per message on FerretDB. A suppression made by this
+# replica is in its copy at once; one made by another replica within this many seconds.
+SNAPSHOT_SECONDS = 2.0
 # Far longer than recording one report takes: only a replica that died is taken over.
 REPORT_LEASE = timedelta(seconds=30)
 # How many slots a takeover looks through for the one a replica that died may have taken
@@ -111,6 +116,8 @@ class Suppressions:
         self._suppressions = db[SUPPRESSIONS]
         self._reports = db[PROVIDER_REPORTS]
         self._slots = db[SOFT_BOUNCES]
+        self._snapshot: dict[str, str] = {}  # key -> "reason (source)"
+        self._snapshot_at = float("-inf")
 
     async def suppress(
         self,
@@ -136,16 +143,34 @@ class Suppressions:
             await self._suppressions.insert_one(record)
         except DuplicateKeyError:
             return False
+        self._snapshot.setdefault(email_key, f"{reason} ({source})")
         SUPPRESSED.labels(str(reason), source).inc()
         return True
 
     async def get(self, email_key: str) -> Document | None:
-        """The suppression of `email_key`, if any."""
+        """The suppression of `email_key`, if any (one read of the list)."""
         return await self._suppressions.find_one({"_id": email_key})
 
     async def keys(self) -> set[str]:
-        """Every suppressed key (one read of the list, for matching a whole pilot)."""
-        return {str(d["_id"]) async for d in self._suppressions.find({}, {"_id": True})}
+        """Every suppressed key, read now (one read of the list, for matching a whole pilot)."""
+        await self._refresh()
+        return set(self._snapshot)
+
+    async def why(self, email_key: str) -> str | None:
+        """ "reason (source)" if `email_key` is suppressed, from a copy of the list at most
+        `SNAPSHOT_SECONDS` old (the dispatcher's check of every message)."""
+        if time.monotonic() - self._snapshot_at > SNAPSHOT_SECONDS:
+            await self._refresh()
+        return self._snapshot.get(email_key)
+
+    async def _refresh(self) -> None:
+        started = time.monotonic()
+        fields = {"reason": True, "source": True}
+        self._snapshot = {
+            str(d["_id"]): f"{d['reason']} ({d['source']})"
+            async for d in self._suppressions.find({}, fields)
+        }
+        self._snapshot_at = started
 
     async def listing(self, limit: int) -> list[Document]:
         """The suppressions, newest first, at most `limit`."""

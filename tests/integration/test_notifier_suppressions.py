@@ -12,6 +12,7 @@ import base64
 import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -20,6 +21,16 @@ from fastapi import FastAPI
 
 from services.notifier.app import create_app
 from services.notifier.settings import NotifierSettings
+from services.notifier.suppressions import (
+    PROVIDER_REPORTS,
+    REPORT_LEASE,
+    SOFT_BOUNCES,
+    Event,
+    Report,
+    ReportInProgress,
+    Suppressions,
+    report_key,
+)
 from shared import mongo
 from tests.integration.notifier_support import (
     addresses,
@@ -396,3 +407,39 @@ async def test_subscription_confirmation_of_allowed_topic_confirmed(
     assert refused.status_code == 403
     assert confirm_url in signer.fetched
     assert confirm_url + "2" not in signer.fetched
+
+
+async def test_record_soft_bounce_after_replica_died_counted_once(
+    stack: Stack, run_id: str, isolated: None
+) -> None:
+    client = mongo.new_client(stack.mongodb_url)
+    db = mongo.database(client, f"test_{run_id}")
+    store = Suppressions(db)
+    key = f"died-{run_id}@example.org"
+    now = datetime.now(UTC)
+    died_before_slot = Report("postmark", "1", key, Event.SOFT_BOUNCE)
+    died_after_slot = Report("postmark", "2", key, Event.SOFT_BOUNCE)
+    in_progress = Report("postmark", "3", key, Event.SOFT_BOUNCE)
+    try:
+        # What replicas that died left: a report recorded without its slot, another whose slot
+        # was taken but not written back, and one being recorded right now.
+        stale = now - REPORT_LEASE * 2
+        for report, at in ((died_before_slot, stale), (died_after_slot, stale), (in_progress, now)):
+            await db[PROVIDER_REPORTS].insert_one(
+                {"_id": report_key(report), "email_key": key, "at": at}
+            )
+        await db[SOFT_BOUNCES].insert_one(
+            {"_id": f"{key}#1", "report": report_key(died_after_slot), "at": stale}
+        )
+
+        with pytest.raises(ReportInProgress):
+            await store.record(in_progress, soft_limit=3, now=now)
+        taken_over = [await store.record(r, 3, now) for r in (died_after_slot, died_before_slot)]
+        again = await store.record(died_after_slot, 3, now)
+        slots = sorted([d["_id"] async for d in db[SOFT_BOUNCES].find({})])
+    finally:
+        await client.close()
+
+    assert [a.soft_bounces for a in taken_over] == [1, 2]
+    assert (again.new, again.soft_bounces) == (False, 1)
+    assert slots == [f"{key}#1", f"{key}#2"]

@@ -88,8 +88,9 @@ class Registry:
 class Suppressions:
     listed: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    async def get(self, email_key: str) -> dict[str, Any] | None:
-        return self.listed.get(email_key)
+    async def why(self, email_key: str) -> str | None:
+        found = self.listed.get(email_key)
+        return f"{found['reason']} ({found['source']})" if found else None
 
     async def keys(self) -> set[str]:
         return set(self.listed)
