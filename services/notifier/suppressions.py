@@ -25,12 +25,13 @@ exact:
 from __future__ import annotations
 
 import time
+from collections import Counter as Tally
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -52,6 +53,8 @@ MAX_SLOT_LOOKUP = 128
 SUPPRESSED = Counter(
     "notifier_suppressions_total", "Addresses put on the suppression list", ["reason", "source"]
 )
+# The whole list as of this replica's last read of it (every replica shows the same list).
+LISTED = Gauge("notifier_suppressed_addresses", "Addresses on the suppression list", ["reason"])
 
 
 class Reason(StrEnum):
@@ -166,11 +169,12 @@ class Suppressions:
     async def _refresh(self) -> None:
         started = time.monotonic()
         fields = {"reason": True, "source": True}
-        self._snapshot = {
-            str(d["_id"]): f"{d['reason']} ({d['source']})"
-            async for d in self._suppressions.find({}, fields)
-        }
+        listed = [d async for d in self._suppressions.find({}, fields)]
+        self._snapshot = {str(d["_id"]): f"{d['reason']} ({d['source']})" for d in listed}
         self._snapshot_at = started
+        by_reason = Tally(str(d["reason"]) for d in listed)
+        for reason in Reason:
+            LISTED.labels(str(reason)).set(by_reason[str(reason)])
 
     async def listing(self, limit: int) -> list[Document]:
         """The suppressions, newest first, at most `limit`."""
@@ -181,7 +185,10 @@ class Suppressions:
         """How many addresses are suppressed, by reason."""
         pipeline = [{"$group": {"_id": "$reason", "n": {"$sum": 1}}}]
         cursor = await self._suppressions.aggregate(pipeline)
-        return {str(d["_id"]): int(d["n"]) async for d in cursor}
+        counts = {str(d["_id"]): int(d["n"]) async for d in cursor}
+        for reason in Reason:
+            LISTED.labels(str(reason)).set(counts.get(str(reason), 0))
+        return counts
 
     async def record(self, report: Report, soft_limit: int, now: datetime | None = None) -> Applied:
         """Record one recipient's report once and suppress the address when it says so.

@@ -219,6 +219,7 @@ async def test_ses_complaint_suppressed_next_pilot_skips_it(
     }
     assert handler.count() == Counter({kept: 2, complaining: 1, bounced: 1})
     for reason in ("complaint", "bounce"):
+        assert metric(after, "notifier_suppressed_addresses", reason=reason) == 1
         grew = metric(after, "notifier_suppressions_total", reason=reason, source="ses")
         assert (
             grew == metric(before, "notifier_suppressions_total", reason=reason, source="ses") + 1
