@@ -6,7 +6,8 @@
   SubscribeURL, which must itself be https on an SNS host; any other is refused.
 - `POST /v1/provider-reports/postmark`: Postmark's bounce and spam complaint webhooks, with the
   `POSTMARK_WEBHOOK_SECRET` as the basic-auth password of the webhook's URL.
-- `GET /v1/suppressions` (operator token): the suppressed addresses by key, with counts.
+- `GET /v1/suppressions` (operator token): the suppressed addresses by key, with counts;
+  `DELETE /v1/suppressions/{focal_point}` lifts one.
 
 A report names addresses; only their keys (`registry.normalise_email`) are kept. An address
 nobody registered is recorded all the same: a suppression can precede a registration. A report
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 
 from services.notifier import sns
 from services.notifier.notifier import Notifier
@@ -349,6 +350,24 @@ async def list_suppressions(
             for d in listed
         ],
     }
+
+
+@operators.delete("/suppressions/{focal_point}", status_code=204)
+async def lift_suppression(
+    focal_point: Annotated[str, Path(min_length=1, max_length=320)],
+    notifier: NotifierDep,
+    authorization: Annotated[
+        str, Header(description="`Bearer <OPERATOR_TOKEN>`, checked before anything else")
+    ] = "",
+) -> Response:
+    """Lift the suppression of one focal point (by key, as listed): it gets email again."""
+    del authorization  # checked by `OperatorRoute`; declared for the API description
+    suppressions = notifier.suppressions
+    assert suppressions is not None
+    if not await suppressions.lift(focal_point):
+        raise Problem(404, "Not suppressed", "no suppression of that focal point is listed")
+    logger.warning("suppression of %s lifted by an operator", focal_point)
+    return Response(status_code=204)
 
 
 def install(app: FastAPI, fetch: sns.Fetch = sns.https_get) -> None:

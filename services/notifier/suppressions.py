@@ -176,6 +176,15 @@ class Suppressions:
         for reason in Reason:
             LISTED.labels(str(reason)).set(by_reason[str(reason)])
 
+    async def lift(self, email_key: str) -> bool:
+        """Take `email_key` off the list (an operator's decision); its soft bounces are counted
+        from zero again. False when it was not on the list."""
+        removed = await self._suppressions.delete_one({"_id": email_key})
+        slots = [f"{email_key}#{n}" for n in range(1, MAX_SLOT_LOOKUP + 1)]
+        await self._slots.delete_many({"_id": {"$in": slots}})
+        self._snapshot.pop(email_key, None)
+        return removed.deleted_count > 0
+
     async def listing(self, limit: int) -> list[Document]:
         """The suppressions, newest first, at most `limit`."""
         cursor = self._suppressions.find().sort("at", -1).limit(limit)

@@ -444,3 +444,31 @@ async def test_record_soft_bounce_after_replica_died_counted_once(
     assert [a.soft_bounces for a in taken_over] == [1, 2]
     assert (again.new, again.soft_bounces) == (False, 1)
     assert slots == [f"{key}#1", f"{key}#2"]
+
+
+async def test_lift_suppression_emails_again_soft_bounces_from_zero(
+    stack: Stack, settings: NotifierSettings, run_id: str, handler: Scripted, isolated: None
+) -> None:
+    (person,) = addresses(run_id, "lifted", 1)
+    post = "/v1/provider-reports/postmark"
+    await register(stack, settings, [person])
+
+    async with serving(app_with(settings, Signer())) as client:
+        for record_id in (1, 2, 3):
+            body = postmark_bounce(record_id, person, "SoftBounce")
+            await client.post(post, json=body, headers=basic(POSTMARK_SECRET))
+        suppressed = await suppressions(client)
+        unauthorised = await client.delete(f"/v1/suppressions/{person}")
+        lifted = await client.delete(f"/v1/suppressions/{person}", headers=OPERATOR)
+        again = await client.delete(f"/v1/suppressions/{person}", headers=OPERATOR)
+        await announce(stack, settings, client, f"pilot-{run_id}", {"sent": 1})
+        soft = postmark_bounce(4, person, "SoftBounce")
+        counted = await client.post(post, json=soft, headers=basic(POSTMARK_SECRET))
+        listed = await suppressions(client)
+
+    assert [e["reason"] for e in suppressed["suppressions"]] == ["soft-bounce"]
+    assert unauthorised.status_code == 401
+    assert (lifted.status_code, again.status_code) == (204, 404)
+    assert handler.count() == Counter({person: 1})
+    assert counted.json()["suppressed"] == 0  # the count started again: one soft bounce
+    assert listed["suppressions"] == []
