@@ -9,7 +9,8 @@
 - `GET /v1/suppressions` (operator token): the suppressed addresses by key, with counts;
   `DELETE /v1/suppressions/{focal_point}` lifts one.
 
-A report names addresses; only their keys (`registry.normalise_email`) are kept. An address
+A report names addresses; only their keys (`registry.normalise_email`) are kept
+(`report_formats` reads the providers' shapes). An address
 nobody registered is recorded all the same: a suppression can precede a registration. A report
 is recorded once per provider report id and recipient, so a report sent again answers 200 and
 changes nothing. Bad reports get a problem+json 4xx naming the field; an event that does not
@@ -24,8 +25,6 @@ import binascii
 import hmac
 import json
 import logging
-from dataclasses import dataclass
-from email.utils import parseaddr
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
@@ -33,139 +32,13 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, R
 from services.notifier import sns
 from services.notifier.notifier import Notifier
 from services.notifier.registry import normalise_email
-from services.notifier.suppressions import Event, Report, ReportInProgress, Suppressions
+from services.notifier.report_formats import Invalid, Parsed, parse_postmark, parse_ses
+from services.notifier.suppressions import ReportInProgress, Suppressions
 from shared.http import OperatorRoute, Problem
 
 logger = logging.getLogger(__name__)
 
-SES, POSTMARK = "ses", "postmark"
 RETRY_AFTER_SECONDS = "30"
-
-# Postmark bounce `Type`s that tell something about the recipient's mailbox; every other type
-# (auto-replies, challenge emails, filters and errors of Postmark's own) suppresses nothing.
-POSTMARK_TYPES = {
-    "HardBounce": Event.BOUNCE,
-    "BadEmailAddress": Event.BOUNCE,
-    "ManuallyDeactivated": Event.BOUNCE,
-    "SoftBounce": Event.SOFT_BOUNCE,
-    "Transient": Event.SOFT_BOUNCE,
-    "DnsError": Event.SOFT_BOUNCE,
-    "SpamComplaint": Event.COMPLAINT,
-}
-# SES bounce types: Permanent is a hard bounce; Transient and Undetermined count as soft.
-SES_BOUNCE_TYPES = {
-    "Permanent": Event.BOUNCE,
-    "Transient": Event.SOFT_BOUNCE,
-    "Undetermined": Event.SOFT_BOUNCE,
-}
-
-
-class Invalid(Exception):
-    """A report that does not say what it must; `field` names the place."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Parsed:
-    """What a provider's body reports: one `Report` per recipient, or nothing (`ignored`)."""
-
-    reports: list[Report]
-    ignored: str | None = None
-
-
-def email_key_of(address: Any, field: str) -> str:
-    """The key of a reported address (`"Name" <a@b>` or `a@b`)."""
-    if not isinstance(address, str):
-        raise Invalid(field, "must be an email address")
-    _, bare = parseaddr(address)
-    local, at, domain = bare.rpartition("@")
-    if not (at and local and "." in domain):
-        raise Invalid(field, "must be an email address")
-    return normalise_email(bare)
-
-
-def _text(value: Any, field: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
-        raise Invalid(field, "is required: a non-empty string or number")
-    return str(value)
-
-
-def parse_ses(message: str) -> Parsed:
-    """The reports of an SES notification (the SNS message's `Message`), pure."""
-    try:
-        notification = json.loads(message)
-    except ValueError:
-        raise Invalid("Message", "must be an SES notification in JSON") from None
-    if not isinstance(notification, dict):
-        raise Invalid("Message", "must be an SES notification (a JSON object)")
-    # `notificationType` from identity notifications, `eventType` from event publishing.
-    kind = notification.get("notificationType", notification.get("eventType"))
-    if kind == "Bounce":
-        return _ses_recipients(notification, "bounce", "bouncedRecipients", _ses_bounce_event)
-    if kind == "Complaint":
-        return _ses_recipients(notification, "complaint", "complainedRecipients", _ses_complaint)
-    if not isinstance(kind, str):
-        raise Invalid("Message.notificationType", "is required")
-    return Parsed([], ignored=f"SES {kind} notifications suppress nothing")
-
-
-def _ses_bounce_event(details: dict[str, Any]) -> Event | None:
-    bounce_type = details.get("bounceType")
-    event = SES_BOUNCE_TYPES.get(bounce_type) if isinstance(bounce_type, str) else None
-    if event is None:
-        raise Invalid("Message.bounce.bounceType", "must be Permanent, Transient or Undetermined")
-    return event
-
-
-def _ses_complaint(details: dict[str, Any]) -> Event | None:
-    # A feedback report saying the message is *not* spam is no complaint.
-    return None if details.get("complaintFeedbackType") == "not-spam" else Event.COMPLAINT
-
-
-def _ses_recipients(
-    notification: dict[str, Any], name: str, recipients: str, event_of: Any
-) -> Parsed:
-    details = notification.get(name)
-    where = f"Message.{name}"
-    if not isinstance(details, dict):
-        raise Invalid(where, "is required (an object)")
-    event: Event | None = event_of(details)
-    report_id = _text(details.get("feedbackId"), f"{where}.feedbackId")
-    listed = details.get(recipients)
-    if not isinstance(listed, list) or not listed:
-        raise Invalid(f"{where}.{recipients}", "is required (a non-empty list)")
-    keys = []
-    for n, recipient in enumerate(listed):
-        field = f"{where}.{recipients}[{n}].emailAddress"
-        address = recipient.get("emailAddress") if isinstance(recipient, dict) else None
-        keys.append(email_key_of(address, field))
-    if event is None:
-        return Parsed([], ignored="a feedback report of type not-spam suppresses nothing")
-    return Parsed([Report(SES, report_id, key, event) for key in dict.fromkeys(keys)])
-
-
-def parse_postmark(body: Any) -> Parsed:
-    """The report of a Postmark bounce or spam complaint webhook body, pure."""
-    if not isinstance(body, dict):
-        raise Invalid("(body)", "must be a JSON object")
-    record_type = body.get("RecordType")
-    if record_type not in ("Bounce", "SpamComplaint"):
-        if not isinstance(record_type, str):
-            raise Invalid("RecordType", "is required")
-        return Parsed([], ignored=f"Postmark {record_type} records suppress nothing")
-    bounce_type = body.get("Type", record_type)
-    if not isinstance(bounce_type, str):
-        raise Invalid("Type", "must be a string")
-    event = Event.COMPLAINT if record_type == "SpamComplaint" else POSTMARK_TYPES.get(bounce_type)
-    report_id = _text(body.get("ID"), "ID")
-    key = email_key_of(body.get("Email"), "Email")
-    if event is None:
-        return Parsed([], ignored=f"Postmark {bounce_type} bounces suppress nothing")
-    return Parsed([Report(POSTMARK, report_id, key, event)])
 
 
 def check_basic_auth(authorization: str, secrets: list[str]) -> None:
@@ -277,7 +150,7 @@ async def ses_report(
         logger.warning("SNS topic %s: the subscription was removed", message.topic_arn)
         return {"status": "ignored", "reason": "unsubscribe confirmation"}
     try:
-        parsed = parse_ses(message.message)
+        parsed = parse_ses(message.message, normalise_email)
     except Invalid as exc:
         raise _invalid(exc) from exc
     return await _record(notifier, parsed)
@@ -314,7 +187,7 @@ async def postmark_report(
     """A Postmark bounce or spam complaint webhook."""
     check_basic_auth(authorization, notifier.settings.postmark_secrets)
     try:
-        parsed = parse_postmark(await _json(request))
+        parsed = parse_postmark(await _json(request), normalise_email)
     except Invalid as exc:
         raise _invalid(exc) from exc
     return await _record(notifier, parsed)

@@ -66,6 +66,17 @@ class Reason(StrEnum):
     COMPLAINT = "complaint"  # the recipient marked an email as spam
 
 
+# Every (reason, source) there can be shows from the start, at 0, so that rates and alerts work.
+for _reason, _sources in (
+    (Reason.REFUSED, ("smtp",)),
+    (Reason.BOUNCE, ("ses", "postmark")),
+    (Reason.SOFT_BOUNCE, ("ses", "postmark")),
+    (Reason.COMPLAINT, ("ses", "postmark")),
+):
+    for _source in _sources:
+        SUPPRESSED.labels(str(_reason), _source)
+
+
 class Event(StrEnum):
     """What a provider reported about one recipient."""
 

@@ -12,12 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
 from services.notifier import sns
-from services.notifier.provider_reports import (
-    Invalid,
-    check_basic_auth,
-    parse_postmark,
-    parse_ses,
-)
+from services.notifier.provider_reports import check_basic_auth
+from services.notifier.registry import normalise_email
+from services.notifier.report_formats import Invalid, parse_postmark, parse_ses
 from services.notifier.settings import NotifierSettings
 from services.notifier.suppressions import Event, Report
 from shared.http import Problem
@@ -200,7 +197,9 @@ def test_parse_missing_or_bad_field_named(change, field):
 
 
 def test_parse_ses_permanent_bounce_each_recipient():
-    parsed = parse_ses(json.dumps(ses_bounce("f-7", "A@Example.org", '"Jane" <jane@example.org>')))
+    parsed = parse_ses(
+        json.dumps(ses_bounce("f-7", "A@Example.org", '"Jane" <jane@example.org>')), normalise_email
+    )
 
     assert parsed.reports == [
         Report("ses", "f-7", "a@example.org", Event.BOUNCE),
@@ -210,13 +209,15 @@ def test_parse_ses_permanent_bounce_each_recipient():
 
 @pytest.mark.parametrize("bounce_type", ["Transient", "Undetermined"])
 def test_parse_ses_other_bounce_soft(bounce_type):
-    parsed = parse_ses(json.dumps(ses_bounce("f-8", "a@example.org", bounce_type=bounce_type)))
+    parsed = parse_ses(
+        json.dumps(ses_bounce("f-8", "a@example.org", bounce_type=bounce_type)), normalise_email
+    )
 
     assert [r.event for r in parsed.reports] == [Event.SOFT_BOUNCE]
 
 
 def test_parse_ses_complaint():
-    parsed = parse_ses(json.dumps(ses_complaint("f-9", "a@example.org")))
+    parsed = parse_ses(json.dumps(ses_complaint("f-9", "a@example.org")), normalise_email)
 
     assert parsed.reports == [Report("ses", "f-9", "a@example.org", Event.COMPLAINT)]
 
@@ -225,17 +226,23 @@ def test_parse_ses_event_publishing_event_type():
     notification = ses_complaint("f-9", "a@example.org")
     notification["eventType"] = notification.pop("notificationType")
 
-    assert [r.event for r in parse_ses(json.dumps(notification)).reports] == [Event.COMPLAINT]
+    assert [r.event for r in parse_ses(json.dumps(notification), normalise_email).reports] == [
+        Event.COMPLAINT
+    ]
 
 
 def test_parse_ses_not_spam_feedback_ignored():
-    parsed = parse_ses(json.dumps(ses_complaint("f-9", "a@example.org", feedback_type="not-spam")))
+    parsed = parse_ses(
+        json.dumps(ses_complaint("f-9", "a@example.org", feedback_type="not-spam")), normalise_email
+    )
 
     assert parsed.reports == [] and parsed.ignored
 
 
 def test_parse_ses_delivery_ignored():
-    parsed = parse_ses(json.dumps({"notificationType": "Delivery", "delivery": {}}))
+    parsed = parse_ses(
+        json.dumps({"notificationType": "Delivery", "delivery": {}}), normalise_email
+    )
 
     assert parsed.reports == [] and "Delivery" in str(parsed.ignored)
 
@@ -272,7 +279,7 @@ def test_parse_ses_bad_notification_names_field(notification, field):
     text = notification if isinstance(notification, str) else json.dumps(notification)
 
     with pytest.raises(Invalid) as caught:
-        parse_ses(text)
+        parse_ses(text, normalise_email)
 
     assert caught.value.field == field
 
@@ -287,26 +294,30 @@ def test_parse_ses_bad_notification_names_field(notification, field):
     ],
 )
 def test_parse_postmark_bounce_types(bounce_type, event):
-    parsed = parse_postmark(postmark_bounce(4323372036, "Someone@Example.org", bounce_type))
+    parsed = parse_postmark(
+        postmark_bounce(4323372036, "Someone@Example.org", bounce_type), normalise_email
+    )
 
     assert parsed.reports == [Report("postmark", "4323372036", "someone@example.org", event)]
 
 
 def test_parse_postmark_spam_complaint():
-    parsed = parse_postmark(postmark_spam_complaint(42, "a@example.org"))
+    parsed = parse_postmark(postmark_spam_complaint(42, "a@example.org"), normalise_email)
 
     assert parsed.reports == [Report("postmark", "42", "a@example.org", Event.COMPLAINT)]
 
 
 @pytest.mark.parametrize("bounce_type", ["AutoResponder", "Blocked", "SpamNotification"])
 def test_parse_postmark_other_bounce_types_ignored(bounce_type):
-    parsed = parse_postmark(postmark_bounce(1, "a@example.org", bounce_type))
+    parsed = parse_postmark(postmark_bounce(1, "a@example.org", bounce_type), normalise_email)
 
     assert parsed.reports == [] and bounce_type in str(parsed.ignored)
 
 
 def test_parse_postmark_delivery_record_ignored():
-    assert parse_postmark({"RecordType": "Delivery", "Recipient": "a@example.org"}).ignored
+    assert parse_postmark(
+        {"RecordType": "Delivery", "Recipient": "a@example.org"}, normalise_email
+    ).ignored
 
 
 @pytest.mark.parametrize(
@@ -321,7 +332,7 @@ def test_parse_postmark_delivery_record_ignored():
 )
 def test_parse_postmark_bad_body_names_field(change, field):
     with pytest.raises(Invalid) as caught:
-        parse_postmark({**postmark_bounce(1, "a@example.org"), **change})
+        parse_postmark({**postmark_bounce(1, "a@example.org"), **change}, normalise_email)
 
     assert caught.value.field == field
 
