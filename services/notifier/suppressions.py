@@ -171,8 +171,8 @@ class Suppressions:
         return set(self._snapshot)
 
     async def why(self, email_key: str) -> str | None:
-        """ "reason (source)" if `email_key` is suppressed, from a copy of the list at most
-        `SNAPSHOT_SECONDS` old (the dispatcher's check of every message)."""
+        """Why `email_key` is suppressed (`bounce (ses)`), None if it is not: from a copy of
+        the list at most `SNAPSHOT_SECONDS` old (the dispatcher's check of every message)."""
         if time.monotonic() - self._snapshot_at > SNAPSHOT_SECONDS:
             await self._refresh()
         return self._snapshot.get(email_key)
