@@ -14,8 +14,10 @@ from services.notifier.consumer import subscribe
 from services.notifier.deliveries import Deliveries
 from services.notifier.mailer import Mailer
 from services.notifier.notifier import Notifier
+from services.notifier.provider_reports import install as install_provider_reports
 from services.notifier.registry import Registry
 from services.notifier.settings import NotifierSettings
+from services.notifier.suppressions import Suppressions
 from shared import mongo
 from shared.http import health_router, install_problem_handlers, limit_bodies
 from shared.kafka import (
@@ -59,6 +61,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             timeout=settings.smtp_timeout_seconds,
             deadline=settings.send_deadline_seconds,
         ),
+        suppressions=Suppressions(db),
     )
     security = kafka_security(settings)
     broker = new_broker(settings.kafka_bootstrap_servers, client_id="notifier", security=security)
@@ -109,6 +112,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     instrument(app, "notifier")
     app.include_router(router)
     app.include_router(operators)
+    install_provider_reports(app)
     app.include_router(
         health_router({"kafka": readiness_check(broker), "mongodb": lambda: mongo.ping(client)})
     )

@@ -4,9 +4,9 @@ A claim only settles a race for one step: attempt `n` of a delivery (`<delivery 
 version `v` of a match-index bucket (`bucket-<i>@<v>`). Dropping one is safe once no caller can
 ask for that key again, which holds when both are true:
 
-- the step is behind the record for good: the delivery is `sent` or `failed` and `n` is at most
-  its `attempts` (no attempt of a finished delivery is claimed again: it is never due), or the
-  bucket's `version` is already past `v`;
+- the step is behind the record for good: the delivery is `sent`, `failed` or `suppressed` and
+  `n` is at most its `attempts` (no attempt of a finished delivery is claimed again: it is never
+  due), or the bucket's `version` is already past `v`;
 - the claim is older than the retention, far longer than a dispatcher keeps a candidate it read
   before claiming it (seconds) or a writer keeps a bucket it read (milliseconds). A caller holding
   a copy that stale is the one case a dropped claim could let through, and the delivery claim
@@ -29,7 +29,7 @@ from services.notifier.deliveries import DELIVERIES
 from services.notifier.registry import MATCH_INDEX
 from shared.mongo import Document
 
-FINAL_STATES = ("sent", "failed")
+FINAL_STATES = ("sent", "failed", "suppressed")
 DROP_BATCH = 500
 
 

@@ -1,6 +1,7 @@
 """Deliveries in MongoDB: one per (pilot, focal point), ever. States: pending -> sending -> sent,
 or back to pending with a later attempt time (a deferral, or a pause of sending while the SMTP
-server fails as a whole: `failures`), or failed for good (a refusal of that delivery).
+server fails as a whole: `failures`), or failed for good (a refusal of that delivery), or
+suppressed (the address is on the suppression list, `suppressions`: never sent, never retried).
 
 At most one email per pair: the record's `_id` is the pair, so a redelivered or replayed pilot
 creates nothing new, and a record is sent only by the replica that claimed it (one claim per
@@ -74,25 +75,35 @@ class Deliveries:
         await self._deliveries.create_index([("pilot_id", ASCENDING)])
 
     async def create(
-        self, pilot_id: str, email_key: str, codes: list[str], hold_seconds: float = 0.0
+        self,
+        pilot_id: str,
+        email_key: str,
+        codes: list[str],
+        hold_seconds: float = 0.0,
+        *,
+        suppressed: str | None = None,
     ) -> bool:
-        """A pending delivery, due after `hold_seconds`; False when the pair already has one."""
+        """A pending delivery, due after `hold_seconds`, or one settled at once as `suppressed`
+        (the reason given: it is never sent); False when the pair already has one."""
         now = datetime.now(UTC)
+        record: dict[str, Any] = {
+            "_id": delivery_id(pilot_id, email_key),
+            "pilot_id": pilot_id,
+            "email_key": email_key,
+            "codes": codes,
+            "state": "pending",
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now + timedelta(seconds=hold_seconds),
+        }
+        if suppressed:
+            record.update(state="suppressed", settled_at=now, last_error=suppressed)
         try:
-            await self._deliveries.insert_one(
-                {
-                    "_id": delivery_id(pilot_id, email_key),
-                    "pilot_id": pilot_id,
-                    "email_key": email_key,
-                    "codes": codes,
-                    "state": "pending",
-                    "attempts": 0,
-                    "created_at": now,
-                    "next_attempt_at": now + timedelta(seconds=hold_seconds),
-                }
-            )
+            await self._deliveries.insert_one(record)
         except DuplicateKeyError:
             return False
+        if suppressed:
+            EMAILS.labels("suppressed").inc()
         return True
 
     async def claim_due(self, now: datetime | None = None) -> Document | None:
@@ -194,6 +205,11 @@ class Deliveries:
         """A permanent failure (or no one to send to): never tried again."""
         await self._set(keys, state="failed", failed_at=datetime.now(UTC), last_error=error)
         EMAILS.labels("failed").inc(len(keys))
+
+    async def mark_suppressed(self, keys: Sequence[str], reason: str) -> None:
+        """The address is on the suppression list: never sent, never tried again."""
+        await self._set(keys, state="suppressed", settled_at=datetime.now(UTC), last_error=reason)
+        EMAILS.labels("suppressed").inc(len(keys))
 
     async def release(self, claimed: Sequence[Document]) -> None:
         """Hand back deliveries claimed but not sent (the dispatcher is stopping): due at once.

@@ -102,3 +102,25 @@ def decide(kind: Kind, in_a_row: int) -> Decision:
         # counted, so that MAX_ATTEMPTS bounds the copies a server that never answers can cause.
         return Decision(Outcome.RETRY, pause=True)
     return Decision(Outcome.HELD, pause=True)
+
+
+# Replies at RCPT that say the mailbox itself does not exist or will never take mail: no such
+# user (550), user not local (551), mailbox name not allowed (553). Enhanced status codes 5.7.x
+# are about policy (our server's reputation, relaying, authentication), not the mailbox, so they
+# never suppress it.
+MAILBOX_GONE_CODES = frozenset({550, 551, 553})
+
+
+def refuses_mailbox(kind: Kind, code: int | None, reply: str) -> bool:
+    """Whether a failure is a permanent refusal of the recipient's mailbox at RCPT, after
+    which the address is suppressed (`suppressions`); `reply` is the server's text."""
+    if kind is not Kind.RECIPIENT_REFUSED or code not in MAILBOX_GONE_CODES:
+        return False
+    return not enhanced_status(reply).startswith("5.7.")
+
+
+def enhanced_status(reply: str) -> str:
+    """The enhanced status code (RFC 3463, `5.1.1`) a reply text starts with, or ""."""
+    first = reply.split(maxsplit=1)[0] if reply.strip() else ""
+    parts = first.split(".")
+    return first if len(parts) == 3 and all(part.isdigit() for part in parts) else ""

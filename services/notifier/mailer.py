@@ -23,10 +23,14 @@ from services.notifier.failures import Kind, Stage, classify
 class MailFailure(Exception):
     """A send that did not end with the server accepting the message."""
 
-    def __init__(self, kind: Kind, stage: Stage, reason: str) -> None:
+    def __init__(
+        self, kind: Kind, stage: Stage, reason: str, *, code: int | None = None, reply: str = ""
+    ) -> None:
         super().__init__(reason)
         self.kind = kind
         self.stage = stage
+        self.code = code  # the server's reply code and text, when a refusal of the recipient
+        self.reply = reply
 
     def __str__(self) -> str:
         return f"{self.kind} at {self.stage}: {self.args[0]}"
@@ -106,7 +110,9 @@ class Mailer:
                 await work
         except aiosmtplib.SMTPRecipientRefused as exc:
             await self._reset()
-            raise MailFailure(classify(self._stage, exc.code), self._stage, _reply(exc)) from exc
+            kind, stage = classify(self._stage, exc.code), self._stage
+            failure = MailFailure(kind, stage, _reply(exc), code=exc.code, reply=exc.message)
+            raise failure from exc
         except aiosmtplib.SMTPResponseException as exc:
             self._client.close()
             code = exc.code if exc.code > 0 else None

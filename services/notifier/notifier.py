@@ -12,12 +12,20 @@ from email.utils import parseaddr
 
 from services.notifier import emails
 from services.notifier.deliveries import Deliveries, backoff
-from services.notifier.failures import DELIVERY_KINDS, Kind, Outcome, decide
+from services.notifier.failures import (
+    DELIVERY_KINDS,
+    Kind,
+    Outcome,
+    decide,
+    enhanced_status,
+    refuses_mailbox,
+)
 from services.notifier.mailer import Mailer, MailFailure
 from services.notifier.matching import shared_codes
 from services.notifier.ratelimit import TokenBucket
 from services.notifier.registry import Registry
 from services.notifier.settings import NotifierSettings
+from services.notifier.suppressions import Reason, Suppressions
 from shared.events import PilotAnnounced, SurveyResponse
 from shared.mongo import Document
 from shared.observability import SMTP_FAILURES, SMTP_PAUSED
@@ -33,6 +41,8 @@ class Notifier:
     registry: Registry
     deliveries: Deliveries
     mailer: Mailer
+    # The suppression list (`suppressions`); None only where a test drives the dispatcher alone.
+    suppressions: Suppressions | None = None
     _work: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _bucket: TokenBucket = field(init=False)
@@ -52,23 +62,41 @@ class Notifier:
         if record is None or record["unsubscribed"] or not record["consent"]:
             return 0
         created = 0
+        suppressed = await self._suppressed({str(record["_id"])})
         for pilot in await self.registry.open_pilots(datetime.now(UTC).date()):
             codes = shared_codes(pilot, record["codes"], record["country"])
-            created += await self._deliver(pilot, record["_id"], codes)
+            created += await self._deliver(pilot, record["_id"], codes, suppressed)
         return created
 
     async def on_pilot(self, pilot: PilotAnnounced) -> int:
         """Create a delivery for every focal point the pilot matches; returns how many are new."""
         await self.registry.remember_pilot(pilot)
         created = 0
-        for email_key, codes in await self.registry.candidates(pilot):
-            created += await self._deliver(pilot, email_key, codes)
+        candidates = await self.registry.candidates(pilot)
+        suppressed = await self._suppressed(None)
+        for email_key, codes in candidates:
+            created += await self._deliver(pilot, email_key, codes, suppressed)
         logger.info("pilot %s: %d new deliveries", pilot.pilot_id, created)
         return created
 
-    async def _deliver(self, pilot: PilotAnnounced, email_key: str, codes: list[str]) -> int:
-        # Consent and unsubscribe are checked again when the email is sent.
+    async def _suppressed(self, among: set[str] | None) -> set[str]:
+        """The suppressed keys (of `among`, or all: one read of the list per pilot)."""
+        if self.suppressions is None:
+            return set()
+        if among is None:
+            return await self.suppressions.keys()
+        return {key for key in among if await self.suppressions.why(key) is not None}
+
+    async def _deliver(
+        self, pilot: PilotAnnounced, email_key: str, codes: list[str], suppressed: set[str]
+    ) -> int:
+        # Consent, unsubscribe and the suppression list are checked again when the email is sent.
         if not codes:
+            return 0
+        if email_key in suppressed:
+            # Settled at once, so that the pilot's deliveries show who was left out and why.
+            reason = "suppressed: the address is on the suppression list"
+            await self.deliveries.create(pilot.pilot_id, email_key, codes, suppressed=reason)
             return 0
         created = await self.deliveries.create(
             pilot.pilot_id, email_key, codes, self.settings.digest_window_seconds
@@ -93,6 +121,11 @@ class Notifier:
         if record is None or record["unsubscribed"] or not record["consent"]:
             await self.deliveries.mark_failed(keys, "focal point unsubscribed or withdrew consent")
             return True
+        if self.suppressions is not None:
+            why = await self.suppressions.why(str(first["email_key"]))
+            if why is not None:
+                await self.deliveries.mark_suppressed(keys, f"suppressed: {why}")
+                return True
         items = []
         for delivery in group:
             pilot = await self.registry.pilot(delivery["pilot_id"])
@@ -140,6 +173,14 @@ class Notifier:
         if decision.outcome is Outcome.FAILED:
             await self.deliveries.mark_failed(keys, reason)
             logger.warning("deliveries %s failed: %s", keys, reason)
+            if self.suppressions is not None and refuses_mailbox(
+                failure.kind, failure.code, failure.reply
+            ):
+                # The reply text may quote the address: only its code is kept.
+                detail = f"{failure.code} {enhanced_status(failure.reply)}".strip()
+                await self.suppressions.suppress(
+                    str(claimed[0]["email_key"]), Reason.REFUSED, "smtp", detail=detail
+                )
         elif decision.outcome is Outcome.HELD:
             await self.deliveries.hold(keys, reason, pause)
         else:

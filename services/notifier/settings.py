@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from services.notifier.sns import TOPIC_ARN
 from services.notifier.unsubscribe import LinkKeys
 from shared.settings import Secret, Secrets, ServiceSettings, rotation_values
 
@@ -55,6 +56,28 @@ class NotifierSettings(ServiceSettings):
     send_rate_per_second: float = Field(default=50.0, ge=0)
     # Pilots matching one focal point within this many seconds go out as one digest; 0: at once.
     digest_window_seconds: float = Field(default=0.0, ge=0)
+    # Provider reports (`provider_reports`). Soft bounces of one address after which it is
+    # suppressed, each report counted once.
+    soft_bounce_limit: int = Field(default=3, ge=1, le=100)
+    # The SNS topics whose Amazon SES notifications are taken, space-separated ARNs. Unset: the
+    # SES endpoint takes none (any AWS account can sign SNS messages: the topic is the check).
+    ses_topic_arns: str = ""
+    # The basic-auth password in Postmark's webhook URL; several separated by spaces while
+    # rotating. Required like every secret (a deployment without Postmark sets a random one).
+    postmark_webhook_secret: Secrets
+
+    @field_validator("ses_topic_arns")
+    @classmethod
+    def _topic_arns(cls, value: str) -> str:
+        for arn in value.split():
+            if not TOPIC_ARN.fullmatch(arn):
+                raise ValueError(f"SES_TOPIC_ARNS: {arn!r} is not an SNS topic ARN")
+        return value
+
+    @property
+    def postmark_secrets(self) -> list[str]:
+        """The accepted Postmark webhook passwords (every value of the rotation list)."""
+        return rotation_values(self.postmark_webhook_secret.get_secret_value())
 
     @property
     def unsubscribe_secrets(self) -> list[str]:
