@@ -20,13 +20,14 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import analytics, intake, notifier
+from bench import analytics, intake, notifier, pipeline
 from bench.performance import write
 from bench.report import Section, publish_section
 
 SECTIONS: list[tuple[str, Callable[[bool], Section]]] = [
     ("intake", intake.section),
     ("analytics", analytics.section),
+    ("pipeline", pipeline.section),
     ("notifier", notifier.section),
 ]
 REPORT = Path("docs/performance.md")

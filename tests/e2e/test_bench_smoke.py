@@ -17,7 +17,7 @@ from tests.support import OPERATOR_TOKEN, REPO, Stack
 
 pytestmark = pytest.mark.e2e
 
-SECTION_TITLES = ("## Intake vs its ceilings", "## Analytics: ", "## Notifier: ")
+SECTION_TITLES = ("## Intake vs its ceilings", "## Analytics: ", "## Pipeline: ", "## Notifier: ")
 
 
 @pytest.mark.timeout(900)
@@ -45,4 +45,9 @@ def test_bench_quick_writes_every_section_with_plots(stack: Stack, tmp_path: Pat
     assert [title in report for title in SECTION_TITLES] == [True] * len(SECTION_TITLES)
     assert "- sizes: quick smoke run" in report
     plots = sorted((tmp_path / "bench-results" / "performance").glob("*.png"))
-    assert {plot.name.split("-")[0] for plot in plots} == {"intake", "analytics", "notifier"}
+    assert {plot.name.split("-")[0] for plot in plots} == {
+        "intake",
+        "analytics",
+        "pipeline",
+        "notifier",
+    }
