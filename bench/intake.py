@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import sys
 import uuid
 
@@ -25,15 +24,19 @@ from bench.load import (
     Result,
     drop_database,
     free_port,
+    listening,
     load,
     new_webhook_secret,
+    service_environment,
     signed_requests,
     start,
     stop,
 )
 from bench.report import Measurement, Section, Verdict, run_alone
+from services.intake.settings import IntakeSettings
 from shared.kafka import delete_topics, ensure_topics, topics_with_dlq
 
+SETTINGS = (IntakeSettings,)
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "3000"))
 WARMUP = 100
 QUICK_REQUESTS = 400
@@ -94,15 +97,7 @@ def section(quick: bool = False) -> Section:
     requests = QUICK_REQUESTS if quick else REQUESTS
     run = uuid.uuid4().hex[:10]
     secret = new_webhook_secret()
-    env = {
-        **os.environ,
-        "LOG_LEVEL": "WARNING",
-        "MONGODB_DATABASE": f"bench_{run}",
-        "TOPIC_RESPONSES": f"bench-{run}.survey.responses.v1",
-        "TOPIC_PILOTS": f"bench-{run}.pilots.announced.v1",
-        "WEBHOOK_SECRET_CITIES_2024_PRIORITIES_GENERIC": secret,
-        "OPERATOR_TOKEN": secrets.token_urlsafe(32),  # none has a default; unused here
-    }
+    env = service_environment(run, secret)
     # As in a deployment, the topics exist before the first webhook (`shared.kafka_topics`).
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
     asyncio.run(
@@ -115,7 +110,7 @@ def section(quick: bool = False) -> Section:
             port = free_port()
             command = [sys.executable, *arguments]
             if name == INTAKE:
-                server_env = {**env, "INTAKE_PORT": str(port), "INTAKE_HOST": "127.0.0.1"}
+                server_env = env | listening({"intake": port})
             else:
                 command += ["--host", "127.0.0.1", "--port", str(port)]
                 server_env = env

@@ -24,8 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
 from standardwebhooks.webhooks import Webhook
 
+from services.analytics.settings import AnalyticsSettings
+from services.intake.settings import IntakeSettings
+from services.notifier.settings import NotifierSettings
 from shared import mongo
 
 SURVEY = "cities-2024-priorities"
@@ -33,6 +38,14 @@ CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
 TIME_LIMIT_SECONDS = 120.0
 REPO = Path(__file__).resolve().parent.parent
 WEBHOOK_PATH = f"/v1/webhooks/generic/{SURVEY}"
+PLACES = [
+    ("VN", "Đà Nẵng", "Da Nang People's Committee"),
+    ("KE", "Nairobi", "Nairobi City County"),
+    ("BR", "Recife", "Prefeitura do Recife"),
+    ("ID", "Surabaya", "Surabaya City Government"),
+    ("SN", "Dakar", "Ville de Dakar"),
+]
+SERVICE_SETTINGS = (IntakeSettings, AnalyticsSettings, NotifierSettings)
 
 
 def new_webhook_secret() -> str:
@@ -47,26 +60,34 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def webhook_body(number: int, run: str, submitted_at: str = "2024-05-02T10:31:00Z") -> bytes:
-    """A new generic response, `number` of run `run`."""
-    return json.dumps(
-        {
-            "response_id": f"bench-{run}-{number}",
-            "survey_id": SURVEY,
-            "submitted_at": submitted_at,
-            "respondent": {
-                "type": "local_government",
-                "organization": "Da Nang People's Committee",
-                "country": "VN",
-                "city": "Đà Nẵng",
-            },
-            "development_priorities": ["sdg-11", "sdg-6"],
-            "capacity_needs": ["urban-planning", "digital-governance"],
-            "collaboration_interests": ["climate-resilience", "knowledge-exchange"],
-            "answers": {"comments": "We would welcome peer learning."},
+def webhook_body(
+    number: int, run: str, submitted_at: str = "2024-05-02T10:31:00Z", *, focal_point: bool = False
+) -> bytes:
+    """A new generic response, `number` of run `run`; with a consenting focal point if asked."""
+    country, city, organization = PLACES[number % len(PLACES)]
+    body: dict[str, object] = {
+        "response_id": f"bench-{run}-{number}",
+        "survey_id": SURVEY,
+        "submitted_at": submitted_at,
+        "respondent": {
+            "type": "local_government",
+            "organization": organization,
+            "country": country,
+            "city": city,
         },
-        ensure_ascii=False,
-    ).encode()
+        "development_priorities": ["sdg-11", "sdg-6", "sdg-13"][: 1 + number % 3],
+        "capacity_needs": ["urban-planning", "digital-governance"],
+        "collaboration_interests": ["climate-resilience", "knowledge-exchange"],
+        "answers": {"comments": f"Response {number} of a benchmark run."},
+    }
+    if focal_point:
+        body["focal_point"] = {
+            "name": f"Focal Point {number}",
+            "email": f"fp-{run}-{number}@bench.example.org",
+            "language": ["en", "fr", "es", "ar", "zh", "ru"][number % 6],
+            "consent": True,
+        }
+    return json.dumps(body, ensure_ascii=False).encode()
 
 
 def signed(bodies: list[bytes], run: str, secret: str) -> list[tuple[bytes, dict[str, str]]]:
@@ -185,21 +206,45 @@ async def load(name: str, port: int, prepared: list[tuple[bytes, dict[str, str]]
 
 def start(command: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     """Start a server process and wait until `/readyz` answers 200."""
-    log = Path(tempfile.mkstemp(prefix="bench-intake-", suffix=".log")[1])
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=out)
+    return start_all([(command, env, port)])[0]
+
+
+def start_all(
+    servers: list[tuple[list[str], dict[str, str], int]],
+) -> list[subprocess.Popen[bytes]]:
+    """Start server processes together (command, environment, port) and wait until each
+    `/readyz` answers 200; a server that exits or is not ready in 60 s stops them all."""
+    started: list[tuple[subprocess.Popen[bytes], Path, int]] = []
+    names = {}
+    for command, env, port in servers:
+        log = Path(tempfile.mkstemp(prefix="bench-server-", suffix=".log")[1])
+        with log.open("wb") as out:
+            process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=out)
+        started.append((process, log, port))
+        names[process.pid] = " ".join(command[1:])
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{command[2]} exited:\n{log.read_text(errors='replace')[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    process.kill()
-    raise SystemExit(f"{command} was not ready in 60 s (is the stack up? `make stack-up`)")
+    try:
+        for process, log, port in started:
+            while not _ready(process, log, port, names[process.pid]):
+                if time.monotonic() > deadline:
+                    raise SystemExit(
+                        f"{names[process.pid]} was not ready in 60 s (is the stack up?)"
+                    )
+                time.sleep(0.3)
+    except BaseException:
+        for process, _, _ in started:
+            process.kill()
+        raise
+    return [process for process, _, _ in started]
+
+
+def _ready(process: subprocess.Popen[bytes], log: Path, port: int, name: str) -> bool:
+    if process.poll() is not None:
+        raise SystemExit(f"{name} exited:\n{log.read_text(errors='replace')[-2000:]}")
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -218,3 +263,40 @@ async def drop_database(name: str) -> None:
         await client.drop_database(name)
     finally:
         await client.close()
+
+
+def service_environment(run: str, webhook_secret: str) -> dict[str, str]:
+    """The environment of services isolated to one benchmark run: their own database, topics
+    and consumer groups, the run's webhook secret and a random value for every other secret."""
+    return {
+        **os.environ,
+        **random_secrets(*SERVICE_SETTINGS),
+        "LOG_LEVEL": "WARNING",
+        "MONGODB_DATABASE": f"bench_{run}",
+        "TOPIC_RESPONSES": f"bench-{run}.survey.responses.v1",
+        "TOPIC_PILOTS": f"bench-{run}.pilots.announced.v1",
+        "ANALYTICS_GROUP_ID": f"bench-analytics-{run}",
+        "NOTIFIER_GROUP_ID": f"bench-notifier-{run}",
+        "WEBHOOK_SECRET_CITIES_2024_PRIORITIES_GENERIC": webhook_secret,
+    }
+
+
+def listening(ports: dict[str, int]) -> dict[str, str]:
+    """The host and port settings of services by name, on the loopback interface."""
+    return {
+        **{f"{service.upper()}_HOST": "127.0.0.1" for service in ports},
+        **{f"{service.upper()}_PORT": str(port) for service, port in ports.items()},
+    }
+
+
+def random_secrets(*settings_classes: type[BaseSettings]) -> dict[str, str]:
+    """A random value for every secret the services require (none has a default), by the
+    environment name each settings class reads, so a benchmark starts whatever secrets a
+    service gains."""
+    names = {
+        name.upper()
+        for settings_class in settings_classes
+        for name, field in settings_class.model_fields.items()
+        if field.is_required() and field.annotation is SecretStr
+    }
+    return {name: secrets.token_urlsafe(32) for name in sorted(names)}

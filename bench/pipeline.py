@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -30,15 +30,20 @@ from bench.load import (
     Connection,
     drop_database,
     free_port,
+    listening,
     load,
     new_webhook_secret,
+    service_environment,
     signed_requests,
-    start,
+    start_all,
     stop,
 )
 from bench.report import Measurement, Section, Verdict, run_alone
+from services.analytics.settings import AnalyticsSettings
+from services.intake.settings import IntakeSettings
 from shared.kafka import delete_topics, ensure_topics, topics_with_dlq
 
+SETTINGS = (IntakeSettings, AnalyticsSettings)
 RATE = 200.0
 SECONDS, QUICK_SECONDS = 20.0, 3.0
 CAMPAIGN, QUICK_CAMPAIGN = 4100, 500
@@ -159,25 +164,18 @@ def section(quick: bool = False) -> Section:
     secret = new_webhook_secret()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
     intake_port, analytics_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "LOG_LEVEL": "WARNING",
-        "MONGODB_DATABASE": f"bench_{run}",
-        "TOPIC_RESPONSES": f"bench-{run}.survey.responses.v1",
-        "TOPIC_PILOTS": f"bench-{run}.pilots.announced.v1",
-        "ANALYTICS_GROUP_ID": f"bench-analytics-{run}",
-        "WEBHOOK_SECRET_CITIES_2024_PRIORITIES_GENERIC": secret,
-        "OPERATOR_TOKEN": secrets.token_urlsafe(32),  # none has a default; unused here
-        "INTAKE_HOST": "127.0.0.1",
-        "INTAKE_PORT": str(intake_port),
-        "ANALYTICS_HOST": "127.0.0.1",
-        "ANALYTICS_PORT": str(analytics_port),
-    }
+    env = service_environment(run, secret) | listening(
+        {"intake": intake_port, "analytics": analytics_port}
+    )
     asyncio.run(ensure_topics(bootstrap, topics_with_dlq(env["TOPIC_RESPONSES"])))
-    processes = []
+    processes: list[subprocess.Popen[bytes]] = []
     try:
-        processes.append(start([sys.executable, "-m", "services.analytics"], env, analytics_port))
-        processes.append(start([sys.executable, "-m", "services.intake"], env, intake_port))
+        processes = start_all(
+            [
+                ([sys.executable, "-m", "services.analytics"], env, analytics_port),
+                ([sys.executable, "-m", "services.intake"], env, intake_port),
+            ]
+        )
         services = Services(intake_port, analytics_port)
         asyncio.run(warm_up(services, run, secret))
         latencies = asyncio.run(steady(services, run, secret, QUICK_SECONDS if quick else SECONDS))

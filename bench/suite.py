@@ -1,5 +1,6 @@
 """`make bench`: every benchmark in one run on the local stack; writes docs/performance.md, its
-plots (docs/performance/*.png) and its figures (docs/performance.json, compared by the next run).
+plots (docs/performance/*.png), its figures (docs/performance.json, compared by the next run)
+and flame graphs of the services under load (docs/flamegraphs/*.svg).
 
 `make bench QUICK=1` (`--quick`) is a short smoke run: small sizes, written under bench-results/
 so the committed report keeps full-size figures. A full run exits 1 when a target is not met; a
@@ -20,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import analytics, intake, notifier, pipeline
+from bench import analytics, intake, notifier, pipeline, profiles
 from bench.performance import write
 from bench.report import Section, publish_section
 
@@ -29,6 +30,7 @@ SECTIONS: list[tuple[str, Callable[[bool], Section]]] = [
     ("analytics", analytics.section),
     ("pipeline", pipeline.section),
     ("notifier", notifier.section),
+    ("profiles", profiles.section),
 ]
 REPORT = Path("docs/performance.md")
 QUICK_REPORT = Path("bench-results/performance.md")

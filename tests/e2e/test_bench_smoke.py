@@ -17,7 +17,13 @@ from tests.support import OPERATOR_TOKEN, REPO, Stack
 
 pytestmark = pytest.mark.e2e
 
-SECTION_TITLES = ("## Intake vs its ceilings", "## Analytics: ", "## Pipeline: ", "## Notifier: ")
+SECTION_TITLES = (
+    "## Intake vs its ceilings",
+    "## Analytics: ",
+    "## Pipeline: ",
+    "## Notifier: ",
+    "## Where the time goes: ",
+)
 
 
 @pytest.mark.timeout(900)
@@ -50,4 +56,9 @@ def test_bench_quick_writes_every_section_with_plots(stack: Stack, tmp_path: Pat
         "analytics",
         "pipeline",
         "notifier",
+        "profiles",
     }
+    graphs = tmp_path / "bench-results" / "flamegraphs"
+    for service in ("intake", "analytics", "notifier"):
+        assert (graphs / f"{service}.svg").read_text().startswith("<?xml"), service
+        assert f"[{service}](flamegraphs/{service}.svg)" in report
