@@ -76,6 +76,10 @@ asyncapi: venv ## Write docs/asyncapi.yaml: the events the intake publishes (Asy
 	@$(PY) -m services.intake.asyncapi docs/asyncapi.yaml
 	@echo "docs/asyncapi.yaml written"
 
+.PHONY: bench
+bench: stack-up ## Every benchmark in one run: writes docs/performance.md and its plots (QUICK=1: a smoke run)
+	@$(PY) -m bench.suite $(if $(QUICK),--quick)
+
 .PHONY: bench-intake
 bench-intake: stack-up ## Benchmark: webhooks/s and latency of one intake process vs a bare FastAPI parse
 	@$(PY) -m bench.intake

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import secrets
 import statistics
 import time
 import uuid
@@ -76,7 +77,7 @@ async def timed(label: str, call: Callable[[], Awaitable[object]]) -> list[float
 
 async def main() -> None:
     """Fill a fresh database, time both ways, drop it."""
-    settings = AnalyticsSettings(operator_token=SecretStr("bench"))
+    settings = AnalyticsSettings(operator_token=SecretStr(secrets.token_urlsafe(32)))
     database = f"bench_filtered_{uuid.uuid4().hex[:8]}"
     client = mongo.new_client(settings.mongodb_url)
     store = AnalyticsStore(mongo.database(client, database))

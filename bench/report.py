@@ -7,7 +7,8 @@ a noisy shared machine mean little on their own.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from html import escape
 from pathlib import Path
 
@@ -35,6 +36,35 @@ class Verdict:
     measured: float
     target: float
     met: bool
+
+
+@dataclass(frozen=True)
+class Section:
+    """What one benchmark measured: its figures, the targets it checks, and what to know."""
+
+    key: str
+    title: str
+    measurements: list[Measurement]
+    verdicts: list[Verdict]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def met(self) -> bool:
+        """Whether every target of the section is met."""
+        return all(v.met for v in self.verdicts)
+
+
+def publish_section(section: Section, console: Console | None = None) -> Path:
+    """`publish` for a `Section`."""
+    return publish(section.key, section.title, section.measurements, section.verdicts, console)
+
+
+def run_alone(measure: Callable[[bool], Section]) -> None:
+    """A benchmark's own command (`python -m bench.<name>`): measure at full size, print the
+    results, and exit with status 1 when a target is not met."""
+    measured = measure(False)
+    publish_section(measured)
+    raise SystemExit(0 if measured.met else 1)
 
 
 def publish(

@@ -110,6 +110,32 @@ async def ensure_topics(
             await admin.close()
 
 
+async def delete_topics(
+    bootstrap_servers: str, prefix: str, *, security: KafkaSecurity | None = None
+) -> list[str]:
+    """Delete every topic whose name starts with `prefix` (tests' and benchmarks' own topics);
+    the names deleted.
+
+    Twice, a moment apart: a metadata request for a missing topic makes a broker that creates
+    topics on demand create it a moment later, after a first look found nothing.
+    """
+    security = security if security is not None else kafka_security()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **security.client_options())
+    await admin.start()
+    deleted: list[str] = []
+    try:
+        for look in range(2):
+            if look:
+                await asyncio.sleep(0.5)
+            doomed = sorted(name for name in await admin.list_topics() if name.startswith(prefix))
+            if doomed:
+                await admin.delete_topics(doomed, timeout_ms=60_000)
+                deleted += doomed
+        return deleted
+    finally:
+        await admin.close()
+
+
 def _raise_topic_errors(response: Any) -> None:
     # The admin client returns the broker's refusals (e.g. a replication factor above the number
     # of brokers) instead of raising them: unchecked, the topics would silently not exist.

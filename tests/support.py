@@ -23,11 +23,11 @@ from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 from pydantic_settings import BaseSettings
 from standardwebhooks.webhooks import Webhook
 
+from shared.kafka import delete_topics as delete_topics  # tests reach it here too
 from shared.kafka_security import KafkaSecurity, kafka_security
 
 T = TypeVar("T")
@@ -349,25 +349,3 @@ def run_service_command(
         text=True,
         timeout=timeout,
     )
-
-
-async def delete_topics(bootstrap: str, prefix: str) -> list[str]:
-    """Delete every topic whose name starts with `prefix`; the names deleted.
-
-    Twice, a moment apart: a metadata request for a missing topic makes a broker that creates
-    topics on demand create it a moment later, after a first look found nothing.
-    """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    deleted: list[str] = []
-    try:
-        for look in range(2):
-            if look:
-                await asyncio.sleep(0.5)
-            doomed = sorted(name for name in await admin.list_topics() if name.startswith(prefix))
-            if doomed:
-                await admin.delete_topics(doomed, timeout_ms=60_000)
-                deleted += doomed
-        return deleted
-    finally:
-        await admin.close()
