@@ -37,7 +37,7 @@ WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 # The services' secrets differ for every pytest process, the link keys for every test run too
 # (none has a default). One operator token serves every service of the process: tests send it.
 _RUN_SECRETS_KEY = secrets.token_bytes(32)
-SECRET_VARIABLES = ("UNSUBSCRIBE_SECRET", "EMAIL_ID_SECRET")
+SECRET_VARIABLES = ("UNSUBSCRIBE_SECRET", "EMAIL_ID_SECRET", "EMAIL_KEY_SECRET")
 OPERATOR_TOKEN = secrets.token_urlsafe(32)
 OPERATOR = {"authorization": f"Bearer {OPERATOR_TOKEN}"}  # sees every analytics cell
 

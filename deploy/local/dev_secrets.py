@@ -27,7 +27,7 @@ DEV_MONGODB_URL = "mongodb://mongodb:27017/?replicaSet=rs0"  # the dev overlay's
 
 def service_secrets() -> dict[str, str]:
     """The secrets every service reads, each random."""
-    names = ("OPERATOR_TOKEN", "UNSUBSCRIBE_SECRET", "EMAIL_ID_SECRET")
+    names = ("OPERATOR_TOKEN", "UNSUBSCRIBE_SECRET", "EMAIL_ID_SECRET", "EMAIL_KEY_SECRET")
     return {name: secrets.token_urlsafe(32) for name in names}
 
 
@@ -41,8 +41,14 @@ def webhook_secrets() -> dict[str, str]:
 
 
 def write_once(path: Path, values: dict[str, str], header: str) -> bool:
-    """Write `values` as an env file readable by its owner only, unless `path` exists."""
+    """Write `values` as an env file readable by its owner only, unless `path` exists; to an
+    existing file only the names it lacks are added (a secret introduced since it was made)."""
     if path.exists():
+        present = {line.split("=", 1)[0] for line in path.read_text(encoding="utf-8").splitlines()}
+        missing = [f"{name}={value}" for name, value in values.items() if name not in present]
+        if missing:
+            with path.open("a", encoding="utf-8") as out:
+                out.write("\n".join(missing) + "\n")
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"# {header}", *(f"{name}={value}" for name, value in values.items())]

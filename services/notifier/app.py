@@ -46,7 +46,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     db = mongo.database(client, settings.mongodb_database)
     notifier = Notifier(
         settings=settings,
-        registry=Registry(db),
+        registry=Registry(db, settings.email_keys()),
         deliveries=Deliveries(db, timedelta(seconds=settings.send_lease_seconds)),
         mailer=Mailer(
             settings.smtp_host,

@@ -1,4 +1,6 @@
-"""The focal-point registry in MongoDB: one record per email, the latest response wins.
+"""The focal-point registry in MongoDB: one record per email, the latest response wins. A
+record's `_id` is the keyed hash of the address (`shared.personal`); the address itself is only
+in its `email` field.
 
 The records are the truth. The match index (`matching.BUCKETS` documents, see `matching`) is
 derived from them: every change of a record bumps its `revision` and is copied into the index
@@ -30,6 +32,7 @@ from services.notifier.matching import (
 )
 from shared.events import TOLERANT, FocalPoint, PilotAnnounced, SurveyResponse
 from shared.mongo import Document
+from shared.personal import EmailKeys
 
 FOCAL_POINTS = "notifier_focal_points"
 PILOTS = "notifier_pilots"
@@ -42,21 +45,22 @@ LINKS_REMEMBERED = 100_000  # link ids a replica keeps in memory (~10 MB at most
 INDEX_CLAIM_TIMEOUT = timedelta(seconds=30)
 
 
-def normalise_email(email: str) -> str:
-    """One focal point per mailbox, whatever the case of the address."""
-    return email.strip().lower()
-
-
 class Registry:
     """Focal points and the pilots announced so far."""
 
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(self, db: AsyncDatabase[Document], keys: EmailKeys) -> None:
+        self._keys = keys
         self._focal_points = db[FOCAL_POINTS]
         self._pilots = db[PILOTS]
         self._index = db[MATCH_INDEX]
         self._links = db[LINK_IDS]
         self._linked: set[str] = set()  # link ids this replica knows are stored
         self._claims = Claims(db)
+
+    def key(self, email: str) -> str:
+        """The registry key of `email` (`shared.personal`): the `_id` of its record and the
+        `email_key` of everything else kept about it."""
+        return self._keys.key(email)
 
     async def ensure_indexes(self) -> None:
         """Indexes that keep matching fast with 100,000 focal points."""
@@ -75,7 +79,7 @@ class Registry:
         focal_point = response.focal_point
         if focal_point is None:
             return None
-        key = normalise_email(str(focal_point.email))
+        key = self.key(str(focal_point.email))
         update = (_consent if focal_point.consent else _withdrawal)(response, focal_point)
         try:
             updated = await self._focal_points.find_one_and_update(
@@ -100,9 +104,8 @@ class Registry:
             await self._copy_to_index(updated)
         return updated
 
-    async def unsubscribe(self, email: str) -> bool:
-        """Stop all mail to `email`; False when nobody has that address."""
-        key = normalise_email(email)
+    async def unsubscribe(self, key: str) -> bool:
+        """Stop all mail to the focal point with registry key `key`; False when there is none."""
         result = await self._focal_points.update_one(
             {"_id": key},
             {
@@ -163,9 +166,9 @@ class Registry:
         buckets = [document["data"] async for document in self._index.find({}, {"data": True})]
         return match(pilot, buckets)
 
-    async def get(self, email: str) -> Document | None:
-        """The record of `email`, if any."""
-        return await self._focal_points.find_one({"_id": normalise_email(email)})
+    async def get(self, key: str) -> Document | None:
+        """The record with registry key `key` (`key(email)`), if any."""
+        return await self._focal_points.find_one({"_id": key})
 
     async def remember_link(self, link_id: str, email_key: str) -> None:
         """Let links naming `link_id` find the focal point `email_key` (before a link is sent)."""

@@ -8,6 +8,7 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 
 from services.notifier.unsubscribe import LinkKeys
+from shared.personal import EmailKeys
 from shared.settings import Secret, Secrets, ServiceSettings, rotation_values
 
 DEFAULT_SEND_DEADLINE_SECONDS = 20.0
@@ -41,6 +42,9 @@ class NotifierSettings(ServiceSettings):
     unsubscribe_secret: Secrets
     # Key of the opaque id of an email address in links; long-lived, never rotated.
     email_id_secret: Secret
+    # Key of the keyed hash that names a focal point in every record (`shared.personal`); the
+    # same value in every service, never rotated.
+    email_key_secret: Secret
     # Retries of transient SMTP failures: exponential from the first delay up to the cap.
     retry_first_delay_seconds: float = Field(default=1.0, gt=0)
     # The cap keeps a message waiting at most this long after the server came back (plus one
@@ -83,6 +87,10 @@ class NotifierSettings(ServiceSettings):
                 "the lease can be sent again by another replica"
             )
         return self
+
+    def email_keys(self) -> EmailKeys:
+        """The keyed hash of addresses (`shared.personal`)."""
+        return EmailKeys(self.email_key_secret.get_secret_value())
 
     def link_keys(self) -> LinkKeys:
         """The keys of the tokens in personal links (`unsubscribe`)."""

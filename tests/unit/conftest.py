@@ -90,7 +90,7 @@ def service_secrets(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
     values = {
         name: secrets.token_urlsafe(32)
-        for name in ("OPERATOR_TOKEN", "UNSUBSCRIBE_SECRET", "EMAIL_ID_SECRET")
+        for name in ("OPERATOR_TOKEN", "UNSUBSCRIBE_SECRET", "EMAIL_ID_SECRET", "EMAIL_KEY_SECRET")
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
