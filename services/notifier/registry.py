@@ -118,6 +118,33 @@ class Registry:
             await self._copy_to_index(record)
         return result.matched_count > 0
 
+    async def erase(self, key: str, requested_at: datetime, request_id: str) -> dict[str, int]:
+        """Replace the record of `key` by a tombstone that holds nothing personal, and forget its
+        link ids; what was removed. Idempotent. The tombstone (upserted also when there is no
+        record yet) keeps responses submitted before `requested_at` (a replay, a late retry)
+        from registering the person again; a later one is a new consent and registers them.
+        The whole document is replaced, so fields added to records later go too."""
+        record = await self._focal_points.find_one({"_id": key})
+        held = int(record is not None and "email" in record)
+        if record is None or record.get("erasure_id") != request_id:
+            tombstone = {
+                "consent": False,
+                "unsubscribed": False,
+                "codes": [],
+                "country": "",
+                "submitted_at": requested_at,
+                "revision": int((record or {}).get("revision", 0)) + 1,
+                "erasure_id": request_id,
+                "erased_at": requested_at,
+            }
+            await self._focal_points.replace_one({"_id": key}, tombstone, upsert=True)
+            record = await self._focal_points.find_one({"_id": key})
+        if record is not None:
+            await self._copy_to_index(record)  # also when a crash came between the two writes
+        links = await self._links.delete_many({"email_key": key})
+        self._linked.clear()  # its link id, if the person registers again, is written again
+        return {"focal_points": held, "link_ids": links.deleted_count}
+
     async def _copy_to_index(self, record: Document) -> None:
         """Copy `record` into the match index unless a newer copy is there."""
         email_key = str(record["_id"])

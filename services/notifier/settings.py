@@ -59,6 +59,12 @@ class NotifierSettings(ServiceSettings):
     send_rate_per_second: float = Field(default=50.0, ge=0)
     # Pilots matching one focal point within this many seconds go out as one digest; 0: at once.
     digest_window_seconds: float = Field(default=0.0, ge=0)
+    # Settled deliveries older than this lose what describes the person (`erasure`), swept
+    # every RETENTION_SWEEP_SECONDS.
+    personal_data_retention_days: float = Field(default=365.0, gt=0)
+    retention_sweep_seconds: float = Field(default=3600.0, gt=0)
+    # A pause between the steps of an erasure: for fault tests only (0 in service).
+    erasure_step_delay_seconds: float = Field(default=0.0, ge=0, le=10)
 
     @property
     def unsubscribe_secrets(self) -> list[str]:
