@@ -106,7 +106,7 @@ class AnalyticsErasure:
         with contextlib.suppress(DuplicateKeyError):
             await self._erasures.insert_one(record)
         logger.info("erasure %s: done, %d stored responses", event.request_id, erased)
-        return record
+        return await self._erasures.find_one({"_id": event.request_id}) or record
 
     async def sweep(self, retention: timedelta, now: datetime | None = None) -> int:
         """Anonymise every response received before `now - retention`; how many changed."""
