@@ -145,6 +145,10 @@ class Registry:
         self._linked.clear()  # its link id, if the person registers again, is written again
         return {"focal_points": held, "link_ids": links.deleted_count}
 
+    async def reindex(self, record: Document) -> None:
+        """Copy `record` into the match index unless a newer copy is there (`rekey`)."""
+        await self._copy_to_index(record)
+
     async def _copy_to_index(self, record: Document) -> None:
         """Copy `record` into the match index unless a newer copy is there."""
         email_key = str(record["_id"])

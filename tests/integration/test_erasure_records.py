@@ -17,6 +17,7 @@ from services.analytics.store import AnalyticsStore, Positioned
 from services.notifier.deliveries import Deliveries
 from services.notifier.erasure import NotifierErasure
 from services.notifier.registry import Registry
+from services.notifier.rekey import rekey
 from shared import mongo
 from shared.events import ErasureRequested, SurveyResponse
 from shared.mongo import Document
@@ -183,3 +184,46 @@ async def test_retention_sweeps_anonymise_only_old_records(
     assert old not in text and recent in text
     [kept] = [d for d in await deliveries.for_pilot("p") if d["email_key"] == keys.key(old)]
     assert kept["state"] == "failed" and "codes" not in kept and "last_error" not in kept
+
+
+class AddressKeys(EmailKeys):
+    """The keys of the format before the keyed hash: the lower-cased address itself."""
+
+    def key(self, email: str) -> str:
+        return email.strip().lower()
+
+
+async def test_rekey_records_by_address_moved_to_keyed_hash(
+    db: AsyncDatabase[Document], keys: EmailKeys
+) -> None:
+    people = ["Moved.One@example.org", "moved.two@example.org"]
+    old = Registry(db, AddressKeys(""))
+    deliveries = Deliveries(db, timedelta(seconds=60))
+    for number, email in enumerate(people):
+        await old.register(response(number, email))
+        await deliveries.create("p", email.lower(), ["climate-resilience"])
+    await old.unsubscribe(people[1].lower())
+    await old.remember_link("old-link-id", people[0].lower())
+    await deliveries.mark_sent([f"p|{people[0].lower()}"], "<m@test>")
+
+    moved = await rekey(db, keys)
+    again = await rekey(db, keys)
+    registry = Registry(db, keys)
+    stored = await snapshot(db)
+
+    assert moved == {"focal_points": 2, "deliveries": 2, "link_ids": 1, "index_entries": 2}
+    assert again == {}
+    by_link = await registry.by_link("old-link-id")  # links already sent keep working
+    assert by_link is not None and by_link["email"] == people[0]
+    assert await registry.candidates(pilot("p", eligible_countries=[])) == [
+        (keys.key(people[0]), ["climate-resilience"])
+    ]
+    states = {d["_id"]: d["state"] for d in await deliveries.for_pilot("p")}
+    assert states == {f"p|{keys.key(people[0])}": "sent", f"p|{keys.key(people[1])}": "pending"}
+    unsubscribed = await registry.get(keys.key(people[1]))
+    assert unsubscribed is not None and unsubscribed["unsubscribed"] is True
+    # The addresses are left only in the registry's `email` fields.
+    for name, texts in stored.items():
+        for email in people:
+            found = [t for t in texts if email.lower() in t.lower()]
+            assert not found or name == "notifier_focal_points", (name, found)
