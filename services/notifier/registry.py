@@ -54,7 +54,9 @@ class Registry:
         self._pilots = db[PILOTS]
         self._index = db[MATCH_INDEX]
         self._links = db[LINK_IDS]
-        self._linked: set[str] = set()  # link ids this replica knows are stored
+        # (link id, record revision) pairs this replica knows are stored: an erasure deletes the
+        # link id and moves the revision on, so a person registered again gets it written again.
+        self._linked: set[tuple[str, int]] = set()
         self._claims = Claims(db)
 
     def key(self, email: str) -> str:
@@ -142,7 +144,6 @@ class Registry:
         if record is not None:
             await self._copy_to_index(record)  # also when a crash came between the two writes
         links = await self._links.delete_many({"email_key": key})
-        self._linked.clear()  # its link id, if the person registers again, is written again
         return {"focal_points": held, "link_ids": links.deleted_count}
 
     async def reindex(self, record: Document) -> None:
@@ -201,16 +202,17 @@ class Registry:
         """The record with registry key `key` (`key(email)`), if any."""
         return await self._focal_points.find_one({"_id": key})
 
-    async def remember_link(self, link_id: str, email_key: str) -> None:
-        """Let links naming `link_id` find the focal point `email_key` (before a link is sent)."""
-        if link_id in self._linked:
+    async def remember_link(self, link_id: str, email_key: str, revision: int = 0) -> None:
+        """Let links naming `link_id` find the focal point `email_key` (before a link is sent);
+        `revision` is the record's, as read for the email."""
+        if (link_id, revision) in self._linked:
             return  # a later email to the same person: no round trip
         # An insert by `_id` is atomic on every server; the same pair again changes nothing.
         with contextlib.suppress(DuplicateKeyError):
             await self._links.insert_one({"_id": link_id, "email_key": email_key})
         if len(self._linked) >= LINKS_REMEMBERED:
             self._linked.clear()  # bounded memory; the next insert of each is a no-op
-        self._linked.add(link_id)
+        self._linked.add((link_id, revision))
 
     async def by_link(self, link_id: str) -> Document | None:
         """The record a link's opaque id names, if any."""

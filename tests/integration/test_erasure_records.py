@@ -127,6 +127,27 @@ async def test_notifier_erasure_older_response_stays_out_newer_is_new_consent(
     assert found_after_consent == [(keys.key(email), ["climate-resilience"])]
 
 
+async def test_notifier_erasure_then_new_consent_link_written_again(
+    db: AsyncDatabase[Document], keys: EmailKeys
+) -> None:
+    email = "linked.again@example.org"
+    registry = Registry(db, keys)  # one replica: it remembers the links it wrote
+    first = await registry.register(response(1, email))
+    assert first is not None
+    await registry.remember_link("the-link-id", keys.key(email), first["revision"])
+    request = erasure(keys, email)
+    await NotifierErasure(db, registry).erase(request)
+    gone = await registry.by_link("the-link-id")
+
+    again = await registry.register(response(2, email, at=request.requested_at + timedelta(1)))
+    assert again is not None
+    await registry.remember_link("the-link-id", keys.key(email), again["revision"])
+    found = await registry.by_link("the-link-id")
+
+    assert gone is None
+    assert found is not None and found["email"] == email
+
+
 async def test_analytics_erasure_twice_counts_unchanged(
     db: AsyncDatabase[Document], keys: EmailKeys
 ) -> None:
