@@ -109,7 +109,9 @@ class NotifierErasure:
             {"$set": {f"removed.{name}": count for name, count in removed.items()}},
         )
         await self._pause()
-        held = [d async for d in self._deliveries.find({"email_key": key})]
+        # A new consent given after the request: what is kept now is about it.
+        cursor = self._deliveries.find({"email_key": key})
+        held = [] if "newer_consent" in removed else [d async for d in cursor]
         for delivery in held:
             await self._anonymise(delivery, request_id)
             await self._pause()

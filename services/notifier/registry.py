@@ -124,11 +124,15 @@ class Registry:
         """Replace the record of `key` by a tombstone that holds nothing personal, and forget its
         link ids; what was removed. Idempotent. The tombstone (upserted also when there is no
         record yet) keeps responses submitted before `requested_at` (a replay, a late retry)
-        from registering the person again; a later one is a new consent and registers them.
+        from registering the person again; a later one is a new consent and registers them, and
+        a record that already comes from such a response is left as it is (`newer_consent`).
         The whole document is replaced, so fields added to records later go too."""
         record = await self._focal_points.find_one({"_id": key})
+        ours = record is not None and record.get("erasure_id") == request_id
+        if record is not None and not ours and record["submitted_at"] > requested_at:
+            return {"newer_consent": 1}  # registered by a response given after the request
         held = int(record is not None and "email" in record)
-        if record is None or record.get("erasure_id") != request_id:
+        if not ours:
             tombstone = {
                 "consent": False,
                 "unsubscribed": False,

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import secrets
 import signal
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -117,14 +119,25 @@ def services(environment: dict[str, str], tmp_path: Path) -> Iterator[Services]:
         started.stop()
 
 
+def readable(value: Any) -> str:
+    """Any value JSON does not know as text; binary ones (the match index's compressed
+    buckets) decompressed."""
+    if not isinstance(value, bytes):  # bson's Binary is bytes too
+        return str(value)
+    data = value
+    with contextlib.suppress(zlib.error):
+        data = zlib.decompress(data)
+    return data.decode(errors="replace")
+
+
 async def holders(db: AsyncDatabase[Document], needle: str) -> list[str]:
     """`collection/_id` of every document of every collection holding `needle` anywhere (any
-    field, key or value, at any depth), compared without case."""
+    field, key or value, at any depth, binary values decompressed), compared without case."""
     needle = needle.lower()
     found = []
     for name in sorted(await db.list_collection_names()):
         async for document in db[name].find():
-            text = json.dumps(document, default=str, ensure_ascii=False).lower()
+            text = json.dumps(document, default=readable, ensure_ascii=False).lower()
             if needle in text:
                 found.append(f"{name}/{document['_id']}")
     return found

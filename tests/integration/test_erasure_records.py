@@ -127,6 +127,25 @@ async def test_notifier_erasure_older_response_stays_out_newer_is_new_consent(
     assert found_after_consent == [(keys.key(email), ["climate-resilience"])]
 
 
+async def test_notifier_erasure_read_after_a_newer_consent_keeps_it(
+    db: AsyncDatabase[Document], keys: EmailKeys
+) -> None:
+    email = "consented.after@example.org"
+    registry = Registry(db, keys)
+    deliveries = Deliveries(db, timedelta(seconds=60))
+    request = erasure(keys, email)
+    # The person answered again after asking, and that was read before the request.
+    await registry.register(response(1, email, at=request.requested_at + timedelta(minutes=1)))
+    await deliveries.create("p", keys.key(email), ["climate-resilience"])
+
+    record = await NotifierErasure(db, registry).erase(request)
+    kept = await registry.get(keys.key(email))
+
+    assert record["state"] == "done" and record["removed"] == {"newer_consent": 1}
+    assert kept is not None and kept["email"] == email and kept["consent"] is True
+    assert [d["state"] for d in await deliveries.for_pilot("p")] == ["pending"]
+
+
 async def test_notifier_erasure_then_new_consent_link_written_again(
     db: AsyncDatabase[Document], keys: EmailKeys
 ) -> None:
