@@ -41,6 +41,7 @@ from services.notifier.matching import (
 from services.notifier.registry import FOCAL_POINTS, MATCH_INDEX, Registry
 from shared import mongo
 from shared.events import PilotAnnounced
+from shared.personal import EmailKeys
 from shared.taxonomy import load_taxonomy
 
 SIZES = [int(n) for n in os.environ.get("BENCH_NOTIFIER_SIZES", "1000,10000,100000").split(",")]
@@ -65,6 +66,10 @@ PILOT = PilotAnnounced.model_validate(
 )
 
 
+# The bench's own key: records are keyed by the keyed hash of the address, as the notifier's are.
+KEYS = EmailKeys(os.urandom(32).hex())
+
+
 def focal_points(start: int, stop: int, rng: random.Random) -> list[dict[str, Any]]:
     """Registry records as the notifier keeps them, with 2 to 6 codes each."""
     taxonomy = load_taxonomy()
@@ -72,7 +77,7 @@ def focal_points(start: int, stop: int, rng: random.Random) -> list[dict[str, An
     now = datetime.now(UTC)
     return [
         {
-            "_id": f"fp{n}@bench.example.org",
+            "_id": KEYS.key(f"fp{n}@bench.example.org"),
             "email": f"fp{n}@bench.example.org",
             "name": f"Focal Point {n}",
             "language": rng.choice(["en", "fr", "es", "ar", "zh", "ru"]),
@@ -116,7 +121,7 @@ async def bench_matching(url: str, sizes: list[int]) -> tuple[list[Measurement],
     client = mongo.new_client(url)
     name = f"bench_notifier_{uuid.uuid4().hex[:8]}"
     db = mongo.database(client, name)
-    registry = Registry(db)
+    registry = Registry(db, KEYS)
     await registry.ensure_indexes()
     rng = random.Random(20240502)
     records: list[dict[str, Any]] = []

@@ -1,4 +1,5 @@
-"""The event contracts: `survey.responses.v1` and `pilots.announced.v1` (DESIGN.md, "Events").
+"""The event contracts: `survey.responses.v1`, `pilots.announced.v1` (DESIGN.md, "Events") and
+`privacy.erasures.v1`.
 
 Every code is checked against the taxonomy and every size is bounded, so a consumer can trust
 what it reads and nothing invalid is ever published.
@@ -34,6 +35,7 @@ from pydantic import (
     ValidationInfo,
 )
 
+from shared.personal import KEY_PATTERN
 from shared.taxonomy import load_taxonomy
 
 SOURCES = ("generic", "kobotoolbox", "typeform", "jotform", "google-forms")
@@ -326,3 +328,15 @@ class PilotAnnounced(_Event):
     def is_open(self, today: date) -> bool:
         """Whether applications are still taken on `today`."""
         return self.apply_by is None or today <= self.apply_by
+
+
+class ErasureRequested(_Event):
+    """A person asked that what is kept about their address be erased: the value of
+    `privacy.erasures.v1` (key `request_id`). It carries the keyed hash of the address
+    (`shared.personal`), never the address, so the topic may keep it as long as it keeps
+    anything. Records of responses submitted after `requested_at` are a new consent and stay."""
+
+    request_id: Identifier
+    email_key: str = Field(pattern=KEY_PATTERN, description="keyed hash of the address")
+    requested_at: UtcDatetime
+    schema_version: SchemaVersion = SCHEMA_VERSION

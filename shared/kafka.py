@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -48,20 +48,37 @@ def new_broker(
     )
 
 
-def new_topics(names: Iterable[str], partitions: int, replication_factor: int) -> list[NewTopic]:
+def new_topics(
+    names: Iterable[str],
+    partitions: int,
+    replication_factor: int,
+    retention_ms: Mapping[str, int] | None = None,
+) -> list[NewTopic]:
     """Topic specifications. A replicated topic gets `min.insync.replicas` = replication factor
     minus one (2 of 3): an event acknowledged with `acks=all` is then on at least two brokers,
-    and one broker may be down without stopping writes."""
+    and one broker may be down without stopping writes. A topic named in `retention_ms` keeps
+    its records that long (`retention.ms`), others the broker's default."""
     configs = {"min.insync.replicas": str(replication_factor - 1)} if replication_factor > 1 else {}
     return [
         NewTopic(
             name,
             num_partitions=partitions,
             replication_factor=replication_factor,
-            topic_configs=configs,
+            topic_configs={**configs, **_retention(name, retention_ms or {})},
         )
         for name in names
     ]
+
+
+def _retention(name: str, retention_ms: Mapping[str, int]) -> dict[str, str]:
+    return {"retention.ms": str(retention_ms[name])} if name in retention_ms else {}
+
+
+def personal_retention_ms(settings: ServiceSettings) -> dict[str, int]:
+    """`retention.ms` of the topics that carry personal data in clear: the responses topic and
+    its DLQ, `KAFKA_RESPONSES_RETENTION_DAYS`."""
+    milliseconds = int(settings.kafka_responses_retention_days * 86_400_000)
+    return dict.fromkeys(topics_with_dlq(settings.topic_responses), milliseconds)
 
 
 async def ensure_topics(
@@ -77,17 +94,17 @@ async def ensure_topics(
 
     Partitions and replication factor not given are read from the environment
     (`KAFKA_TOPIC_PARTITIONS`, `KAFKA_TOPIC_REPLICATION_FACTOR`), so that a service creating a
-    missing topic makes it as the operators configured it. Refused credentials raise
+    missing topic makes it as the operators configured it; the responses topic and its DLQ get
+    `KAFKA_RESPONSES_RETENTION_DAYS` as `retention.ms`. Refused credentials raise
     `KafkaAccessRefused` at once: no retry cures them.
     """
     security = security if security is not None else kafka_security()
-    if partitions is None or replication_factor is None:
-        configured = ServiceSettings()
-        if partitions is None:
-            partitions = configured.kafka_topic_partitions
-        if replication_factor is None:
-            replication_factor = configured.kafka_topic_replication_factor
-    wanted = new_topics(names, partitions, replication_factor)
+    configured = ServiceSettings()
+    if partitions is None:
+        partitions = configured.kafka_topic_partitions
+    if replication_factor is None:
+        replication_factor = configured.kafka_topic_replication_factor
+    wanted = new_topics(names, partitions, replication_factor, personal_retention_ms(configured))
     for attempt in range(1, attempts + 1):
         admin = AIOKafkaAdminClient(
             bootstrap_servers=bootstrap_servers, **security.client_options()

@@ -149,10 +149,14 @@ class ServiceSettings(BaseSettings):
     mongodb_database: str = "cities_survey"
     topic_responses: str = topics.RESPONSES
     topic_pilots: str = topics.PILOTS
+    topic_erasures: str = topics.ERASURES
     # For the topics created by `python -m shared.kafka_topics` or by a service that finds one
     # missing; existing topics keep theirs. One broker locally, 3 (or more) in production.
     kafka_topic_partitions: int = Field(default=topics.PARTITIONS, ge=1)
     kafka_topic_replication_factor: int = Field(default=1, ge=1)
+    # retention.ms of the topics that carry names and addresses in clear (the responses topic and
+    # its DLQ) when they are created here: how long Kafka keeps them (docs/operations.md).
+    kafka_responses_retention_days: float = Field(default=7.0, gt=0)
     log_level: str = "INFO"
     # Every endpoint refuses larger request bodies with 413 (`shared.http.limit_bodies`).
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)

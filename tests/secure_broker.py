@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared import topics
+from shared.kafka import topics_with_dlq
 from shared.kafka_security import KafkaSecurity
 from tests.private_broker import TEMPLATE, LocalBroker, answers_api_versions
 from tests.support import REPO, free_port
@@ -52,21 +53,28 @@ def service_acls(environment: dict[str, str]) -> list[Acl]:
     it, for the topics and consumer groups that `environment` names. READ and WRITE imply
     DESCRIBE."""
     responses, pilots = environment["TOPIC_RESPONSES"], environment["TOPIC_PILOTS"]
-    notifier_groups = f"{environment['NOTIFIER_GROUP_ID']}."  # .registry and .pilots
+    erasures = environment["TOPIC_ERASURES"]
+    notifier_groups = f"{environment['NOTIFIER_GROUP_ID']}."  # .registry, .pilots, .erasures
     return [
         Acl("intake", "WRITE", "TOPIC", responses),
         Acl("intake", "WRITE", "TOPIC", pilots),
+        Acl("intake", "WRITE", "TOPIC", erasures),
         Acl("analytics", "READ", "TOPIC", responses),
         Acl("analytics", "WRITE", "TOPIC", topics.dlq(responses)),
         Acl("analytics", "READ", "GROUP", environment["ANALYTICS_GROUP_ID"]),
+        Acl("analytics", "READ", "TOPIC", erasures),
+        Acl("analytics", "WRITE", "TOPIC", topics.dlq(erasures)),
+        Acl("analytics", "READ", "GROUP", f"{environment['ANALYTICS_GROUP_ID']}.erasures"),
         Acl("notifier", "READ", "TOPIC", responses),
         Acl("notifier", "READ", "TOPIC", pilots),
         Acl("notifier", "WRITE", "TOPIC", topics.dlq(responses)),
         Acl("notifier", "WRITE", "TOPIC", topics.dlq(pilots)),
+        Acl("notifier", "READ", "TOPIC", erasures),
+        Acl("notifier", "WRITE", "TOPIC", topics.dlq(erasures)),
         Acl("notifier", "READ", "GROUP", notifier_groups, "PREFIXED"),
         *(
             Acl("topics", operation, "TOPIC", name)
-            for name in (responses, topics.dlq(responses), pilots, topics.dlq(pilots))
+            for name in topics_with_dlq(responses, pilots, erasures)
             for operation in ("CREATE", "DESCRIBE")
         ),
     ]

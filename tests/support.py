@@ -37,7 +37,12 @@ WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 # The services' secrets differ for every pytest process, the link keys for every test run too
 # (none has a default). One operator token serves every service of the process: tests send it.
 _RUN_SECRETS_KEY = secrets.token_bytes(32)
-SECRET_VARIABLES = ("UNSUBSCRIBE_SECRET", "EMAIL_ID_SECRET", "POSTMARK_WEBHOOK_SECRET")
+SECRET_VARIABLES = (
+    "UNSUBSCRIBE_SECRET",
+    "EMAIL_ID_SECRET",
+    "EMAIL_KEY_SECRET",
+    "POSTMARK_WEBHOOK_SECRET",
+)
 OPERATOR_TOKEN = secrets.token_urlsafe(32)
 OPERATOR = {"authorization": f"Bearer {OPERATOR_TOKEN}"}  # sees every analytics cell
 
@@ -67,6 +72,7 @@ class Stack:
             "MONGODB_DATABASE": f"test_{run_id}",
             "TOPIC_RESPONSES": f"test-{run_id}.survey.responses.v1",
             "TOPIC_PILOTS": f"test-{run_id}.pilots.announced.v1",
+            "TOPIC_ERASURES": f"test-{run_id}.privacy.erasures.v1",
             "SMTP_HOST": self.smtp_host,
             "SMTP_PORT": str(self.smtp_port),
             "ANALYTICS_GROUP_ID": f"analytics-{run_id}",

@@ -27,7 +27,13 @@ DEV_MONGODB_URL = "mongodb://mongodb:27017/?replicaSet=rs0"  # the dev overlay's
 
 def service_secrets() -> dict[str, str]:
     """The secrets every service reads, each random."""
-    names = ("OPERATOR_TOKEN", "UNSUBSCRIBE_SECRET", "EMAIL_ID_SECRET", "POSTMARK_WEBHOOK_SECRET")
+    names = (
+        "OPERATOR_TOKEN",
+        "UNSUBSCRIBE_SECRET",
+        "EMAIL_ID_SECRET",
+        "EMAIL_KEY_SECRET",
+        "POSTMARK_WEBHOOK_SECRET",
+    )
     return {name: secrets.token_urlsafe(32) for name in names}
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -12,12 +14,14 @@ from fastapi.staticfiles import StaticFiles
 
 from services.analytics.api import router
 from services.analytics.consumer import subscribe
+from services.analytics.erasure import AnalyticsErasure
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.snapshots import Snapshots
 from services.analytics.store import AnalyticsStore
 from services.analytics.views import running_views
 from shared import mongo
 from shared.auth import BearerAuth
+from shared.erasures import subscribe_erasures
 from shared.http import health_router, install_problem_handlers, limit_bodies
 from shared.kafka import (
     ensure_topics,
@@ -29,6 +33,7 @@ from shared.kafka import (
 from shared.kafka_security import kafka_security
 from shared.observability import instrument
 from shared.redaction import install_redaction
+from shared.retention import sweep_periodically
 
 DASHBOARD = Path(__file__).with_name("dashboard")
 
@@ -37,28 +42,45 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
     """The analytics app; the consumer runs inside the app's lifespan."""
     install_redaction(settings)
     client = mongo.new_client(settings.mongodb_url)
-    store = AnalyticsStore(mongo.database(client, settings.mongodb_database))
+    db = mongo.database(client, settings.mongodb_database)
+    store = AnalyticsStore(db, settings.email_keys())
+    erasure = AnalyticsErasure(db, settings.erasure_step_delay_seconds)
     security = kafka_security(settings)
     broker = new_broker(settings.kafka_bootstrap_servers, client_id="analytics", security=security)
     subscribe(broker, settings, store)
+    erasures_group = f"{settings.analytics_group_id}.erasures"
+    subscribe_erasures(broker, settings.topic_erasures, erasures_group, erasure.erase)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await ensure_topics(
             settings.kafka_bootstrap_servers,
-            topics_with_dlq(settings.topic_responses),
+            topics_with_dlq(settings.topic_responses, settings.topic_erasures),
             security=security,
         )
+        await erasure.ensure_indexes()
         await broker.start()
+        retention = asyncio.create_task(
+            sweep_periodically(
+                "analytics",
+                erasure.sweep,
+                timedelta(days=settings.personal_data_retention_days),
+                settings.retention_sweep_seconds,
+            ),
+            name="retention",
+        )
         lag = start_lag_tracking(
             settings.kafka_bootstrap_servers,
-            [(settings.analytics_group_id, settings.topic_responses)],
+            [
+                (settings.analytics_group_id, settings.topic_responses),
+                (erasures_group, settings.topic_erasures),
+            ],
             security=security,
         )
         try:
             yield
         finally:
-            for task in lag:
+            for task in [*lag, retention]:
                 task.cancel()
             snapshots.close()
             await broker.stop()

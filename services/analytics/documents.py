@@ -12,6 +12,7 @@ from services.analytics.audit import PARTS, counters_of
 from services.analytics.parts import SPLIT_FIELDS, Layout
 from shared.events import TOLERANT, SurveyResponse
 from shared.mongo import Document
+from shared.personal import EmailKeys
 
 
 def version_id(key: str, version: int) -> str:
@@ -40,9 +41,17 @@ def responses_query(
     return query
 
 
-def raw_document(item: Positioned) -> Document:
-    """What is kept of a response: no focal-point name or email ever reaches analytics' data."""
+def raw_document(item: Positioned, keys: EmailKeys | None = None) -> Document:
+    """What is kept of a response: no focal-point name or email ever reaches analytics' data.
+
+    With `keys`, the keyed hash of the focal point's address (`focal_point_key`) lets an erasure
+    request find the response's free-text answers (`services.analytics.erasure`); `personal`
+    marks a response whose answers the retention sweep has not anonymised yet."""
     document = item.response.model_dump(mode="json", exclude={"focal_point"})
+    focal_point = item.response.focal_point
+    if keys is not None and focal_point is not None:
+        document["focal_point_key"] = keys.key(str(focal_point.email))
+    document["personal"] = True
     document["_id"] = item.response.identity
     document["has_focal_point"] = item.response.focal_point is not None
     document["consenting_focal_point"] = item.response.consenting_focal_point is not None

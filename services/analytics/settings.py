@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 
 from shared.auth import JwtPolicy, check_jwks_url
+from shared.personal import EmailKeys
 from shared.settings import Secret, ServiceSettings
 
 
@@ -25,6 +26,14 @@ class AnalyticsSettings(ServiceSettings):
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_scope: str = Field(default="analytics:operator", min_length=1)
+    # Key of the keyed hash of a focal point's address kept with each response, by which an
+    # erasure request finds it (`shared.personal`); the same value in every service.
+    email_key_secret: Secret
+    # Free-text answers older than this are anonymised by a sweep every RETENTION_SWEEP_SECONDS.
+    personal_data_retention_days: float = Field(default=365.0, gt=0)
+    retention_sweep_seconds: float = Field(default=3600.0, gt=0)
+    # A pause between the responses an erasure changes: for fault tests only (0 in service).
+    erasure_step_delay_seconds: float = Field(default=0.0, ge=0, le=10)
 
     @field_validator("jwks_url")
     @classmethod
@@ -36,6 +45,10 @@ class AnalyticsSettings(ServiceSettings):
         if self.jwks_url and not (self.jwt_audience and self.jwt_issuer):
             raise ValueError("JWKS_URL needs JWT_AUDIENCE and JWT_ISSUER")
         return self
+
+    def email_keys(self) -> EmailKeys:
+        """The keyed hash of addresses (`shared.personal`)."""
+        return EmailKeys(self.email_key_secret.get_secret_value())
 
     def jwt_policy(self) -> JwtPolicy | None:
         """What a bearer JWT must satisfy, when JWTs are accepted at all."""

@@ -88,6 +88,7 @@ from services.analytics.parts import (
 from shared.events import SurveyResponse
 from shared.failures import Disposition, classify_write_error, unstorable
 from shared.mongo import Document
+from shared.personal import EmailKeys
 
 RESPONSES = "analytics_responses"
 AGGREGATES = "analytics_aggregates"
@@ -163,8 +164,9 @@ class Recorded:
 class AnalyticsStore:
     """Raw responses and aggregate documents."""
 
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(self, db: AsyncDatabase[Document], keys: EmailKeys | None = None) -> None:
         self._db = db
+        self._keys = keys  # None: responses are stored without `focal_point_key`
         self._responses = db[RESPONSES]
         self._aggregates = db[AGGREGATES]
         # The newest version of each document this process has seen: a starting point for
@@ -193,7 +195,7 @@ class AnalyticsStore:
         A transient failure raises, for the whole batch to be read again."""
         if not batch:
             return Recorded([], [])
-        documents = [raw_document(item) for item in batch]
+        documents = [raw_document(item, self._keys) for item in batch]
         refused: dict[int, str] = {}
         try:
             errors = await self._insert_unordered(documents, list(range(len(documents))))

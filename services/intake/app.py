@@ -14,6 +14,8 @@ from pymongo import AsyncMongoClient
 from services.intake.acceptance import Intake
 from services.intake.api import operators, router
 from services.intake.claims import ClaimStore
+from services.intake.erasure import ERASURES, Erasures
+from services.intake.erasure import router as erasure_router
 from services.intake.publisher import BrokerUnavailable, EventPublisher
 from services.intake.settings import IntakeSettings
 from services.intake.sources import platforms
@@ -97,6 +99,12 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     app.state.settings = settings
     app.state.operator_token = settings.operator_token
     app.state.intake = wiring.intake
+    app.state.erasures = Erasures(
+        publisher,
+        mongo.database(client, settings.mongodb_database)[ERASURES],
+        settings.topic_erasures,
+        settings.email_keys(),
+    )
     app.state.catalog = SurveyCatalog.load(settings.surveys_dir)
     app.state.platforms = platforms()
     install_problem_handlers(app)
@@ -104,6 +112,7 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     instrument(app, "intake")
     app.include_router(router)
     app.include_router(operators)
+    app.include_router(erasure_router)
     app.include_router(
         health_router({"kafka": publisher.ping, "mongodb": lambda: mongo.ping(client)})
     )

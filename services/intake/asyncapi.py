@@ -11,11 +11,11 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from shared import topics
-from shared.events import PilotAnnounced, SurveyResponse
+from shared.events import ErasureRequested, PilotAnnounced, SurveyResponse
 
 
 def specification(bootstrap_servers: str = "localhost:9092") -> str:
-    """The AsyncAPI 3.0 document of both topics, as YAML."""
+    """The AsyncAPI 3.0 document of the topics, as YAML."""
     # A broker that is never started: it only declares what the intake publishes.
     broker = KafkaBroker(bootstrap_servers, description="Apache Kafka (KAFKA_BOOTSTRAP_SERVERS)")
     broker.publisher(
@@ -37,6 +37,18 @@ def specification(bootstrap_servers: str = "localhost:9092") -> str:
             f"`{topics.dlq(topics.PILOTS)}`."
         ),
         schema=PilotAnnounced,
+    )
+    broker.publisher(
+        topics.ERASURES,
+        title=topics.ERASURES,
+        description=(
+            "A person's request to erase what is kept about their address, taken by an operator "
+            "through `POST /v1/erasure-requests`; it names the person by the keyed hash of the "
+            "address, never the address. Key: `request_id`. Consumed by analytics and the "
+            "notifier, each in its own group; poison records go to "
+            f"`{topics.dlq(topics.ERASURES)}`."
+        ),
+        schema=ErasureRequested,
     )
     document = AsyncAPI(
         broker,

@@ -1,7 +1,8 @@
 """`python -m services.notifier`: serve the notifier service; `... preview --pilot FILE
 --language fr` (or `all`): write the HTML and text of a pilot's email to files for review, in
 the pilot's text of that language or in English with the fallback said; `... prune-claims
---older-than-days 30`: drop the claims that can no longer decide anything (`cleanup`)."""
+--older-than-days 30`: drop the claims that can no longer decide anything (`cleanup`); `...
+rekey`: move records kept under an address to its keyed hash, once, notifiers stopped (`rekey`)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,31 @@ def parser() -> argparse.ArgumentParser:
         description="Safe at any time, also while notifiers run (services/notifier/cleanup.py).",
     )
     prune.add_argument("--older-than-days", type=float, default=30.0, metavar="DAYS")
+    commands.add_parser(
+        "rekey",
+        help="move records kept under an address to its keyed hash (notifiers stopped)",
+        description="Once, after upgrading, notifiers stopped (services/notifier/rekey.py).",
+    )
     return cli
+
+
+async def rekey() -> int:
+    """Move the records keyed by an address to the keyed hash; print how many."""
+    from services.notifier.rekey import rekey
+    from services.notifier.settings import NotifierSettings
+    from shared import mongo
+    from shared.settings import load_settings
+
+    settings = load_settings(NotifierSettings, "notifier")
+    client = mongo.new_client(settings.mongodb_url)
+    try:
+        db = mongo.database(client, settings.mongodb_database)
+        moved = await rekey(db, settings.email_keys())
+    finally:
+        await client.close()
+    kinds = ("focal_points", "deliveries", "link_ids", "index_entries")
+    print("re-keyed: " + ", ".join(f"{moved[kind]} {kind}" for kind in kinds))
+    return 0
 
 
 async def prune_claims(days: float) -> int:
@@ -97,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         return write_preview(args)
     if args.command == "prune-claims":
         return asyncio.run(prune_claims(args.older_than_days))
+    if args.command == "rekey":
+        return asyncio.run(rekey())
     from services.notifier.app import create_app
     from services.notifier.settings import NotifierSettings
     from shared.serve import serve

@@ -65,7 +65,8 @@ async def list_deliveries(
         "counts": dict(Counter(d["state"] for d in deliveries)),
         "deliveries": [
             {
-                "focal_point": d["email_key"],
+                # Absent once the delivery was anonymised (erasure, retention).
+                "focal_point": d.get("email_key"),
                 "state": d["state"],
                 "attempts": d["attempts"],
                 "last_error": d.get("last_error"),
@@ -84,9 +85,9 @@ def _language(record: dict[str, Any] | None) -> str:
 def _shown(record: dict[str, Any] | None) -> str:
     # The page names the mailbox only as much as its owner needs to recognise it: whoever holds
     # a forwarded link learns neither the address nor, from the token, anything else.
-    if record is None:
+    if record is None or not record.get("email"):
         return "…"
-    local, _, domain = str(record["_id"]).partition("@")
+    local, _, domain = str(record["email"]).partition("@")
     return f"{local[:1]}…@{domain}"
 
 

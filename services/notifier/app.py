@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from services.notifier.api import operators, router
 from services.notifier.consumer import subscribe
 from services.notifier.deliveries import Deliveries
+from services.notifier.erasure import NotifierErasure
 from services.notifier.mailer import Mailer
 from services.notifier.notifier import Notifier
 from services.notifier.provider_reports import install as install_provider_reports
@@ -19,6 +20,7 @@ from services.notifier.registry import Registry
 from services.notifier.settings import NotifierSettings
 from services.notifier.suppressions import Suppressions
 from shared import mongo
+from shared.erasures import subscribe_erasures
 from shared.http import health_router, install_problem_handlers, limit_bodies
 from shared.kafka import (
     ensure_topics,
@@ -30,6 +32,7 @@ from shared.kafka import (
 from shared.kafka_security import kafka_security
 from shared.observability import instrument
 from shared.redaction import install_redaction
+from shared.retention import sweep_periodically
 
 # SIGTERM must stop the service within 10 s. Uvicorn gives requests in flight up to 7 s
 # (`shared.serve`) before this shutdown starts, which leaves the rest for the consumers to commit
@@ -48,7 +51,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     db = mongo.database(client, settings.mongodb_database)
     notifier = Notifier(
         settings=settings,
-        registry=Registry(db),
+        registry=Registry(db, settings.email_keys()),
         deliveries=Deliveries(db, timedelta(seconds=settings.send_lease_seconds)),
         mailer=Mailer(
             settings.smtp_host,
@@ -66,30 +69,46 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     security = kafka_security(settings)
     broker = new_broker(settings.kafka_bootstrap_servers, client_id="notifier", security=security)
     subscribe(broker, settings, notifier)
+    erasure = NotifierErasure(db, notifier.registry, settings.erasure_step_delay_seconds)
+    erasures_group = f"{settings.notifier_group_id}.erasures"
+    subscribe_erasures(broker, settings.topic_erasures, erasures_group, erasure.erase)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await notifier.registry.ensure_indexes()
         await notifier.deliveries.ensure_indexes()
+        await erasure.ensure_indexes()
         await ensure_topics(
             settings.kafka_bootstrap_servers,
-            topics_with_dlq(settings.topic_responses, settings.topic_pilots),
+            topics_with_dlq(
+                settings.topic_responses, settings.topic_pilots, settings.topic_erasures
+            ),
             security=security,
         )
         await broker.start()
         dispatcher = asyncio.create_task(notifier.run_dispatcher(), name="dispatcher")
+        retention = asyncio.create_task(
+            sweep_periodically(
+                "notifier",
+                erasure.sweep,
+                timedelta(days=settings.personal_data_retention_days),
+                settings.retention_sweep_seconds,
+            ),
+            name="retention",
+        )
         lag = start_lag_tracking(
             settings.kafka_bootstrap_servers,
             [
                 (f"{settings.notifier_group_id}.registry", settings.topic_responses),
                 (f"{settings.notifier_group_id}.pilots", settings.topic_pilots),
+                (erasures_group, settings.topic_erasures),
             ],
             security=security,
         )
         try:
             yield
         finally:
-            for task in lag:
+            for task in [*lag, retention]:
                 task.cancel()
             # The dispatcher finishes the message it is sending while the consumers commit and
             # leave their groups, each within its own bound.

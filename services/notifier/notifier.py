@@ -138,7 +138,8 @@ class Notifier:
         keys = [key for *_, key in items]
         # The link names the focal point by its opaque id: the unsubscribe page finds it so.
         email_key = str(record["_id"])
-        await self.registry.remember_link(self.settings.link_keys().opaque_id(email_key), email_key)
+        link_id = self.settings.link_keys().opaque_id(email_key)
+        await self.registry.remember_link(link_id, email_key, int(record.get("revision", 0)))
         try:
             message = self.compose(record, items)
         except ValueError as exc:  # e.g. a header value that would inject a header

@@ -9,13 +9,12 @@
 - `GET /v1/suppressions` (operator token): the suppressed addresses by key, with counts;
   `DELETE /v1/suppressions/{focal_point}` lifts one.
 
-A report names addresses; only their keys (`registry.normalise_email`) are kept
-(`report_formats` reads the providers' shapes). An address
-nobody registered is recorded all the same: a suppression can precede a registration. A report
-is recorded once per provider report id and recipient, so a report sent again answers 200 and
-changes nothing. Bad reports get a problem+json 4xx naming the field; an event that does not
-suppress (a delivery, an open, an auto-reply) is answered 200 `ignored`, so that the provider
-does not send it again.
+A report names addresses; only their keys (`Registry.key`, the keyed hash of `shared.personal`)
+are kept (`report_formats` reads the providers' shapes). An address nobody registered is
+recorded all the same: a suppression can precede a registration. A report is recorded once per
+provider report id and recipient, so a report sent again answers 200 and changes nothing. Bad
+reports get a problem+json 4xx naming the field; an event that does not suppress (a delivery, an
+open, an auto-reply) is answered 200 `ignored`, so that the provider does not send it again.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, R
 
 from services.notifier import sns
 from services.notifier.notifier import Notifier
-from services.notifier.registry import normalise_email
 from services.notifier.report_formats import Invalid, Parsed, parse_postmark, parse_ses
 from services.notifier.suppressions import ReportInProgress, Suppressions
 from shared.http import OperatorRoute, Problem
@@ -150,7 +148,7 @@ async def ses_report(
         logger.warning("SNS topic %s: the subscription was removed", message.topic_arn)
         return {"status": "ignored", "reason": "unsubscribe confirmation"}
     try:
-        parsed = parse_ses(message.message, normalise_email)
+        parsed = parse_ses(message.message, notifier.registry.key)
     except Invalid as exc:
         raise _invalid(exc) from exc
     return await _record(notifier, parsed)
@@ -187,7 +185,7 @@ async def postmark_report(
     """A Postmark bounce or spam complaint webhook."""
     check_basic_auth(authorization, notifier.settings.postmark_secrets)
     try:
-        parsed = parse_postmark(await _json(request), normalise_email)
+        parsed = parse_postmark(await _json(request), notifier.registry.key)
     except Invalid as exc:
         raise _invalid(exc) from exc
     return await _record(notifier, parsed)

@@ -1,4 +1,6 @@
-"""The focal-point registry in MongoDB: one record per email, the latest response wins.
+"""The focal-point registry in MongoDB: one record per email, the latest response wins. A
+record's `_id` is the keyed hash of the address (`shared.personal`); the address itself is only
+in its `email` field.
 
 The records are the truth. The match index (`matching.BUCKETS` documents, see `matching`) is
 derived from them: every change of a record bumps its `revision` and is copied into the index
@@ -30,6 +32,7 @@ from services.notifier.matching import (
 )
 from shared.events import TOLERANT, FocalPoint, PilotAnnounced, SurveyResponse
 from shared.mongo import Document
+from shared.personal import EmailKeys
 
 FOCAL_POINTS = "notifier_focal_points"
 PILOTS = "notifier_pilots"
@@ -42,21 +45,24 @@ LINKS_REMEMBERED = 100_000  # link ids a replica keeps in memory (~10 MB at most
 INDEX_CLAIM_TIMEOUT = timedelta(seconds=30)
 
 
-def normalise_email(email: str) -> str:
-    """One focal point per mailbox, whatever the case of the address."""
-    return email.strip().lower()
-
-
 class Registry:
     """Focal points and the pilots announced so far."""
 
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(self, db: AsyncDatabase[Document], keys: EmailKeys) -> None:
+        self._keys = keys
         self._focal_points = db[FOCAL_POINTS]
         self._pilots = db[PILOTS]
         self._index = db[MATCH_INDEX]
         self._links = db[LINK_IDS]
-        self._linked: set[str] = set()  # link ids this replica knows are stored
+        # (link id, record revision) pairs this replica knows are stored: an erasure deletes the
+        # link id and moves the revision on, so a person registered again gets it written again.
+        self._linked: set[tuple[str, int]] = set()
         self._claims = Claims(db)
+
+    def key(self, email: str) -> str:
+        """The registry key of `email` (`shared.personal`): the `_id` of its record and the
+        `email_key` of everything else kept about it."""
+        return self._keys.key(email)
 
     async def ensure_indexes(self) -> None:
         """Indexes that keep matching fast with 100,000 focal points."""
@@ -75,7 +81,7 @@ class Registry:
         focal_point = response.focal_point
         if focal_point is None:
             return None
-        key = normalise_email(str(focal_point.email))
+        key = self.key(str(focal_point.email))
         update = (_consent if focal_point.consent else _withdrawal)(response, focal_point)
         try:
             updated = await self._focal_points.find_one_and_update(
@@ -100,9 +106,8 @@ class Registry:
             await self._copy_to_index(updated)
         return updated
 
-    async def unsubscribe(self, email: str) -> bool:
-        """Stop all mail to `email`; False when nobody has that address."""
-        key = normalise_email(email)
+    async def unsubscribe(self, key: str) -> bool:
+        """Stop all mail to the focal point with registry key `key`; False when there is none."""
         result = await self._focal_points.update_one(
             {"_id": key},
             {
@@ -114,6 +119,40 @@ class Registry:
         if record is not None:
             await self._copy_to_index(record)
         return result.matched_count > 0
+
+    async def erase(self, key: str, requested_at: datetime, request_id: str) -> dict[str, int]:
+        """Replace the record of `key` by a tombstone that holds nothing personal, and forget its
+        link ids; what was removed. Idempotent. The tombstone (upserted also when there is no
+        record yet) keeps responses submitted before `requested_at` (a replay, a late retry)
+        from registering the person again; a later one is a new consent and registers them, and
+        a record that already comes from such a response is left as it is (`newer_consent`).
+        The whole document is replaced, so fields added to records later go too."""
+        record = await self._focal_points.find_one({"_id": key})
+        ours = record is not None and record.get("erasure_id") == request_id
+        if record is not None and not ours and record["submitted_at"] > requested_at:
+            return {"newer_consent": 1}  # registered by a response given after the request
+        held = int(record is not None and "email" in record)
+        if not ours:
+            tombstone = {
+                "consent": False,
+                "unsubscribed": False,
+                "codes": [],
+                "country": "",
+                "submitted_at": requested_at,
+                "revision": int((record or {}).get("revision", 0)) + 1,
+                "erasure_id": request_id,
+                "erased_at": requested_at,
+            }
+            await self._focal_points.replace_one({"_id": key}, tombstone, upsert=True)
+            record = await self._focal_points.find_one({"_id": key})
+        if record is not None:
+            await self._copy_to_index(record)  # also when a crash came between the two writes
+        links = await self._links.delete_many({"email_key": key})
+        return {"focal_points": held, "link_ids": links.deleted_count}
+
+    async def reindex(self, record: Document) -> None:
+        """Copy `record` into the match index unless a newer copy is there (`rekey`)."""
+        await self._copy_to_index(record)
 
     async def _copy_to_index(self, record: Document) -> None:
         """Copy `record` into the match index unless a newer copy is there."""
@@ -163,20 +202,21 @@ class Registry:
         buckets = [document["data"] async for document in self._index.find({}, {"data": True})]
         return match(pilot, buckets)
 
-    async def get(self, email: str) -> Document | None:
-        """The record of `email`, if any."""
-        return await self._focal_points.find_one({"_id": normalise_email(email)})
+    async def get(self, key: str) -> Document | None:
+        """The record with registry key `key` (`key(email)`), if any."""
+        return await self._focal_points.find_one({"_id": key})
 
-    async def remember_link(self, link_id: str, email_key: str) -> None:
-        """Let links naming `link_id` find the focal point `email_key` (before a link is sent)."""
-        if link_id in self._linked:
+    async def remember_link(self, link_id: str, email_key: str, revision: int = 0) -> None:
+        """Let links naming `link_id` find the focal point `email_key` (before a link is sent);
+        `revision` is the record's, as read for the email."""
+        if (link_id, revision) in self._linked:
             return  # a later email to the same person: no round trip
         # An insert by `_id` is atomic on every server; the same pair again changes nothing.
         with contextlib.suppress(DuplicateKeyError):
             await self._links.insert_one({"_id": link_id, "email_key": email_key})
         if len(self._linked) >= LINKS_REMEMBERED:
             self._linked.clear()  # bounded memory; the next insert of each is a no-op
-        self._linked.add(link_id)
+        self._linked.add((link_id, revision))
 
     async def by_link(self, link_id: str) -> Document | None:
         """The record a link's opaque id names, if any."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from services.notifier.suppressions import Event, Report
 
-# The one function from an address to the focal point's key (`registry.normalise_email`),
+# The one function from an address to the focal point's key (`Registry.key`, a keyed hash),
 # given by the caller.
 KeyOf = Callable[[str], str]
 

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from services.notifier.sns import TOPIC_ARN
 from services.notifier.unsubscribe import LinkKeys
+from shared.personal import EmailKeys
 from shared.settings import Secret, Secrets, ServiceSettings, rotation_values
 
 DEFAULT_SEND_DEADLINE_SECONDS = 20.0
@@ -42,6 +43,9 @@ class NotifierSettings(ServiceSettings):
     unsubscribe_secret: Secrets
     # Key of the opaque id of an email address in links; long-lived, never rotated.
     email_id_secret: Secret
+    # Key of the keyed hash that names a focal point in every record (`shared.personal`); the
+    # same value in every service, never rotated.
+    email_key_secret: Secret
     # Retries of transient SMTP failures: exponential from the first delay up to the cap.
     retry_first_delay_seconds: float = Field(default=1.0, gt=0)
     # The cap keeps a message waiting at most this long after the server came back (plus one
@@ -79,6 +83,13 @@ class NotifierSettings(ServiceSettings):
         """The accepted Postmark webhook passwords (every value of the rotation list)."""
         return rotation_values(self.postmark_webhook_secret.get_secret_value())
 
+    # Settled deliveries older than this lose what describes the person (`erasure`), swept
+    # every RETENTION_SWEEP_SECONDS.
+    personal_data_retention_days: float = Field(default=365.0, gt=0)
+    retention_sweep_seconds: float = Field(default=3600.0, gt=0)
+    # A pause between the steps of an erasure: for fault tests only (0 in service).
+    erasure_step_delay_seconds: float = Field(default=0.0, ge=0, le=10)
+
     @property
     def unsubscribe_secrets(self) -> list[str]:
         """The unsubscribe secrets: the first signs new links, every one is accepted."""
@@ -106,6 +117,10 @@ class NotifierSettings(ServiceSettings):
                 "the lease can be sent again by another replica"
             )
         return self
+
+    def email_keys(self) -> EmailKeys:
+        """The keyed hash of addresses (`shared.personal`)."""
+        return EmailKeys(self.email_key_secret.get_secret_value())
 
     def link_keys(self) -> LinkKeys:
         """The keys of the tokens in personal links (`unsubscribe`)."""

@@ -3,7 +3,7 @@
 An address is suppressed for one of four reasons (`Reason`): the SMTP server refused the
 recipient for good when we sent (`refused`), a provider reported a hard bounce (`bounce`) or a
 complaint (`complaint`), or it reported `SOFT_BOUNCE_LIMIT` soft bounces (`soft-bounce`). Each
-record is keyed by the focal point's `email_key` (`registry.normalise_email`, the one key
+record is keyed by the focal point's `email_key` (`Registry.key`, the one key
 function), never by the address, and says why, from which source, when, and the provider's
 report id. The first suppression of an address is the one kept; later reports are recorded as
 reports only.

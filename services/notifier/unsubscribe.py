@@ -1,9 +1,9 @@
 """Link tokens that carry no personal data: `v1.<key id>.<opaque id>.<MAC>`. Pure.
 
 - The opaque id names a focal point without revealing the address: the first 16 bytes of
-  HMAC-SHA256 of the registry key (the normalised address) under `EMAIL_ID_SECRET`, base64url
-  (22 characters). The registry finds the record by it. The key is long-lived: a new one would
-  change every id, so it is not rotated like the signing keys.
+  HMAC-SHA256 of the registry key (the keyed hash of the address, `shared.personal`) under
+  `EMAIL_ID_SECRET`, base64url (22 characters). The registry finds the record by it. The key
+  is long-lived: a new one would change every id, so it is not rotated like the signing keys.
 - The MAC proves the notifier made the link: HMAC-SHA256, under one of the signing keys
   (`UNSUBSCRIBE_SECRET`), of the purpose (`unsubscribe`; a later kind of link gets its own, so a
   token of one kind opens no other) and `v1.<key id>.<opaque id>`, base64url (43 characters).
@@ -46,7 +46,7 @@ def key_id(signing_key: str) -> str:
 
 
 def opaque_id(email_key: str, id_key: str) -> str:
-    """The opaque id of a focal point (its registry key, the normalised address)."""
+    """The opaque id of a focal point (its registry key, `shared.personal`)."""
     digest = hmac.new(id_key.encode(), b"focal point:" + email_key.encode(), hashlib.sha256)
     return _b64(digest.digest()[:16])
 

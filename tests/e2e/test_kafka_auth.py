@@ -70,7 +70,9 @@ async def environment(
     broker: SecureBroker, settings: dict[str, str]
 ) -> AsyncIterator[dict[str, str]]:
     """The settings with the ACLs granted and the topics created, as the topic Job does it."""
-    names = topics_with_dlq(settings["TOPIC_RESPONSES"], settings["TOPIC_PILOTS"])
+    names = topics_with_dlq(
+        settings["TOPIC_RESPONSES"], settings["TOPIC_PILOTS"], settings["TOPIC_ERASURES"]
+    )
     admin = broker.scram("admin")
     await asyncio.to_thread(broker.grant, service_acls(settings))
     job = broker.scram("topics")

@@ -49,6 +49,7 @@ ANALYTICS, NOTIFIERS = 3, 2
 UNIQUE, COPIES, CHUNK = 2000, 400, 80
 FOCAL_POINT_SHARE = 0.12
 DELIVERIES = "notifier_deliveries"  # the notifier's collection of delivery records
+FOCAL_POINTS = "notifier_focal_points"  # its registry: the address of each key
 WAIT = 240.0  # seconds: generous, the machine is shared
 
 
@@ -164,6 +165,13 @@ def expected_emails(
     return due
 
 
+async def address_of(fleet: Fleet, email_key: str) -> str:
+    """The address the registry holds for a delivery's key."""
+    record = await fleet.database[FOCAL_POINTS].find_one({"_id": email_key})
+    assert record is not None, email_key
+    return str(record["email"])
+
+
 async def kill_notifier_holding_a_delivery(
     fleet: Fleet, mailbox: Mailbox, rng: random.Random
 ) -> int:
@@ -188,9 +196,9 @@ async def kill_notifier_holding_a_delivery(
         received = [
             message
             for delivery in held
-            for message in await mailbox.messages_to(delivery["email_key"])
-            if message["To"][0]["Address"] == delivery["email_key"]
-            and delivery["pilot_id"] in message["Subject"]
+            for address in [await address_of(fleet, delivery["email_key"])]
+            for message in await mailbox.messages_to(address)
+            if message["To"][0]["Address"] == address and delivery["pilot_id"] in message["Subject"]
         ]
         if len(held) >= NOTIFIERS and not received:
             fleet.kill(victim)

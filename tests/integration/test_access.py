@@ -24,6 +24,7 @@ from services.notifier.registry import Registry
 from services.notifier.unsubscribe import opaque_id
 from shared import mongo
 from shared.events import SurveyResponse
+from shared.personal import EmailKeys
 from tests.support import (
     REPO,
     ServiceProcess,
@@ -292,20 +293,25 @@ async def test_link_lookup_finds_focal_point_by_opaque_id(stack: Stack, run_id: 
         {**body, "source": "generic", "received_at": datetime.now(UTC)}
     )
     client = mongo.new_client(stack.mongodb_url)
-    registry = Registry(mongo.database(client, f"test_{run_id}"))
+    environment = stack.environment(run_id)
+    registry = Registry(
+        mongo.database(client, f"test_{run_id}"), EmailKeys(environment["EMAIL_KEY_SECRET"])
+    )
     try:
         record = await registry.register(response)
         assert record is not None
-        link_id = opaque_id(str(record["_id"]), stack.environment(run_id)["EMAIL_ID_SECRET"])
+        link_id = opaque_id(str(record["_id"]), environment["EMAIL_ID_SECRET"])
         assert await registry.by_link(link_id) is None  # no link sent yet
 
         await registry.remember_link(link_id, str(record["_id"]))
         await registry.remember_link(link_id, str(record["_id"]))  # the next email: no change
         found = await registry.by_link(link_id)
 
-        assert found is not None and found["_id"] == email.lower()
+        assert found is not None and found["_id"] == registry.key(email)
+        assert found["email"].lower() == email.lower()
         assert found["language"] == "fr"
-        assert await registry.by_link(opaque_id("other@example.org", "k" * 40)) is None
+        other = opaque_id(registry.key("other@example.org"), "k" * 40)
+        assert await registry.by_link(other) is None
     finally:
         await client.drop_database(f"test_{run_id}")
         await client.close()

@@ -291,7 +291,9 @@ async def test_notifier_registry_moves_past_poison(
         await produce(stack.kafka, topic, ordered)
         for person in people[:2] if nul_key_invalid else people:
             registered = await eventually(
-                lambda person=person: registry.get(person), lambda r: r is not None, within=60
+                lambda person=person: registry.get(registry.key(person)),
+                lambda r: r is not None,
+                within=60,
             )
             assert registered["consent"] is True
         await eventually(
@@ -350,7 +352,7 @@ async def test_unknown_code_counted_labelled_and_matched_not_parked(
         # Both consumers are running when the events arrive.
         await produce(stack.kafka, environment["TOPIC_RESPONSES"], [record(known), record(newer)])
         registered = await eventually(
-            lambda: registry.get(email), lambda r: r is not None, within=60
+            lambda: registry.get(registry.key(email)), lambda r: r is not None, within=60
         )
         await produce(
             stack.kafka,

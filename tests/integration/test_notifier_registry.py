@@ -63,7 +63,8 @@ def response(
 @pytest.fixture
 async def registry(stack: Stack, run_id: str) -> AsyncIterator[Registry]:
     client = mongo.new_client(stack.mongodb_url)
-    registry = Registry(mongo.database(client, f"test_{run_id}"))
+    keys = notifier_settings(stack, run_id).email_keys()
+    registry = Registry(mongo.database(client, f"test_{run_id}"), keys)
     await registry.ensure_indexes()
     yield registry
     await client.drop_database(f"test_{run_id}")
@@ -84,10 +85,12 @@ async def test_register_latest_response_wins_email_normalised(registry: Registry
     assert await registry.register(later) is not None
     # Arrives late: changes nothing, and the record as it stands comes back.
     assert (await registry.register(earlier) or {})["response_id"] == "generic:2"
-    record = await registry.get(" BINH.TRAN@example.org ")
+    record = await registry.get(registry.key(" BINH.TRAN@example.org "))
 
     assert record is not None
-    assert record["_id"] == "binh.tran@example.org"
+    # Keyed by the keyed hash of the address, whatever its case; the address only in `email`.
+    assert record["_id"] == registry.key("binh.tran@example.org") != "binh.tran@example.org"
+    assert record["email"] == "Binh.Tran@example.org"  # as written; the domain lower-cased
     assert (record["language"], record["city"], record["codes"]) == ("fr", "Huế", ["housing"])
     assert (record["survey_id"], record["response_id"]) == ("cities-2024-priorities", "generic:2")
 
@@ -97,7 +100,7 @@ async def test_register_unsubscribed_stays_whatever_later_responses_say(
 ) -> None:
     email = "leaving@example.org"
     await registry.register(response(1, email, at=T0))
-    assert await registry.unsubscribe(email)
+    assert await registry.unsubscribe(registry.key(email))
 
     # A response submitted before the unsubscribe (replayed, or late) changes nothing ...
     replayed = await registry.register(response(2, email, at=T0 + timedelta(days=1)))
@@ -110,7 +113,7 @@ async def test_register_unsubscribed_stays_whatever_later_responses_say(
     assert later is not None and later["response_id"] == "generic:3"
     assert later["unsubscribed"] is True and later["consent"] is True
     found = await registry.candidates(pilot("p", eligible_countries=[]))
-    assert email not in {key for key, _ in found}
+    assert registry.key(email) not in {key for key, _ in found}
 
 
 async def test_register_withdrawal_keeps_no_personal_data(registry: Registry) -> None:
@@ -128,7 +131,7 @@ async def test_register_withdrawal_keeps_no_personal_data(registry: Registry) ->
     assert {"name", "email", "city"}.isdisjoint(withdrawn)
     # A replayed older consent does not bring the address back.
     assert older_consent is not None and older_consent["consent"] is False
-    assert (await registry.get(email) or {})["consent"] is False
+    assert (await registry.get(registry.key(email)) or {})["consent"] is False
 
 
 async def test_register_without_focal_point_nothing(registry: Registry) -> None:
@@ -187,7 +190,8 @@ async def test_withdrawal_stops_all_mail_until_consent_again(
         withdrawal = response(3, leaving, at=T0 + timedelta(days=1), consent=False)
         await produce(stack.kafka, settings.topic_responses, records(withdrawal))
         await eventually(
-            lambda: registry.get(leaving), lambda r: r is not None and not r["consent"]
+            lambda: registry.get(registry.key(leaving)),
+            lambda r: r is not None and not r["consent"],
         )
         await produce(stack.kafka, settings.topic_pilots, records(pilot(f"second-{run_id}")))
         await eventually(lambda: mailbox.messages_to(staying), lambda m: len(m) == 2)
@@ -203,7 +207,7 @@ async def test_withdrawal_stops_all_mail_until_consent_again(
         await produce(stack.kafka, settings.topic_responses, records(again))
         back = await eventually(lambda: mailbox.messages_to(leaving), lambda m: len(m) == 2)
 
-    assert [d["email_key"] for d in second] == [staying]
+    assert [d["email_key"] for d in second] == [registry.key(staying)]
     assert after_withdrawal == 1
     assert {m["Subject"] for m in back} == {f"New pilot for your city: {pilot('p').title}"}
 
@@ -243,11 +247,14 @@ async def test_candidates_concurrent_registrations_same_bucket_none_lost(
     stack: Stack, registry: Registry, run_id: str
 ) -> None:
     same_bucket = [
-        email for n in range(5000) if bucket_of(email := f"crowd-{n}-{run_id}@example.org") == 7
+        email
+        for n in range(5000)
+        if bucket_of(registry.key(email := f"crowd-{n}-{run_id}@example.org")) == 7
     ][:12]
     other_client = mongo.new_client(stack.mongodb_url)
     # A second registry on its own connection stands for another replica writing at once.
-    replicas = [registry, Registry(mongo.database(other_client, f"test_{run_id}"))]
+    keys = notifier_settings(stack, run_id).email_keys()
+    replicas = [registry, Registry(mongo.database(other_client, f"test_{run_id}"), keys)]
     try:
         await asyncio.gather(
             *(replicas[n % 2].register(response(n, email)) for n, email in enumerate(same_bucket))
@@ -257,7 +264,7 @@ async def test_candidates_concurrent_registrations_same_bucket_none_lost(
     found = await registry.candidates(pilot("p", eligible_countries=[]))
 
     assert len(same_bucket) == 12
-    assert sorted(key for key, _ in found) == sorted(same_bucket)
+    assert sorted(key for key, _ in found) == sorted(registry.key(e) for e in same_bucket)
     assert {tuple(codes) for _, codes in found} == {("climate-resilience",)}
 
 
@@ -267,7 +274,7 @@ async def test_candidates_follow_unsubscribe_withdrawal_and_interests(registry: 
     await registry.register(response(3, "withdraws@example.org"))
     await registry.register(response(4, "changes@example.org"))
 
-    await registry.unsubscribe("leaves@example.org")
+    await registry.unsubscribe(registry.key("leaves@example.org"))
     await registry.register(
         response(5, "withdraws@example.org", at=T0 + timedelta(1), consent=False)
     )
@@ -281,7 +288,7 @@ async def test_candidates_follow_unsubscribe_withdrawal_and_interests(registry: 
         await registry.register(response(number + 2, email))
     found = await registry.candidates(pilot("p", eligible_countries=[]))
 
-    assert found == [("stays@example.org", ["climate-resilience"])]
+    assert found == [(registry.key("stays@example.org"), ["climate-resilience"])]
 
 
 async def test_claim_due_two_replicas_each_delivery_once(stack: Stack, run_id: str) -> None:

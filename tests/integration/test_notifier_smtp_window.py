@@ -24,6 +24,7 @@ from services.notifier.app import create_app
 from services.notifier.deliveries import DELIVERIES
 from shared import mongo
 from shared.kafka import consumer_lag
+from shared.personal import EmailKeys
 from tests.integration.notifier_support import (
     addresses,
     focal_response,
@@ -119,12 +120,13 @@ async def register(stack: Stack, topic: str, people: list[str]) -> None:
     await produce(stack.kafka, topic, records(*responses))
 
 
-async def stored_state(stack: Stack, run_id: str, email_key: str) -> dict[str, Any]:
+async def stored_state(stack: Stack, run_id: str, email: str) -> dict[str, Any]:
     """A delivery's record as MongoDB holds it, read behind the notifier's back."""
     client = mongo.new_client(stack.mongodb_url)
     try:
         collection = mongo.database(client, f"test_{run_id}")[DELIVERIES]
-        document = await collection.find_one({"email_key": email_key})
+        key = EmailKeys(stack.environment(run_id)["EMAIL_KEY_SECRET"]).key(email)
+        document = await collection.find_one({"email_key": key})
     finally:
         await client.close()
     assert document is not None
@@ -254,7 +256,13 @@ async def test_deadline_after_data_one_more_copy_same_message_id(
 
             done = await eventually(listing, lambda d: d["counts"] == {"sent": 3}, within=60)
 
-    by_address = {d["focal_point"]: d for d in done["deliveries"]}
+    keys = settings.email_keys()
+    by_address = {
+        address: d
+        for d in done["deliveries"]
+        for address in people
+        if d["focal_point"] == keys.key(address)
+    }
     copies = handler.copies(slow)
     assert len(copies) == 2
     assert copies[0].message_id == copies[1].message_id == by_address[slow]["message_id"]

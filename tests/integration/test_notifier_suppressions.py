@@ -145,6 +145,7 @@ async def test_refused_recipient_suppressed_next_pilot_skips_it(
     stack: Stack, settings: NotifierSettings, run_id: str, handler: Scripted, isolated: None
 ) -> None:
     kept, gone, policy = addresses(run_id, "refusal", 3)
+    k = settings.email_keys().key  # records name people by the keyed hash
     handler.script.rcpt[gone] = "550 5.1.1 <mailbox> No such mailbox here"
     handler.script.rcpt[policy] = "550 5.7.1 Relaying denied by policy"
     await register(stack, settings, [kept, gone, policy])
@@ -160,14 +161,14 @@ async def test_refused_recipient_suppressed_next_pilot_skips_it(
         )
         after = (await client.get("/metrics")).text
 
-    assert {d["focal_point"]: d["state"] for d in first["deliveries"]}[gone] == "failed"
+    assert {d["focal_point"]: d["state"] for d in first["deliveries"]}[k(gone)] == "failed"
     [entry] = listed["suppressions"]
-    assert (entry["focal_point"], entry["reason"], entry["source"]) == (gone, "refused", "smtp")
+    assert (entry["focal_point"], entry["reason"], entry["source"]) == (k(gone), "refused", "smtp")
     assert entry["detail"] == "550 5.1.1"
     assert listed["counts"] == {"refused": 1}
     by_address = {d["focal_point"]: d for d in second["deliveries"]}
-    assert by_address[gone]["state"] == "suppressed"
-    assert by_address[gone]["attempts"] == 0
+    assert by_address[k(gone)]["state"] == "suppressed"
+    assert by_address[k(gone)]["attempts"] == 0
     assert handler.count() == Counter({kept: 2, policy: 1})
     refused = metric(after, "notifier_suppressions_total", reason="refused", source="smtp")
     assert (
@@ -182,6 +183,7 @@ async def test_ses_complaint_suppressed_next_pilot_skips_it(
     stack: Stack, settings: NotifierSettings, run_id: str, handler: Scripted, isolated: None
 ) -> None:
     kept, complaining, bounced = addresses(run_id, "ses", 3)
+    k = settings.email_keys().key  # records name people by the keyed hash
     await register(stack, settings, [kept, complaining, bounced])
     signer = Signer()
 
@@ -209,13 +211,13 @@ async def test_ses_complaint_suppressed_next_pilot_skips_it(
     assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
     assert [a.json()["status"] for a in answers] == ["recorded", "recorded", "duplicate"]
     by_address = {d["focal_point"]: d["state"] for d in second["deliveries"]}
-    assert by_address == {kept: "sent", complaining: "suppressed", bounced: "suppressed"}
+    assert by_address == {k(kept): "sent", k(complaining): "suppressed", k(bounced): "suppressed"}
     reasons = {
         e["focal_point"]: (e["reason"], e["source"], e["report_id"]) for e in listed["suppressions"]
     }
     assert reasons == {
-        complaining: ("complaint", "ses", f"complaint-{run_id}"),
-        bounced: ("bounce", "ses", f"bounce-{run_id}"),
+        k(complaining): ("complaint", "ses", f"complaint-{run_id}"),
+        k(bounced): ("bounce", "ses", f"bounce-{run_id}"),
     }
     assert handler.count() == Counter({kept: 2, complaining: 1, bounced: 1})
     for reason in ("complaint", "bounce"):
@@ -230,6 +232,7 @@ async def test_postmark_complaint_suppressed_next_pilot_skips_it(
     stack: Stack, settings: NotifierSettings, run_id: str, handler: Scripted, isolated: None
 ) -> None:
     kept, complaining, bounced = addresses(run_id, "postmark", 3)
+    k = settings.email_keys().key  # records name people by the keyed hash
     await register(stack, settings, [kept, complaining, bounced])
 
     async with serving(app_with(settings, Signer())) as client:
@@ -260,9 +263,9 @@ async def test_postmark_complaint_suppressed_next_pilot_skips_it(
     assert refused.status_code == 401
     assert [a.json()["status"] for a in answers] == ["recorded", "recorded", "duplicate"]
     by_address = {d["focal_point"]: d["state"] for d in second["deliveries"]}
-    assert by_address == {kept: "sent", complaining: "suppressed", bounced: "suppressed"}
+    assert by_address == {k(kept): "sent", k(complaining): "suppressed", k(bounced): "suppressed"}
     reasons = {e["focal_point"]: (e["reason"], e["report_id"]) for e in listed["suppressions"]}
-    assert reasons == {complaining: ("complaint", "7001"), bounced: ("bounce", "7002")}
+    assert reasons == {k(complaining): ("complaint", "7001"), k(bounced): ("bounce", "7002")}
     assert handler.count() == Counter({kept: 2, complaining: 1, bounced: 1})
     assert metric(after, "notifier_suppressions_total", reason="complaint", source="postmark") >= 1
 
@@ -271,6 +274,7 @@ async def test_report_for_unknown_address_suppresses_later_registration(
     stack: Stack, settings: NotifierSettings, run_id: str, handler: Scripted, isolated: None
 ) -> None:
     kept, early = addresses(run_id, "early", 2)
+    k = settings.email_keys().key  # records name people by the keyed hash
 
     async with serving(app_with(settings, Signer())) as client:
         answer = await client.post(
@@ -284,7 +288,7 @@ async def test_report_for_unknown_address_suppresses_later_registration(
         )
 
     assert answer.status_code == 200 and answer.json()["suppressed"] == 1
-    assert {d["focal_point"]: d["state"] for d in second["deliveries"]}[early] == "suppressed"
+    assert {d["focal_point"]: d["state"] for d in second["deliveries"]}[k(early)] == "suppressed"
     assert handler.count() == Counter({kept: 1})
 
 
@@ -292,6 +296,7 @@ async def test_soft_bounces_at_once_and_again_counted_exactly(
     stack: Stack, settings: NotifierSettings, run_id: str, isolated: None
 ) -> None:
     soft, other = addresses(run_id, "soft", 2)
+    k = settings.email_keys().key  # records name people by the keyed hash
     post = "/v1/provider-reports/postmark"
     signer = Signer()
 
@@ -319,7 +324,7 @@ async def test_soft_bounces_at_once_and_again_counted_exactly(
     assert ses_answer.json()["suppressed"] == 0
     [entry] = listed["suppressions"]
     assert (entry["focal_point"], entry["reason"], entry["report_id"]) == (
-        soft,
+        k(soft),
         "soft-bounce",
         "9003",
     )
@@ -329,7 +334,7 @@ async def test_soft_bounces_at_once_and_again_counted_exactly(
         slots = sorted([d["_id"] async for d in db["notifier_soft_bounces"].find({})])
     finally:
         await client_db.close()
-    assert slots == sorted([f"{soft}#1", f"{soft}#2", f"{soft}#3", f"{other}#1"])
+    assert slots == sorted([f"{k(soft)}#1", f"{k(soft)}#2", f"{k(soft)}#3", f"{k(other)}#1"])
 
 
 async def test_bad_reports_refused_with_named_problem(
@@ -450,6 +455,7 @@ async def test_lift_suppression_emails_again_soft_bounces_from_zero(
     stack: Stack, settings: NotifierSettings, run_id: str, handler: Scripted, isolated: None
 ) -> None:
     (person,) = addresses(run_id, "lifted", 1)
+    k = settings.email_keys().key  # records name people by the keyed hash
     post = "/v1/provider-reports/postmark"
     await register(stack, settings, [person])
 
@@ -458,9 +464,9 @@ async def test_lift_suppression_emails_again_soft_bounces_from_zero(
             body = postmark_bounce(record_id, person, "SoftBounce")
             await client.post(post, json=body, headers=basic(POSTMARK_SECRET))
         suppressed = await suppressions(client)
-        unauthorised = await client.delete(f"/v1/suppressions/{person}")
-        lifted = await client.delete(f"/v1/suppressions/{person}", headers=OPERATOR)
-        again = await client.delete(f"/v1/suppressions/{person}", headers=OPERATOR)
+        unauthorised = await client.delete(f"/v1/suppressions/{k(person)}")
+        lifted = await client.delete(f"/v1/suppressions/{k(person)}", headers=OPERATOR)
+        again = await client.delete(f"/v1/suppressions/{k(person)}", headers=OPERATOR)
         await announce(stack, settings, client, f"pilot-{run_id}", {"sent": 1})
         soft = postmark_bounce(4, person, "SoftBounce")
         counted = await client.post(post, json=soft, headers=basic(POSTMARK_SECRET))

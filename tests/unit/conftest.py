@@ -94,6 +94,7 @@ def service_secrets(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
             "OPERATOR_TOKEN",
             "UNSUBSCRIBE_SECRET",
             "EMAIL_ID_SECRET",
+            "EMAIL_KEY_SECRET",
             "POSTMARK_WEBHOOK_SECRET",
         )
     }

@@ -1,4 +1,4 @@
-"""services.intake.asyncapi: the AsyncAPI document of both topics, and the committed copy."""
+"""services.intake.asyncapi: the AsyncAPI document of the topics, and the committed copy."""
 
 from __future__ import annotations
 
@@ -12,15 +12,17 @@ from shared import topics
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
 
 
-def test_specification_both_topics_with_their_event_schemas():
+def test_specification_every_topic_with_its_event_schema():
     document = yaml.safe_load(specification())
 
     assert document["asyncapi"] == "3.0.0"
-    assert set(document["channels"]) == {topics.RESPONSES, topics.PILOTS}
+    assert set(document["channels"]) == {topics.RESPONSES, topics.PILOTS, topics.ERASURES}
     assert {operation["action"] for operation in document["operations"].values()} == {"send"}
     schemas = document["components"]["schemas"]
     assert "response_id" in schemas["SurveyResponse"]["required"]
     assert "pilot_id" in schemas["PilotAnnounced"]["required"]
+    assert {"request_id", "email_key"} <= set(schemas["ErasureRequested"]["required"])
+    assert "email" not in schemas["ErasureRequested"]["properties"]
     assert "Key: `response_id`" in document["channels"][topics.RESPONSES]["description"]
 
 

@@ -8,7 +8,7 @@ import pytest
 from aiokafka.errors import InvalidReplicationFactorError
 from pydantic import ValidationError
 
-from shared.kafka import _raise_topic_errors, new_topics
+from shared.kafka import _raise_topic_errors, new_topics, personal_retention_ms
 from shared.settings import ServiceSettings
 
 
@@ -58,3 +58,22 @@ def test_raise_a_refused_topic_but_not_one_that_exists() -> None:
     refused = SimpleNamespace(topic_errors=[("c", 38, "only 1 broker(s) are registered")])
     with pytest.raises(InvalidReplicationFactorError, match="cannot create topic c"):
         _raise_topic_errors(refused)
+
+
+def test_specify_responses_topics_with_personal_data_retention(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KAFKA_RESPONSES_RETENTION_DAYS", "2")
+    retention = personal_retention_ms(ServiceSettings())
+    topics = new_topics(
+        ["survey.responses.v1", "survey.responses.v1.dlq", "other"], 6, 1, retention
+    )
+
+    assert retention == dict.fromkeys(
+        ["survey.responses.v1", "survey.responses.v1.dlq"], 172_800_000
+    )
+    assert [t.topic_configs for t in topics] == [
+        {"retention.ms": "172800000"},
+        {"retention.ms": "172800000"},
+        {},
+    ]

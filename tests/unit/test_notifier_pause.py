@@ -54,7 +54,7 @@ class Registry:
     async def pilot(self, pilot_id: str) -> object:
         return object()
 
-    async def remember_link(self, link_id: str, email_key: str) -> None:
+    async def remember_link(self, link_id: str, email_key: str, revision: int = 0) -> None:
         pass
 
 

@@ -13,11 +13,11 @@ from pydantic import ValidationError
 
 from services.notifier import sns
 from services.notifier.provider_reports import check_basic_auth
-from services.notifier.registry import normalise_email
 from services.notifier.report_formats import Invalid, parse_postmark, parse_ses
 from services.notifier.settings import NotifierSettings
 from services.notifier.suppressions import Event, Report
 from shared.http import Problem
+from shared.personal import normalise_email
 from tests.sns_signing import (
     CERT_URL,
     TOPIC_ARN,

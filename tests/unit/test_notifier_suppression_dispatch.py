@@ -74,7 +74,7 @@ class Registry:
     async def pilot(self, pilot_id: str) -> object:
         return object()
 
-    async def remember_link(self, link_id: str, email_key: str) -> None:
+    async def remember_link(self, link_id: str, email_key: str, revision: int = 0) -> None:
         pass
 
     async def remember_pilot(self, pilot: object) -> None:

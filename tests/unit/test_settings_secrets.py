@@ -7,6 +7,7 @@ import secrets
 import pytest
 from pydantic import ValidationError
 
+from services.analytics.settings import AnalyticsSettings
 from services.intake.__main__ import placeholder_webhook_secrets
 from services.intake.settings import IntakeSettings
 from services.intake.surveys import SurveyCatalog
@@ -72,7 +73,9 @@ def test_placeholders_include_every_shipped_value():
     assert all(is_placeholder(value.upper()) for value in shipped)
 
 
-@pytest.mark.parametrize("name", ["OPERATOR_TOKEN", "UNSUBSCRIBE_SECRET", "EMAIL_ID_SECRET"])
+@pytest.mark.parametrize(
+    "name", ["OPERATOR_TOKEN", "UNSUBSCRIBE_SECRET", "EMAIL_ID_SECRET", "EMAIL_KEY_SECRET"]
+)
 def test_notifier_settings_missing_secret_refused(monkeypatch, name):
     monkeypatch.delenv(name)
 
@@ -80,12 +83,24 @@ def test_notifier_settings_missing_secret_refused(monkeypatch, name):
         NotifierSettings()
 
 
-@pytest.mark.parametrize("name", ["OPERATOR_TOKEN", "UNSUBSCRIBE_SECRET", "EMAIL_ID_SECRET"])
+@pytest.mark.parametrize(
+    "name", ["OPERATOR_TOKEN", "UNSUBSCRIBE_SECRET", "EMAIL_ID_SECRET", "EMAIL_KEY_SECRET"]
+)
 def test_notifier_settings_placeholder_secret_refused(monkeypatch, name):
     monkeypatch.setenv(name, "change-me-in-production")
 
     with pytest.raises(ValidationError, match=f"{name} is a known placeholder"):
         NotifierSettings()
+
+
+@pytest.mark.parametrize("settings_class", [IntakeSettings, AnalyticsSettings])
+def test_intake_and_analytics_settings_missing_email_key_secret_refused(
+    monkeypatch, settings_class
+):
+    monkeypatch.delenv("EMAIL_KEY_SECRET")
+
+    with pytest.raises(ValidationError, match="email_key_secret"):
+        settings_class()
 
 
 def test_intake_settings_missing_operator_token_refused(monkeypatch):

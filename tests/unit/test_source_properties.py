@@ -298,6 +298,7 @@ def routes() -> Iterator[tuple[TestClient, RecordingIntake]]:
     secrets[secret_variable(ROUTE_SURVEY, "generic")] = WEBHOOK_SECRET
     # A module-wide app: the per-test secrets of the unit conftest are not set yet.
     secrets["OPERATOR_TOKEN"] = os.urandom(24).hex()
+    secrets["EMAIL_KEY_SECRET"] = os.urandom(24).hex()
     with mock.patch.dict(os.environ, secrets):
         app = create_app(IntakeSettings(mongodb_url="mongodb://127.0.0.1:1"))
         intake = RecordingIntake()

@@ -1,0 +1,131 @@
+"""Erasure and retention of the personal data in analytics' stored responses.
+
+Analytics never stores a focal point's name or address (`documents.raw_document`), but a
+response's free-text answers may name people, and a response is linked to its focal point by
+`focal_point_key`, the keyed hash of the address (`shared.personal`). Both go:
+
+- on an erasure request (`privacy.erasures.v1`), from every stored response whose
+  `focal_point_key` is the request's and that was submitted at or before the request (a later
+  response is a new consent); responses stored before `focal_point_key` existed cannot be told
+  apart by address (analytics never had it) and are reached by the retention sweep instead;
+- by the retention sweep, from every response received more than
+  `PERSONAL_DATA_RETENTION_DAYS` ago, read through the `(personal, received_at)` index.
+
+What is counted stays exactly as it was: codes, respondent type, country, city, submission
+time and whether there was a (consenting) focal point; `verify` and the summaries are unchanged.
+Text answers become null; numbers and booleans stay. Each erasure is recorded, without the
+address, in `analytics_erasures`. Every step is idempotent, so an event read again after a crash
+finishes the work and changes nothing that was done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from services.analytics.store import RESPONSES
+from shared.events import ErasureRequested
+from shared.mongo import Document
+
+ERASURES = "analytics_erasures"
+SWEEP_BATCH = 500
+logger = logging.getLogger(__name__)
+
+
+def erased_answers(value: Any) -> Any:
+    """`value` without text: every string (at any depth) becomes None; numbers, booleans and
+    the shape stay."""
+    if isinstance(value, str):
+        return None
+    if isinstance(value, Mapping):
+        return {key: erased_answers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [erased_answers(item) for item in value]
+    return value
+
+
+def anonymised(document: Mapping[str, Any], now: datetime, request_id: str | None) -> Document:
+    """The update that removes the personal data of one stored response."""
+    marks: Document = {"personal": False, "anonymised_at": now}
+    if request_id is not None:
+        marks["erasure_id"] = request_id
+    return {
+        "$set": {"answers": erased_answers(document.get("answers", {})), **marks},
+        "$unset": {"focal_point_key": ""},
+    }
+
+
+class AnalyticsErasure:
+    """Erasure requests and the retention sweep over `analytics_responses`."""
+
+    def __init__(self, db: AsyncDatabase[Document], step_delay: float = 0.0) -> None:
+        self._responses = db[RESPONSES]
+        self._erasures = db[ERASURES]
+        # Pause between two responses: lets a fault test land a crash mid-way (0 in service).
+        self._step_delay = step_delay
+
+    async def ensure_indexes(self) -> None:
+        """The erasure's lookup by key and the sweep's range by age."""
+        await self._responses.create_index([("focal_point_key", ASCENDING)], sparse=True)
+        await self._responses.create_index([("personal", ASCENDING), ("received_at", ASCENDING)])
+
+    async def erase(self, event: ErasureRequested) -> Document:
+        """Remove the personal data of the responses of `event`'s person; the record of it."""
+        done = await self._erasures.find_one({"_id": event.request_id})
+        if done is not None:
+            return done  # the same request again: nothing more to do
+        logger.info("erasure %s: started", event.request_id)
+        submitted_by = event.requested_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        query = {"focal_point_key": event.email_key, "submitted_at": {"$lte": submitted_by}}
+        async for document in self._responses.find(query, {"answers": True}):
+            now = datetime.now(UTC)
+            await self._responses.update_one(
+                {"_id": document["_id"], "focal_point_key": event.email_key},
+                anonymised(document, now, event.request_id),
+            )
+            if self._step_delay:
+                await asyncio.sleep(self._step_delay)
+        # Counted at the end, so a run that a crash cut short and its rerun record one number.
+        erased = await self._responses.count_documents({"erasure_id": event.request_id})
+        record: Document = {
+            "_id": event.request_id,
+            "email_key": event.email_key,
+            "requested_at": event.requested_at,
+            "completed_at": datetime.now(UTC),
+            "removed": {"stored_responses_answers": erased},
+        }
+        # Another replica may have finished the same request.
+        with contextlib.suppress(DuplicateKeyError):
+            await self._erasures.insert_one(record)
+        logger.info("erasure %s: done, %d stored responses", event.request_id, erased)
+        return await self._erasures.find_one({"_id": event.request_id}) or record
+
+    async def sweep(self, retention: timedelta, now: datetime | None = None) -> int:
+        """Anonymise every response received before `now - retention`; how many changed."""
+        now = now or datetime.now(UTC)
+        cutoff = (now - retention).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # `personal` absent: stored before the field existed.
+        query = {"personal": {"$in": [True, None]}, "received_at": {"$lt": cutoff}}
+        changed = 0
+        while True:
+            batch = [
+                document
+                async for document in self._responses.find(query, {"answers": True}).limit(
+                    SWEEP_BATCH
+                )
+            ]
+            for document in batch:
+                await self._responses.update_one(
+                    {"_id": document["_id"]}, anonymised(document, now, None)
+                )
+            changed += len(batch)
+            if len(batch) < SWEEP_BATCH:
+                return changed

@@ -1,0 +1,104 @@
+"""The pure parts of erasure and retention: what an erased answer and an anonymous delivery
+keep, the erasure event's contract, and the keyed hash kept with a stored response."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from services.analytics.aggregates import Positioned
+from services.analytics.documents import raw_document
+from services.analytics.erasure import anonymised, erased_answers
+from services.notifier.erasure import anonymous_delivery, claim_ids
+from shared.events import ErasureRequested, SurveyResponse
+from shared.personal import EmailKeys
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+KEYS = EmailKeys("a-random-enough-secret-for-unit-tests-0123456789")
+
+
+def test_erased_answers_text_gone_numbers_and_shape_stay() -> None:
+    answers = {
+        "comments": "Call me on +84 90 123 4567, an.nguyen@example.org",
+        "staff": 12,
+        "budget_known": True,
+        "channels": ["email", 3],
+        "contact": {"name": "An", "floor": 2},
+        "nothing": None,
+    }
+
+    assert erased_answers(answers) == {
+        "comments": None,
+        "staff": 12,
+        "budget_known": True,
+        "channels": [None, 3],
+        "contact": {"name": None, "floor": 2},
+        "nothing": None,
+    }
+
+
+def test_anonymised_response_loses_key_and_text_only() -> None:
+    update = anonymised({"answers": {"comments": "x", "staff": 3}}, NOW, "req-1")
+
+    assert update["$set"]["answers"] == {"comments": None, "staff": 3}
+    assert update["$set"]["erasure_id"] == "req-1"
+    assert update["$set"]["personal"] is False
+    assert update["$unset"] == {"focal_point_key": ""}
+    assert "erasure_id" not in anonymised({"answers": {}}, NOW, None)["$set"]
+
+
+@pytest.mark.parametrize(
+    ("state", "kept"),
+    [("sent", "sent"), ("failed", "failed"), ("pending", "cancelled"), ("sending", "cancelled")],
+)
+def test_anonymous_delivery_keeps_pilot_and_state(state: str, kept: str) -> None:
+    key = KEYS.key("an.nguyen@example.org")
+    delivery = {
+        "_id": f"pilot-7|{key}",
+        "pilot_id": "pilot-7",
+        "email_key": key,
+        "codes": ["housing"],
+        "state": state,
+        "attempts": 2,
+        "created_at": NOW,
+        "sent_at": NOW,
+        "last_error": "550 <an.nguyen@example.org> unknown",
+        "message_id": "<abc@cities.example.org>",
+    }
+
+    copy = anonymous_delivery(delivery, "req-1", NOW)
+
+    assert copy["_id"] == "pilot-7|erased-req-1"
+    assert (copy["pilot_id"], copy["state"], copy["attempts"]) == ("pilot-7", kept, 2)
+    assert key not in str(copy) and "an.nguyen" not in str(copy)
+    assert {"codes", "last_error", "message_id", "email_key"}.isdisjoint(copy)
+
+
+def test_claim_ids_cover_every_attempt_and_the_next() -> None:
+    assert claim_ids({"_id": "p|k", "attempts": 2}) == ["p|k#1", "p|k#2", "p|k#3"]
+    assert claim_ids({"_id": "p|k", "attempts": 0}) == ["p|k#1"]
+
+
+def test_erasure_event_carries_key_not_address() -> None:
+    event = ErasureRequested(
+        request_id="0123abcd", email_key=KEYS.key("a@example.org"), requested_at=NOW
+    )
+
+    assert "@" not in event.model_dump_json()
+    with pytest.raises(ValidationError, match="email_key"):
+        ErasureRequested(request_id="0123abcd", email_key="a@example.org", requested_at=NOW)
+
+
+def test_raw_document_keyed_hash_of_focal_point_never_address(
+    make_event: Callable[..., SurveyResponse],
+) -> None:
+    response = make_event()
+    document = raw_document(Positioned(response, 0, 1), KEYS)
+
+    assert document["focal_point_key"] == KEYS.key("An.Nguyen@example.org")
+    assert document["personal"] is True
+    assert "an.nguyen@example.org" not in str(document).lower()
+    assert "focal_point_key" not in raw_document(Positioned(make_event(focal_point=None), 0, 1))
