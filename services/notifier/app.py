@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from services.notifier import confirm
+from services.notifier import confirm, preferences
 from services.notifier.api import operators, router
 from services.notifier.consumer import subscribe
 from services.notifier.deliveries import Deliveries
@@ -120,6 +120,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     app.include_router(router)
     app.include_router(operators)
     app.include_router(confirm.router)
+    app.include_router(preferences.router)
     app.include_router(
         health_router({"kafka": readiness_check(broker), "mongodb": lambda: mongo.ping(client)})
     )
