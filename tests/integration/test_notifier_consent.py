@@ -14,8 +14,12 @@ import httpx
 import pytest
 
 from services.notifier.app import create_app
+from services.notifier.deliveries import Deliveries
+from services.notifier.mailer import Mailer
+from services.notifier.notifier import Notifier
 from services.notifier.registry import Registry
 from services.notifier.settings import NotifierSettings
+from shared import mongo
 from shared.kafka import consumer_lag
 from tests.integration.notifier_support import focal_response, notifier_settings, pilot, records
 from tests.support import (
@@ -246,3 +250,41 @@ async def test_expire_unconfirmed_no_pilots_details_dropped(
     assert late_page.status_code == 410
     assert none_sent == {}
     assert in_time.status_code == 200
+
+
+async def test_confirmation_two_replicas_same_response_one_email(
+    stack: Stack, settings: NotifierSettings, run_id: str
+) -> None:
+    person = f"replicas-{run_id}@example.org"
+    mailbox = Mailbox(stack.mail_api)
+    clients = [mongo.new_client(stack.mongodb_url) for _ in range(2)]
+    replicas = [
+        Notifier(
+            settings,
+            Registry(mongo.database(client, f"test_{run_id}")),
+            Deliveries(mongo.database(client, f"test_{run_id}"), timedelta(seconds=60)),
+            Mailer(stack.smtp_host, stack.smtp_port),
+        )
+        for client in clients
+    ]
+    response = focal_response(1, person, interests=["climate-resilience"])
+    try:
+        # Both replicas read the same response (a rebalance redelivered it) at once, and both
+        # dispatchers look for due deliveries at once.
+        created = await asyncio.gather(*(r.on_response(response) for r in replicas))
+        sent = await asyncio.gather(*(r.send_due() for r in replicas))
+        after = await asyncio.gather(*(r.send_due() for r in replicas))
+        await eventually(lambda: mailbox.messages_to(person), lambda m: len(m) >= 1)
+        await asyncio.sleep(0.5)
+        inbox = await mailbox.messages_to(person)
+    finally:
+        for replica in replicas:
+            await replica.mailer.close()
+        await clients[0].drop_database(f"test_{run_id}")
+        for client in clients:
+            await client.close()
+
+    assert sorted(created) == [0, 1]
+    assert sorted(sent) == [False, True]
+    assert after == [False, False]
+    assert len(inbox) == 1
