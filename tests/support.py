@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -18,6 +19,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -161,6 +164,45 @@ class Mailbox:
             response = await client.get(f"{self._api}/api/v1/message/{message_id}/raw")
             response.raise_for_status()
             return response.content
+
+    async def delete(self, message_ids: list[str]) -> None:
+        """Delete these messages (and no other) from the server."""
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.request(
+                "DELETE", f"{self._api}/api/v1/messages", json={"IDs": message_ids}
+            )
+            response.raise_for_status()
+
+
+CONFIRM_LINK = re.compile(r"/v1/confirm\?token=([A-Za-z0-9_.-]+)")
+
+
+async def confirmation_tokens(mailbox: Mailbox, address: str) -> list[tuple[str, str]]:
+    """(message id, token) of every confirmation email `address` received."""
+    found = []
+    for message in await mailbox.messages_to(address):
+        sent = message_from_bytes(await mailbox.raw(message["ID"]), policy=policy.default)
+        assert isinstance(sent, EmailMessage)
+        text = sent.get_body(("plain",))
+        link = CONFIRM_LINK.search(str(text.get_content()) if text else "")
+        if link:
+            found.append((str(message["ID"]), link.group(1)))
+    return found
+
+
+async def confirm_focal_points(
+    client: httpx.AsyncClient, mailbox: Mailbox, *addresses: str, notifier: str = ""
+) -> None:
+    """Double opt-in as each person does it: open the one confirmation email they received,
+    post the form behind its link (at `notifier`, else the client's base URL), then delete that
+    email, so that the test goes on counting pilot emails alone."""
+    for address in addresses:
+        [(message_id, token)] = await eventually(
+            lambda a=address: confirmation_tokens(mailbox, a), lambda found: len(found) >= 1
+        )
+        answer = await client.post(f"{notifier}/v1/confirm", params={"token": token})
+        assert answer.status_code == 200, answer.text
+        await mailbox.delete([message_id])
 
 
 def flood_pilot(pilot_id: str, url: str) -> dict[str, Any]:

@@ -91,10 +91,10 @@ def _shown(record: dict[str, Any] | None) -> str:
     return f"{local[:1]}…@{domain}"
 
 
-def _verified(token: str, notifier: Notifier) -> str:
+def _verified(token: str, notifier: Notifier, purpose: str = unsubscribe.UNSUBSCRIBE) -> str:
     """The opaque id of a genuine link token; 400 otherwise (410 for the outdated format)."""
     try:
-        return notifier.settings.link_keys().verify(token)
+        return notifier.settings.link_keys().verify(token, purpose)
     except unsubscribe.OutdatedToken as exc:
         raise Problem(410, "Outdated link", str(exc)) from exc
     except unsubscribe.InvalidToken as exc:

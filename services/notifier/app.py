@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from services.notifier import confirm, preferences
 from services.notifier.api import operators, router
 from services.notifier.consumer import subscribe
 from services.notifier.deliveries import Deliveries
@@ -44,6 +45,12 @@ DISPATCHER_GRACE_SECONDS = 2.0
 QUIT_GRACE_SECONDS = 0.5
 
 
+def expiry_interval(settings: NotifierSettings) -> float:
+    """How often unconfirmed addresses are checked for expiry: a tenth of the time they have,
+    between 1 s and 10 minutes (a scan of the focal points on FerretDB)."""
+    return min(600.0, max(1.0, settings.confirmation_ttl_seconds / 10))
+
+
 def create_app(settings: NotifierSettings) -> FastAPI:
     """The notifier app; subscribers and the dispatcher run inside its lifespan."""
     install_redaction(settings)
@@ -51,7 +58,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     db = mongo.database(client, settings.mongodb_database)
     notifier = Notifier(
         settings=settings,
-        registry=Registry(db, settings.email_keys()),
+        registry=Registry(db, settings.email_keys(), require_confirmation=settings.double_opt_in),
         deliveries=Deliveries(db, timedelta(seconds=settings.send_lease_seconds)),
         mailer=Mailer(
             settings.smtp_host,
@@ -96,6 +103,9 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             ),
             name="retention",
         )
+        expiry = asyncio.create_task(
+            notifier.run_expiry(expiry_interval(settings)), name="confirmation expiry"
+        )
         lag = start_lag_tracking(
             settings.kafka_bootstrap_servers,
             [
@@ -108,7 +118,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
         try:
             yield
         finally:
-            for task in [*lag, retention]:
+            for task in [*lag, retention, expiry]:
                 task.cancel()
             # The dispatcher finishes the message it is sending while the consumers commit and
             # leave their groups, each within its own bound.
@@ -132,6 +142,8 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     app.include_router(router)
     app.include_router(operators)
     install_provider_reports(app)
+    app.include_router(confirm.router)
+    app.include_router(preferences.router)
     app.include_router(
         health_router({"kafka": readiness_check(broker), "mongodb": lambda: mongo.ping(client)})
     )

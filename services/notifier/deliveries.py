@@ -22,6 +22,12 @@ the record (no rendering, logging or other I/O in between). The send's overall d
 half the lease, keeps a slow server from holding a message until another replica takes it over.
 `tests/integration/test_notifier_smtp_window.py` lands in the window on purpose.
 
+Confirmation emails (double opt-in, `consent`) are deliveries too, of kind `confirmation`, one
+per (confirmation request, focal point): sent once by the same claims, leases and states.
+
+Weekly digest: a delivery for a person who chose it is postponed to the next digest time, and
+goes with their other pending pilot deliveries as one message (below).
+
 Digest: with a window, a new delivery waits that long before it is due; the replica that claims it
 also claims every other pending delivery of the same focal point, and they go as one message.
 Each keeps its own record (one per pair, as always) and they share the message's id and fate.
@@ -43,6 +49,7 @@ from shared.mongo import Document
 from shared.observability import EMAILS
 
 DELIVERIES = "notifier_deliveries"
+CONFIRMATION = "confirmation"  # the `kind` of a confirmation email; pilot deliveries have none
 CLAIM_TRIES = 3
 CLAIM_BATCH = 100
 
@@ -50,6 +57,11 @@ CLAIM_BATCH = 100
 def delivery_id(pilot_id: str, email_key: str) -> str:
     """The one record of a (pilot, focal point) pair."""
     return f"{pilot_id}|{email_key}"
+
+
+def confirmation_id(number: int, email_key: str) -> str:
+    """The one record of confirmation request `number` of a focal point."""
+    return f"{CONFIRMATION}-{number}|{email_key}"
 
 
 def backoff(attempts: int, first: float, cap: float, rng: random.Random | None = None) -> float:
@@ -73,6 +85,7 @@ class Deliveries:
         """Indexes for the dispatcher's claim and the operators' listing."""
         await self._deliveries.create_index([("state", ASCENDING), ("next_attempt_at", ASCENDING)])
         await self._deliveries.create_index([("pilot_id", ASCENDING)])
+        await self._deliveries.create_index([("email_key", ASCENDING)])
 
     async def create(
         self,
@@ -104,6 +117,27 @@ class Deliveries:
             return False
         if suppressed:
             EMAILS.labels("suppressed").inc()
+        return True
+
+    async def create_confirmation(self, email_key: str, number: int) -> bool:
+        """The email of confirmation request `number`, due now; False when it already exists."""
+        now = datetime.now(UTC)
+        try:
+            await self._deliveries.insert_one(
+                {
+                    "_id": confirmation_id(number, email_key),
+                    "kind": CONFIRMATION,
+                    "request": number,
+                    "email_key": email_key,
+                    "codes": [],
+                    "state": "pending",
+                    "attempts": 0,
+                    "created_at": now,
+                    "next_attempt_at": now,
+                }
+            )
+        except DuplicateKeyError:
+            return False
         return True
 
     async def claim_due(self, now: datetime | None = None) -> Document | None:
@@ -145,7 +179,9 @@ class Deliveries:
     ) -> list[Document]:
         """Claim every other pending delivery of one focal point, due or not (for a digest)."""
         now = now or datetime.now(UTC)
-        pending = self._deliveries.find({"email_key": email_key, "state": "pending"}).sort("_id")
+        pending = self._deliveries.find(
+            {"email_key": email_key, "state": "pending", "kind": {"$ne": CONFIRMATION}}
+        ).sort("_id")
         claimed = [await self._take(candidate, now) async for candidate in pending]
         return [delivery for delivery in claimed if delivery is not None]
 
@@ -201,6 +237,15 @@ class Deliveries:
             )
         EMAILS.labels("held").inc(len(keys))
 
+    async def postpone(self, keys: Sequence[str], until: datetime) -> None:
+        """Due again at `until` (a weekly digest's time); the attempt is not counted."""
+        fields = {"state": "pending", "next_attempt_at": until}
+        for key in keys:
+            await self._deliveries.update_one(
+                {"_id": key},
+                {"$set": fields, "$inc": {"held": 1}, "$unset": {"lease_until": ""}},
+            )
+
     async def mark_failed(self, keys: Sequence[str], error: str) -> None:
         """A permanent failure (or no one to send to): never tried again."""
         await self._set(keys, state="failed", failed_at=datetime.now(UTC), last_error=error)
@@ -227,6 +272,11 @@ class Deliveries:
     async def for_pilot(self, pilot_id: str) -> list[Document]:
         """Every delivery of one pilot."""
         return [d async for d in self._deliveries.find({"pilot_id": pilot_id}).sort("_id")]
+
+    async def of_focal_point(self, email_key: str) -> list[Document]:
+        """Every delivery of one focal point (what was sent to them, for their own page)."""
+        found = self._deliveries.find({"email_key": email_key}).sort("created_at", ASCENDING)
+        return [d async for d in found]
 
     async def _set(self, keys: Sequence[str], **fields: Any) -> None:
         # One update per key: `{_id: value}` is the filter every supported server looks up

@@ -141,6 +141,7 @@ def build(
     sender: str,
     unsubscribe_url: str,
     delivery_key: str,
+    preferences_url: str = "",
     now: datetime | None = None,
 ) -> Outgoing:
     """The email telling `recipient` about `pilot`, both parts, every header."""
@@ -155,6 +156,7 @@ def build(
         "name": recipient.name,
         "interests": [label(code, language) for code in codes],
         "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
     }
     return _message(
         "pilot",
@@ -175,6 +177,7 @@ def build_digest(
     sender: str,
     unsubscribe_url: str,
     delivery_key: str,
+    preferences_url: str = "",
     now: datetime | None = None,
 ) -> Outgoing:
     """One email telling `recipient` about several pilots (each with the codes it matched)."""
@@ -197,11 +200,47 @@ def build_digest(
         ],
         "name": recipient.name,
         "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
     }
     return _message(
         "digest",
         context,
         subject,
+        recipient,
+        sender=sender,
+        unsubscribe_url=unsubscribe_url,
+        delivery_key=delivery_key,
+        now=now,
+    )
+
+
+def build_confirmation(
+    recipient: Recipient,
+    *,
+    sender: str,
+    confirm_url: str,
+    expires_at: datetime,
+    unsubscribe_url: str,
+    preferences_url: str,
+    delivery_key: str,
+    now: datetime | None = None,
+) -> Outgoing:
+    """The double opt-in email: a link to the page that confirms the address (by a POST)."""
+    language = language_of(recipient)
+    t = strings(language)
+    context: dict[str, Any] = {
+        "t": t,
+        "language": language,
+        "name": recipient.name,
+        "confirm_url": confirm_url,
+        "expires": expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+        "unsubscribe_url": unsubscribe_url,
+        "preferences_url": preferences_url,
+    }
+    return _message(
+        "confirmation",
+        context,
+        t["confirm_subject"],
         recipient,
         sender=sender,
         unsubscribe_url=unsubscribe_url,
@@ -220,6 +259,7 @@ def _parsed(build: Callable[P, Outgoing]) -> Callable[P, EmailMessage]:
 
 compose = _parsed(build)
 compose_digest = _parsed(build_digest)
+compose_confirmation = _parsed(build_confirmation)
 
 
 def _message(
@@ -378,4 +418,39 @@ def unsubscribe_page(language: str, email: str, *, done: bool, action: str = "")
         environment()
         .get_template("unsubscribe.html.j2")
         .render(t=strings(language), language=language, email=email, done=done, action=action)
+    )
+
+
+def confirm_page(language: str, email: str, *, state: str, action: str = "") -> str:
+    """The confirmation page: `ask` (a button that posts to `action`), `done` or `expired`."""
+    language = language if language in LANGUAGES else FALLBACK_LANGUAGE
+    return (
+        environment()
+        .get_template("confirm.html.j2")
+        .render(t=strings(language), language=language, email=email, state=state, action=action)
+    )
+
+
+LANGUAGE_NAMES = {
+    "en": "English",
+    "fr": "Français",
+    "es": "Español",
+    "ar": "العربية",
+    "zh": "中文",
+    "ru": "Русский",
+}
+
+
+def preferences_page(language: str, **context: Any) -> str:
+    """The preference centre of one person, in `language` (see `preferences` for `context`)."""
+    language = language if language in LANGUAGES else FALLBACK_LANGUAGE
+    return (
+        environment()
+        .get_template("preferences.html.j2")
+        .render(
+            t=strings(language),
+            language=language,
+            language_names=LANGUAGE_NAMES,
+            **context,
+        )
     )

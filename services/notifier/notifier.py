@@ -7,11 +7,11 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 
-from services.notifier import emails
-from services.notifier.deliveries import Deliveries, backoff
+from services.notifier import consent, emails, unsubscribe
+from services.notifier.deliveries import CONFIRMATION, Deliveries, backoff
 from services.notifier.failures import (
     DELIVERY_KINDS,
     Kind,
@@ -57,16 +57,85 @@ class Notifier:
         self._bucket = TokenBucket(self.settings.send_rate_per_second)
 
     async def on_response(self, response: SurveyResponse) -> int:
-        """Register the response's focal point; returns the deliveries of open pilots it got."""
+        """Register the response's focal point; returns the deliveries it got: a confirmation
+        request (double opt-in) or, once confirmed, the open pilots that match."""
         record = await self.registry.register(response)
-        if record is None or record["unsubscribed"] or not record["consent"]:
+        if record is None:
+            return 0
+        created = await self._request_confirmation(record, response)
+        return created + await self._open_pilots_for(record)
+
+    async def _open_pilots_for(self, record: Document) -> int:
+        """Deliveries of every open pilot matching `record` (when pilots may go to them)."""
+        if not consent.receives_pilots(record, require_confirmation=self.settings.double_opt_in):
             return 0
         created = 0
         suppressed = await self._suppressed({str(record["_id"])})
         for pilot in await self.registry.open_pilots(datetime.now(UTC).date()):
-            codes = shared_codes(pilot, record["codes"], record["country"])
+            codes = shared_codes(pilot, consent.codes(record), record["country"])
             created += await self._deliver(pilot, record["_id"], codes, suppressed)
         return created
+
+    async def _request_confirmation(self, record: Document, response: SurveyResponse) -> int:
+        """Ask the owner of a consenting address to confirm it, unless asked already (1 when
+        this made the request's email)."""
+        if not self.settings.double_opt_in:
+            return 0
+        settings = self.settings
+        step, request = consent.confirmation_step(
+            record,
+            datetime.now(UTC),
+            latest=(record.get("survey_id"), record.get("response_id"))
+            == (response.survey_id, response.response_id),
+            received_at=response.received_at,
+            ttl=timedelta(seconds=settings.confirmation_ttl_seconds),
+            resend_after=timedelta(seconds=settings.confirmation_resend_seconds),
+        )
+        if request is None or step is consent.Step.NOTHING:
+            return 0
+        email_key = str(record["_id"])
+        if step is consent.Step.NEW:
+            await self.registry.request_confirmation(email_key, request)
+        # The request's email has one record, ever: a redelivered response, a second replica or
+        # a retry after a crash between these two writes all land on the same one.
+        created = await self.deliveries.create_confirmation(email_key, request.number)
+        if created:
+            self._work.set()
+        return int(created)
+
+    async def confirm(self, link_id: str) -> tuple[str, Document | None]:
+        """The owner of an address posted the confirmation form of a link sent to them.
+
+        (`done` | `expired`, the record). Done: pilot emails may go to them, and every open
+        pilot that matches is delivered now (also those announced before they confirmed).
+        """
+        found = await self.registry.request_of(link_id)
+        if found is None:
+            return "expired", None
+        record, number = found
+        confirmed = await self.registry.confirm(str(record["_id"]), number, datetime.now(UTC))
+        if confirmed is None:
+            # A second click on the same link once it worked says the same.
+            done = consent.confirmed(record) and not record.get("unsubscribed")
+            return ("done" if done else "expired"), record
+        await self._open_pilots_for(confirmed)
+        return "done", confirmed
+
+    async def expire_unconfirmed(self) -> int:
+        """Drop the details of addresses whose confirmation ran out; how many."""
+        expired = await self.registry.expire_unconfirmed(datetime.now(UTC))
+        if expired:
+            logger.info("%d unconfirmed focal points expired", expired)
+        return expired
+
+    async def run_expiry(self, interval: float) -> None:
+        """Expire unconfirmed addresses every `interval` seconds until cancelled."""
+        while True:
+            try:
+                await self.expire_unconfirmed()
+            except Exception:
+                logger.exception("expiring unconfirmed focal points failed")
+            await asyncio.sleep(interval)
 
     async def on_pilot(self, pilot: PilotAnnounced) -> int:
         """Create a delivery for every focal point the pilot matches; returns how many are new."""
@@ -106,26 +175,34 @@ class Notifier:
         return int(created)
 
     async def send_due(self) -> bool:
-        """Send one due delivery (with the focal point's other pending ones in a digest window);
-        False when nothing is due or sending pauses (`failures`)."""
+        """Send one due delivery (with the focal point's other pending ones in a digest window
+        or a weekly digest); False when nothing is due or sending pauses (`failures`)."""
         first = await self.deliveries.claim_due()
         if first is None:
             if self._paused is not None:
                 await self._probe()
             return False
-        group = [first]
-        if self.settings.digest_window_seconds > 0:
-            group += await self.deliveries.claim_pending_for(first["email_key"])
-        keys = [d["_id"] for d in group]
+        if first.get("kind") == CONFIRMATION:
+            return await self._send_confirmation(first)
         record = await self.registry.get(first["email_key"])
-        if record is None or record["unsubscribed"] or not record["consent"]:
-            await self.deliveries.mark_failed(keys, "focal point unsubscribed or withdrew consent")
+        if record is None or not consent.receives_pilots(
+            record, require_confirmation=self.settings.double_opt_in
+        ):
+            reason = "focal point unsubscribed, withdrew consent or has not confirmed"
+            await self.deliveries.mark_failed([first["_id"]], reason)
             return True
-        if self.suppressions is not None:
-            why = await self.suppressions.why(str(first["email_key"]))
-            if why is not None:
-                await self.deliveries.mark_suppressed(keys, f"suppressed: {why}")
+        weekly = consent.frequency(record) == consent.WEEKLY
+        if weekly:
+            settings = self.settings
+            due = consent.next_digest_at(
+                first["created_at"], settings.digest_weekday, settings.digest_hour
+            )
+            if due > datetime.now(UTC):
+                await self.deliveries.postpone([first["_id"]], due)
                 return True
+        group = [first]
+        if weekly or self.settings.digest_window_seconds > 0:
+            group += await self.deliveries.claim_pending_for(first["email_key"])
         items = []
         for delivery in group:
             pilot = await self.registry.pilot(delivery["pilot_id"])
@@ -136,28 +213,75 @@ class Notifier:
         if not items:
             return True
         keys = [key for *_, key in items]
-        # The link names the focal point by its opaque id: the unsubscribe page finds it so.
-        email_key = str(record["_id"])
-        link_id = self.settings.link_keys().opaque_id(email_key)
-        await self.registry.remember_link(link_id, email_key, int(record.get("revision", 0)))
+        await self._remember_links(record)
         try:
             message = self.compose(record, items)
         except ValueError as exc:  # e.g. a header value that would inject a header
             await self.deliveries.mark_failed(keys, f"cannot compose the email: {exc}")
             return True
+        return await self._transmit([d for d in group if d["_id"] in keys], message)
+
+    async def _send_confirmation(self, delivery: Document) -> bool:
+        """Send the email of a confirmation request, if it still asks anything."""
+        record = await self.registry.get(delivery["email_key"])
+        number = int(delivery["request"])
+        if (
+            record is None
+            or not record.get("email")
+            or not record.get("consent")
+            or not consent.open_request(record, number, datetime.now(UTC))
+        ):
+            reason = "confirmation request expired, superseded or consent withdrawn"
+            await self.deliveries.mark_failed([delivery["_id"]], reason)
+            return True
+        if consent.confirmed(record) and not record.get("unsubscribed"):
+            await self.deliveries.mark_failed([delivery["_id"]], "already confirmed")
+            return True
+        email_key = str(record["_id"])
+        keys = self.settings.link_keys()
+        await self._remember_links(record)
+        await self.registry.remember_link(
+            keys.request_id(email_key, number),
+            email_key,
+            int(record.get("revision", 0)),
+            request=number,
+        )
+        try:
+            message = self.compose_confirmation(record, number, str(delivery["_id"]))
+        except ValueError as exc:
+            await self.deliveries.mark_failed([delivery["_id"]], f"cannot compose: {exc}")
+            return True
+        return await self._transmit([delivery], message)
+
+    async def _remember_links(self, record: Document) -> None:
+        # The links name the focal point by its opaque id: their pages find it so. The record's
+        # revision: a person registered again after an erasure gets the link written again.
+        email_key = str(record["_id"])
+        link_id = self.settings.link_keys().opaque_id(email_key)
+        await self.registry.remember_link(link_id, email_key, int(record.get("revision", 0)))
+
+    async def _transmit(self, claimed: list[Document], message: emails.Outgoing) -> bool:
+        """Send `message` for the claimed deliveries and record the outcome; no email of any
+        kind goes to a suppressed address."""
+        if self.suppressions is not None:
+            why = await self.suppressions.why(str(claimed[0]["email_key"]))
+            if why is not None:
+                keys = [d["_id"] for d in claimed]
+                await self.deliveries.mark_suppressed(keys, f"suppressed: {why}")
+                return True
         if not await self._send_allowed():
             # Stopping: no SMTP transaction has started, so the claimed deliveries go back as
             # they were and the next dispatcher (here after a restart, or another replica)
             # sends them instead of waiting for the lease.
-            await self.deliveries.release([d for d in group if d["_id"] in keys])
+            await self.deliveries.release(claimed)
             return False
         try:
             await self.mailer.send(message)
         except MailFailure as failure:
-            return await self._failed([d for d in group if d["_id"] in keys], failure)
+            return await self._failed(claimed, failure)
         # Nothing but these updates between the server's reply and the records: the window
         # described in `deliveries` stays one MongoDB round trip per delivery in the message.
-        await self.deliveries.mark_sent(keys, message.message_id)
+        await self.deliveries.mark_sent([d["_id"] for d in claimed], message.message_id)
         self._accepted()
         return True
 
@@ -243,13 +367,23 @@ class Notifier:
         else:
             self._resumed()
 
+    def links(self, email_key: str) -> tuple[str, str]:
+        """(unsubscribe, preferences) links of a focal point."""
+        keys, base = self.settings.link_keys(), self.settings.public_base_url.rstrip("/")
+        return (
+            f"{base}/v1/unsubscribe?token={keys.token(email_key)}",
+            f"{base}/v1/preferences?token={keys.token(email_key, unsubscribe.PREFERENCES)}",
+        )
+
+    def _recipient(self, record: Document) -> emails.Recipient:
+        return emails.Recipient(record["email"], record.get("name", ""), consent.language(record))
+
     def compose(
         self, record: Document, items: list[tuple[PilotAnnounced, list[str], str]]
     ) -> emails.Outgoing:
         """The email of one delivery, or the digest of several: (pilot, codes, delivery key)."""
-        token = self.settings.link_keys().token(str(record["_id"]))
-        url = f"{self.settings.public_base_url.rstrip('/')}/v1/unsubscribe?token={token}"
-        recipient = emails.Recipient(record["email"], record["name"], record["language"])
+        url, preferences = self.links(str(record["_id"]))
+        recipient = self._recipient(record)
         if len(items) == 1:
             [(pilot, codes, key)] = items
             return emails.build(
@@ -258,6 +392,7 @@ class Notifier:
                 codes,
                 sender=self.settings.mail_from,
                 unsubscribe_url=url,
+                preferences_url=preferences,
                 delivery_key=key,
             )
         return emails.build_digest(
@@ -265,8 +400,26 @@ class Notifier:
             recipient,
             sender=self.settings.mail_from,
             unsubscribe_url=url,
+            preferences_url=preferences,
             # The same set of deliveries makes the same Message-ID if it has to be sent again.
             delivery_key="+".join(sorted(key for *_, key in items)),
+        )
+
+    def compose_confirmation(self, record: Document, number: int, key: str) -> emails.Outgoing:
+        """The email of confirmation request `number` of `record`."""
+        email_key = str(record["_id"])
+        url, preferences = self.links(email_key)
+        token = self.settings.link_keys().confirm_token(email_key, number)
+        request = consent.current_request(record)
+        assert request is not None  # checked by the caller: the request is open
+        return emails.build_confirmation(
+            self._recipient(record),
+            sender=self.settings.mail_from,
+            confirm_url=f"{self.settings.public_base_url.rstrip('/')}/v1/confirm?token={token}",
+            expires_at=request.expires_at,
+            unsubscribe_url=url,
+            preferences_url=preferences,
+            delivery_key=key,
         )
 
     def stop(self) -> None:

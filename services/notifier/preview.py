@@ -10,6 +10,7 @@ from shared.events import LANGUAGES, PilotAnnounced
 
 SAMPLE_SENDER = "Cities Project <pilots@cities.example.org>"
 SAMPLE_UNSUBSCRIBE_URL = "https://cities.example.org/v1/unsubscribe?token=sample"
+SAMPLE_PREFERENCES_URL = "https://cities.example.org/v1/preferences?token=sample"
 SAMPLE_NAMES = {
     "en": "Amina Yusuf",
     "fr": "Awa Diallo",
@@ -47,6 +48,7 @@ def render(pilot: PilotAnnounced, language: str, name: str | None = None) -> Pre
         codes,
         sender=SAMPLE_SENDER,
         unsubscribe_url=SAMPLE_UNSUBSCRIBE_URL,
+        preferences_url=SAMPLE_PREFERENCES_URL,
         delivery_key=f"{pilot.pilot_id}|preview",
     )
     html = message.get_body(("html",))

@@ -21,6 +21,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.notifier import consent
 from services.notifier.claims import Claims
 from services.notifier.matching import (
     IndexEntry,
@@ -48,8 +49,12 @@ INDEX_CLAIM_TIMEOUT = timedelta(seconds=30)
 class Registry:
     """Focal points and the pilots announced so far."""
 
-    def __init__(self, db: AsyncDatabase[Document], keys: EmailKeys) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Document], keys: EmailKeys, *, require_confirmation: bool = True
+    ) -> None:
         self._keys = keys
+        # Double opt-in: only confirmed addresses are matched (`consent.receives_pilots`).
+        self._require_confirmation = require_confirmation
         self._focal_points = db[FOCAL_POINTS]
         self._pilots = db[PILOTS]
         self._index = db[MATCH_INDEX]
@@ -157,12 +162,12 @@ class Registry:
     async def _copy_to_index(self, record: Document) -> None:
         """Copy `record` into the match index unless a newer copy is there."""
         email_key = str(record["_id"])
-        active = record["consent"] and not record["unsubscribed"]
+        active = consent.receives_pilots(record, require_confirmation=self._require_confirmation)
         entry = IndexEntry(
             email_key,
             int(record.get("revision", 0)),
             str(record.get("country", "")),
-            tuple(record["codes"]) if active else (),
+            tuple(consent.codes(record)) if active else (),
         )
         bucket_id = f"bucket-{bucket_of(email_key)}"
         while True:
@@ -206,14 +211,20 @@ class Registry:
         """The record with registry key `key` (`key(email)`), if any."""
         return await self._focal_points.find_one({"_id": key})
 
-    async def remember_link(self, link_id: str, email_key: str, revision: int = 0) -> None:
+    async def remember_link(
+        self, link_id: str, email_key: str, revision: int = 0, *, request: int | None = None
+    ) -> None:
         """Let links naming `link_id` find the focal point `email_key` (before a link is sent);
-        `revision` is the record's, as read for the email."""
+        `revision` is the record's, as read for the email; `request`: the link confirms that
+        confirmation request."""
         if (link_id, revision) in self._linked:
             return  # a later email to the same person: no round trip
+        link: Document = {"_id": link_id, "email_key": email_key}
+        if request is not None:
+            link["request"] = request
         # An insert by `_id` is atomic on every server; the same pair again changes nothing.
         with contextlib.suppress(DuplicateKeyError):
-            await self._links.insert_one({"_id": link_id, "email_key": email_key})
+            await self._links.insert_one(link)
         if len(self._linked) >= LINKS_REMEMBERED:
             self._linked.clear()  # bounded memory; the next insert of each is a no-op
         self._linked.add((link_id, revision))
@@ -222,6 +233,89 @@ class Registry:
         """The record a link's opaque id names, if any."""
         link = await self._links.find_one({"_id": link_id})
         return await self.get(str(link["email_key"])) if link else None
+
+    async def request_of(self, link_id: str) -> tuple[Document, int] | None:
+        """(record, request number) a confirmation link's opaque id names, if any."""
+        link = await self._links.find_one({"_id": link_id})
+        if link is None or "request" not in link:
+            return None
+        record = await self.get(str(link["email_key"]))
+        return (record, int(link["request"])) if record else None
+
+    async def request_confirmation(self, email_key: str, request: consent.Request) -> None:
+        """Record `request` as the focal point's open confirmation request."""
+        await self._focal_points.update_one(
+            {"_id": email_key},
+            {"$set": {"confirmation": request.document()}, "$unset": {"expired": ""}},
+        )
+
+    async def confirm(self, email_key: str, number: int, now: datetime) -> Document | None:
+        """The owner confirmed request `number`: pilots may go to them, also after an
+        unsubscribe (their own confirmation is the one thing that lifts it). The record, or
+        None when that request is not open (answered, expired, or superseded by a later one):
+        an old link does not undo a later unsubscribe."""
+        updated = await self._focal_points.find_one_and_update(
+            {
+                "_id": email_key,
+                "confirmation.number": number,
+                "confirmation.expires_at": {"$gt": now},
+                "confirmation.answered_at": {"$exists": False},
+                "expired": {"$ne": True},
+            },
+            {
+                "$set": {
+                    "confirmed_at": now,
+                    "confirmation.answered_at": now,
+                    "unsubscribed": False,
+                },
+                "$inc": {"revision": 1},
+            },
+            return_document=True,
+        )
+        if updated is not None:
+            await self._copy_to_index(updated)
+        return updated
+
+    async def set_preferences(self, email_key: str, choices: consent.Choices) -> Document | None:
+        """Store what the person chose; it applies from the next pilot on."""
+        updated = await self._focal_points.find_one_and_update(
+            {"_id": email_key},
+            {
+                "$set": {
+                    "preferences": {
+                        "themes": list(choices.themes),
+                        "language": choices.language,
+                        "frequency": choices.frequency,
+                        "updated_at": datetime.now(UTC),
+                    }
+                },
+                "$inc": {"revision": 1},
+            },
+            return_document=True,
+        )
+        if updated is not None:
+            await self._copy_to_index(updated)
+        return updated
+
+    async def expire_unconfirmed(self, now: datetime) -> int:
+        """Mark the addresses never confirmed whose request ran out `expired`, dropping the
+        name, address and city (nothing is sent to them); how many. A later consent may
+        ask again."""
+        stale = self._focal_points.find(
+            {
+                "confirmed_at": {"$exists": False},
+                "confirmation.expires_at": {"$lt": now},
+                "expired": {"$ne": True},
+            },
+            {"_id": True},
+        )
+        keys = [str(record["_id"]) async for record in stale]
+        for key in keys:
+            await self._focal_points.update_one(
+                {"_id": key, "confirmed_at": {"$exists": False}},
+                {"$set": {"expired": True}, "$unset": {"name": "", "email": "", "city": ""}},
+            )
+        return len(keys)
 
     def matching(self, query: dict[str, Any]) -> AsyncIterator[Document]:
         """Focal points that satisfy a query, one document each (`matching.candidates_query`
@@ -286,6 +380,8 @@ def _withdrawal(response: SurveyResponse, focal_point: FocalPoint) -> dict[str, 
     return {
         "$set": record,
         "$setOnInsert": {"unsubscribed": False},
-        "$unset": {"name": "", "email": "", "city": ""},
+        # A withdrawal also ends the confirmation: consent given again is confirmed again. The
+        # last request stays, so that the limit on confirmation emails still holds.
+        "$unset": {"name": "", "email": "", "city": "", "confirmed_at": ""},
         "$inc": {"revision": 1},
     }

@@ -89,6 +89,16 @@ class NotifierSettings(ServiceSettings):
     retention_sweep_seconds: float = Field(default=3600.0, gt=0)
     # A pause between the steps of an erasure: for fault tests only (0 in service).
     erasure_step_delay_seconds: float = Field(default=0.0, ge=0, le=10)
+    # Double opt-in: pilot emails only to addresses whose owner confirmed them (`consent`).
+    # Off only where a test is about something else (SMTP mechanics); never in a deployment.
+    double_opt_in: bool = True
+    # An address not confirmed within this time is marked expired and its personal data dropped.
+    confirmation_ttl_seconds: float = Field(default=7 * 86400.0, gt=0)
+    # At most one confirmation email per address within this time, whoever fills in the form.
+    confirmation_resend_seconds: float = Field(default=86400.0, ge=0)
+    # The weekly digest goes out on this weekday (0 = Monday) at this hour (UTC).
+    digest_weekday: int = Field(default=0, ge=0, le=6)
+    digest_hour: int = Field(default=8, ge=0, le=23)
 
     @property
     def unsubscribe_secrets(self) -> list[str]:

@@ -5,8 +5,11 @@
   `EMAIL_ID_SECRET`, base64url (22 characters). The registry finds the record by it. The key
   is long-lived: a new one would change every id, so it is not rotated like the signing keys.
 - The MAC proves the notifier made the link: HMAC-SHA256, under one of the signing keys
-  (`UNSUBSCRIBE_SECRET`), of the purpose (`unsubscribe`; a later kind of link gets its own, so a
-  token of one kind opens no other) and `v1.<key id>.<opaque id>`, base64url (43 characters).
+  (`UNSUBSCRIBE_SECRET`), of the purpose (`unsubscribe`, `preferences`, `confirm`: a token of one
+  kind opens no other) and `v1.<key id>.<opaque id>`, base64url (43 characters).
+- A confirmation link names one confirmation request, not the person: its opaque id is made the
+  same way from the registry key and the request's number (`request_id`), so a link of an
+  earlier request confirms nothing once a later one was made.
 - The key id says which signing key made the MAC: the first 8 base64url characters of
   SHA-256("link key id:" + key). It is derived from the key, so configuring a rotation is only
   `UNSUBSCRIBE_SECRET="NEW OLD"`: the first signs new links, a link made with any listed key is
@@ -27,6 +30,8 @@ from dataclasses import dataclass
 
 VERSION = "v1"
 UNSUBSCRIBE = "unsubscribe"
+PREFERENCES = "preferences"
+CONFIRM = "confirm"
 _TOKEN = re.compile(r"v1\.([A-Za-z0-9_-]{8})\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})")
 _OLD_TOKEN = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}")
 
@@ -49,6 +54,12 @@ def opaque_id(email_key: str, id_key: str) -> str:
     """The opaque id of a focal point (its registry key, `shared.personal`)."""
     digest = hmac.new(id_key.encode(), b"focal point:" + email_key.encode(), hashlib.sha256)
     return _b64(digest.digest()[:16])
+
+
+def request_id(email_key: str, number: int, id_key: str) -> str:
+    """The opaque id of confirmation request `number` of a focal point."""
+    message = f"confirmation:{number}:{email_key}".encode()
+    return _b64(hmac.new(id_key.encode(), message, hashlib.sha256).digest()[:16])
 
 
 def sign(link_id: str, signing_key: str, purpose: str = UNSUBSCRIBE) -> str:
@@ -102,6 +113,14 @@ class LinkKeys:
     def token(self, email_key: str, purpose: str = UNSUBSCRIBE) -> str:
         """A new token for the focal point with this registry key, signed with the first key."""
         return sign(self.opaque_id(email_key), self.signing_keys[0], purpose)
+
+    def request_id(self, email_key: str, number: int) -> str:
+        """The opaque id of confirmation request `number` of this focal point."""
+        return request_id(email_key, number, self.id_key)
+
+    def confirm_token(self, email_key: str, number: int) -> str:
+        """The token of the link confirming request `number`, signed with the first key."""
+        return sign(self.request_id(email_key, number), self.signing_keys[0], CONFIRM)
 
     def verify(self, token: str, purpose: str = UNSUBSCRIBE) -> str:
         """The opaque id a genuine token names (see `verify`)."""

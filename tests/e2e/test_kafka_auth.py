@@ -28,6 +28,7 @@ from tests.support import (
     announce_until_sent,
     assert_clean_exit,
     canonical_response,
+    confirm_focal_points,
     dumps,
     eventually,
     flood_pilot,
@@ -129,6 +130,7 @@ async def deliver_webhook_and_pilot(
         assert await eventually(total, lambda n: n == 1, within=60) == 1
         if notifier is None:
             return
+        await confirm_focal_points(client, Mailbox(stack.mail_api), email, notifier=notifier)
         pilot = flood_pilot(f"pilot-{run_id}", "https://example.org/pilots/kafka-auth")
         await announce_until_sent(client, intake, notifier, pilot, sent=1)
     inbox = await eventually(lambda: Mailbox(stack.mail_api).messages_to(email), lambda m: m)

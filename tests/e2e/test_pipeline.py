@@ -16,6 +16,7 @@ from tests.support import (
     announce_until_sent,
     assert_clean_exit,
     canonical_response,
+    confirm_focal_points,
     dumps,
     eventually,
     flood_pilot,
@@ -83,10 +84,11 @@ async def test_webhook_to_email_end_to_end(pipeline: Pipeline, stack: Stack, run
 
         assert await eventually(total, lambda n: n == before + 2, within=60) == before + 2
 
+        mailbox = Mailbox(stack.mail_api)
+        await confirm_focal_points(client, mailbox, matching, unmatched, notifier=pipeline.notifier)
         pilot = flood_pilot(f"pilot-{run_id}", "https://example.org/pilots/e2e")
         await announce_until_sent(client, pipeline.intake, pipeline.notifier, pilot, sent=1)
 
-    mailbox = Mailbox(stack.mail_api)
     inbox = await eventually(lambda: mailbox.messages_to(matching), lambda m: len(m) >= 1)
     assert len(inbox) == 1
     assert await mailbox.messages_to(unmatched) == []

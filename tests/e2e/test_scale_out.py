@@ -86,6 +86,9 @@ async def fleet(stack: Stack, run_id: str, tmp_path: Path) -> AsyncIterator[Flee
         # The killed notifier's delivery is taken over after this, instead of the default 60 s.
         "SEND_LEASE_SECONDS": "10",
         "ANALYTICS_BATCH_SIZE": "200",
+        # About scale-out and killed processes, not consent: no confirmation step
+        # (double opt-in: tests/integration/test_notifier_consent.py).
+        "DOUBLE_OPT_IN": "false",
     }
     # Topics first, so that every process joins its group on the same 6 partitions.
     await ensure_topics(

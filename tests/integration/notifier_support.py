@@ -48,11 +48,18 @@ def pilot(pilot_id: str, **overrides: object) -> PilotAnnounced:
 
 
 def focal_response(
-    number: int, email: str, *, interests: list[str], country: str = "VN", language: str = "en"
+    number: int,
+    email: str,
+    *,
+    interests: list[str],
+    country: str = "VN",
+    language: str = "en",
+    submitted_at: str = "2024-05-02T10:31:00Z",
 ) -> SurveyResponse:
     """A response whose focal point (`email`, consent given) has these interests."""
     body = canonical_response(
         f"generic:{number}",
+        submitted_at=submitted_at,
         respondent={"type": "local_government", "country": country, "city": "Đà Nẵng"},
         development_priorities=["sdg-6"],
         collaboration_interests=interests,

@@ -43,6 +43,7 @@ from tests.support import (
     ServiceProcess,
     Stack,
     canonical_response,
+    confirm_focal_points,
     eventually,
     produce,
     read_topic,
@@ -348,12 +349,13 @@ async def test_unknown_code_counted_labelled_and_matched_not_parked(
     settings = notifier_settings(stack, run_id)
     app = create_notifier(settings)
     registry = app.state.notifier.registry
-    async with serving(app):
+    async with serving(app) as client:
         # Both consumers are running when the events arrive.
         await produce(stack.kafka, environment["TOPIC_RESPONSES"], [record(known), record(newer)])
         registered = await eventually(
             lambda: registry.get(registry.key(email)), lambda r: r is not None, within=60
         )
+        await confirm_focal_points(client, Mailbox(stack.mail_api), email)
         await produce(
             stack.kafka,
             environment["TOPIC_PILOTS"],

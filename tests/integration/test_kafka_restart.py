@@ -72,6 +72,8 @@ def consumers(stack: Stack, run_id: str, broker: Broker, tmp_path: Path) -> Iter
         # Slow enough that the pilot's emails are still going out when the broker dies.
         "SEND_RATE_PER_SECOND": "4",
         "ANALYTICS_BATCH_SIZE": "50",
+        # About a Kafka crash, not consent: no confirmation step (test_notifier_consent.py).
+        "DOUBLE_OPT_IN": "false",
     }
     topics = topics_with_dlq(environment["TOPIC_RESPONSES"], environment["TOPIC_PILOTS"])
     asyncio.run(ensure_topics(broker.bootstrap, topics, partitions=PARTITIONS))

@@ -18,6 +18,7 @@ from tests.support import (
     OPERATOR_TOKEN,
     Mailbox,
     Stack,
+    confirm_focal_points,
     eventually,
     produce,
     serving,
@@ -66,7 +67,9 @@ async def test_pilot_emails_each_matching_focal_point_once(
             )
             return dict(answer.json())
 
-        # The pilot arrives twice (a redelivery), after or before the registry has the people.
+        # Each person confirms their address first (double opt-in).
+        await confirm_focal_points(client, mailbox, matching, french, other_theme, other_country)
+        # The pilot arrives twice (a redelivery).
         await produce(stack.kafka, settings.topic_pilots, records(announced, announced))
         done = await eventually(deliveries, lambda d: d["counts"] == {"sent": 2}, within=60)
         inbox = await eventually(lambda: mailbox.messages_to(matching), lambda m: len(m) >= 1)
@@ -105,6 +108,7 @@ async def test_unsubscribe_one_click_stops_later_pilots(
     mailbox = Mailbox(stack.mail_api)
     await register_interested(stack, settings, leaving, staying)
     async with serving(create_app(settings)) as client:
+        await confirm_focal_points(client, mailbox, leaving, staying)
         await produce(stack.kafka, settings.topic_pilots, records(pilot(f"first-{run_id}")))
         inbox = await eventually(lambda: mailbox.messages_to(leaving), lambda m: len(m) == 1)
         token = unsubscribe_token(await mailbox.raw(inbox[0]["ID"]))
@@ -151,7 +155,8 @@ async def test_unsubscribe_after_secret_rotation_old_links_still_work(
     staying = f"kept-{run_id}@example.org"
     mailbox = Mailbox(stack.mail_api)
     await register_interested(stack, settings, leaving, staying)
-    async with serving(create_app(settings)):
+    async with serving(create_app(settings)) as client:
+        await confirm_focal_points(client, mailbox, leaving, staying)
         await produce(stack.kafka, settings.topic_pilots, records(pilot(f"before-{run_id}")))
         inbox = await eventually(lambda: mailbox.messages_to(leaving), lambda m: len(m) == 1)
     old_link = unsubscribe_token(await mailbox.raw(inbox[0]["ID"]))

@@ -75,6 +75,8 @@ def settings(stack: Stack, run_id: str, smtp_port: int) -> NotifierSettings:
         retry_first_delay_seconds=0.2,
         retry_max_delay_seconds=1.0,
         send_rate_per_second=0,
+        # About delivery guarantees, not consent: no confirmation step (test_notifier_consent.py).
+        double_opt_in=False,
     )
 
 
@@ -211,6 +213,7 @@ async def test_replica_killed_mid_send_at_most_one_email_each(
         "RETRY_FIRST_DELAY_SECONDS": "0.2",
         "SEND_RATE_PER_SECOND": "0",
         "LOG_LEVEL": "WARNING",
+        "DOUBLE_OPT_IN": "false",  # about a killed sender, not consent (as `settings`)
     }
     # The 15th message is held by the server: its sender is killed while waiting for the reply.
     recorder.hold_at = 15

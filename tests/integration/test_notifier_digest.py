@@ -10,7 +10,16 @@ import pytest
 from services.notifier.app import create_app
 from services.notifier.settings import NotifierSettings
 from tests.integration.notifier_support import focal_response, notifier_settings, pilot, records
-from tests.support import OPERATOR, OPERATOR_TOKEN, Mailbox, Stack, eventually, produce, serving
+from tests.support import (
+    OPERATOR,
+    OPERATOR_TOKEN,
+    Mailbox,
+    Stack,
+    confirm_focal_points,
+    eventually,
+    produce,
+    serving,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +58,7 @@ async def test_pilots_within_window_one_digest_each_delivery_recorded(
             )
             return list(answer.json()["deliveries"])
 
+        await confirm_focal_points(client, mailbox, both, one)
         await produce(stack.kafka, settings.topic_pilots, records(flood, homes))
         sent = await eventually(
             lambda: deliveries(homes.pilot_id),

@@ -10,7 +10,15 @@ from services.notifier.app import create_app
 from services.notifier.settings import NotifierSettings
 from shared.topics import dlq
 from tests.integration.notifier_support import focal_response, notifier_settings, pilot, records
-from tests.support import Mailbox, Stack, eventually, produce, read_topic, serving
+from tests.support import (
+    Mailbox,
+    Stack,
+    confirm_focal_points,
+    eventually,
+    produce,
+    read_topic,
+    serving,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +47,9 @@ async def test_poison_events_both_topics_to_dlq_and_consumer_moves_on(
         settings.topic_responses,
         [(b"bad-1", poison_responses[0]), (b"bad-2", poison_responses[1]), *records(good_response)],
     )
-    async with serving(create_app(settings)):
+    async with serving(create_app(settings)) as client:
+        # The good response behind the poison was registered: its person confirms.
+        await confirm_focal_points(client, mailbox, person)
         # The poison goes first on the same partition: the good event behind it still counts.
         await produce(
             stack.kafka,

@@ -15,6 +15,7 @@ from tests.support import (
     Mailbox,
     Stack,
     canonical_response,
+    confirm_focal_points,
     eventually,
     produce,
     serving,
@@ -61,7 +62,8 @@ async def test_line_breaks_in_title_and_name_add_no_header(
     await produce(
         stack.kafka, settings.topic_responses, [(b"r1", raw_response(1, target, name, "en"))]
     )
-    async with serving(create_app(settings)):
+    async with serving(create_app(settings)) as client:
+        await confirm_focal_points(client, mailbox, target)
         await produce(
             stack.kafka,
             settings.topic_pilots,
@@ -97,7 +99,8 @@ async def test_arabic_email_right_to_left_with_date(
         settings.topic_responses,
         [(b"r1", raw_response(1, target, "ليلى", "ar"))],
     )
-    async with serving(create_app(settings)):
+    async with serving(create_app(settings)) as client:
+        await confirm_focal_points(client, mailbox, target)
         await produce(stack.kafka, settings.topic_pilots, [(b"p", raw_pilot(f"ar-{run_id}", "T"))])
         inbox = await eventually(lambda: mailbox.messages_to(target), lambda m: len(m) == 1)
     sent = message_from_bytes(await mailbox.raw(inbox[0]["ID"]), policy=policy.default)

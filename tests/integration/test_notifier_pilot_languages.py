@@ -19,6 +19,7 @@ from tests.support import (
     OPERATOR_TOKEN,
     Mailbox,
     Stack,
+    confirm_focal_points,
     eventually,
     produce,
     read_topic,
@@ -61,7 +62,8 @@ async def test_announce_pilot_arabic_reader_gets_arabic_or_english_said(
     )
     mailbox = Mailbox(stack.mail_api)
     notifier, announcer = create_notifier(settings), create_intake(intake_settings)
-    async with serving(notifier), serving(announcer) as intake:
+    async with serving(notifier) as client, serving(announcer) as intake:
+        await confirm_focal_points(client, mailbox, reader)
         answers = [
             await intake.post(
                 "/v1/pilots", json=announced.model_dump(mode="json"), headers=OPERATOR

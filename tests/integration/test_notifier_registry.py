@@ -25,6 +25,7 @@ from tests.support import (
     Mailbox,
     Stack,
     canonical_response,
+    confirm_focal_points,
     eventually,
     produce,
     serving,
@@ -64,7 +65,9 @@ def response(
 async def registry(stack: Stack, run_id: str) -> AsyncIterator[Registry]:
     client = mongo.new_client(stack.mongodb_url)
     keys = notifier_settings(stack, run_id).email_keys()
-    registry = Registry(mongo.database(client, f"test_{run_id}"), keys)
+    # These tests are about the registry's order, withdrawals and the match index: addresses
+    # count as confirmed here. Double opt-in is tested in test_notifier_consent.py.
+    registry = Registry(mongo.database(client, f"test_{run_id}"), keys, require_confirmation=False)
     await registry.ensure_indexes()
     yield registry
     await client.drop_database(f"test_{run_id}")
@@ -148,7 +151,8 @@ async def test_send_due_after_withdrawal_fails_pending_delivery(
     db = mongo.database(client, f"test_{run_id}")
     deliveries = Deliveries(db, timedelta(seconds=60))
     # Nothing listens on port 9: a send attempt would be a transient failure, not a `failed`.
-    settings = notifier_settings(stack, run_id, smtp_port=9)
+    # About a withdrawal after a delivery was made: no confirmation step (as the registry).
+    settings = notifier_settings(stack, run_id, smtp_port=9, double_opt_in=False)
     notifier = Notifier(settings, registry, deliveries, Mailer("127.0.0.1", 9))
     email = f"pending-{run_id}@example.org"
     announced = pilot(f"pilot-{run_id}")
@@ -167,7 +171,9 @@ async def test_send_due_after_withdrawal_fails_pending_delivery(
 
 @pytest.fixture
 def settings(stack: Stack, run_id: str) -> NotifierSettings:
-    return notifier_settings(stack, run_id)
+    # A second confirmation may follow the first at once: a person who withdrew and consents
+    # again confirms again (not rate-limited for a day, as a stranger's form would be).
+    return notifier_settings(stack, run_id, confirmation_resend_seconds=0)
 
 
 async def test_withdrawal_stops_all_mail_until_consent_again(
@@ -183,7 +189,8 @@ async def test_withdrawal_stops_all_mail_until_consent_again(
     )
     app = create_app(settings)
     registry: Registry = app.state.notifier.registry
-    async with serving(app):
+    async with serving(app) as client:
+        await confirm_focal_points(client, mailbox, leaving, staying)
         await produce(stack.kafka, settings.topic_pilots, records(pilot(f"first-{run_id}")))
         await eventually(lambda: mailbox.messages_to(leaving), lambda m: len(m) == 1)
 
@@ -204,7 +211,11 @@ async def test_withdrawal_stops_all_mail_until_consent_again(
 
         # Consent given again in a later response: the open second pilot reaches them too.
         again = response(4, leaving, at=T0 + timedelta(days=2))
+        # Received now, after the first confirmation request (not a replay of an old response).
+        again = again.model_copy(update={"received_at": datetime.now(UTC)})
         await produce(stack.kafka, settings.topic_responses, records(again))
+        # A withdrawal ended the confirmation: the person confirms again.
+        await confirm_focal_points(client, mailbox, leaving)
         back = await eventually(lambda: mailbox.messages_to(leaving), lambda m: len(m) == 2)
 
     assert [d["email_key"] for d in second] == [registry.key(staying)]
@@ -221,7 +232,7 @@ async def test_late_registration_gets_open_pilots_only(
     closed = pilot(f"closed-{run_id}", title=f"Closed pilot {run_id}", apply_by="2020-01-31")
     other_theme = pilot(f"housing-{run_id}", title=f"Housing {run_id}", themes=["housing"], sdgs=[])
     app = create_app(settings)
-    async with serving(app):
+    async with serving(app) as client:
         await produce(stack.kafka, settings.topic_pilots, records(closed, other_theme, open_pilot))
         # The pilots are known once the notifier has read them (nobody to tell yet).
         await eventually(
@@ -233,6 +244,7 @@ async def test_late_registration_gets_open_pilots_only(
             lambda p: p is not None,
         )
         await produce(stack.kafka, settings.topic_responses, records(response(1, late)))
+        await confirm_focal_points(client, mailbox, late)
         inbox = await eventually(lambda: mailbox.messages_to(late), lambda m: len(m) == 1)
         # The registration made every delivery it was going to make before it was acknowledged.
         not_for_them = [
@@ -254,7 +266,10 @@ async def test_candidates_concurrent_registrations_same_bucket_none_lost(
     other_client = mongo.new_client(stack.mongodb_url)
     # A second registry on its own connection stands for another replica writing at once.
     keys = notifier_settings(stack, run_id).email_keys()
-    replicas = [registry, Registry(mongo.database(other_client, f"test_{run_id}"), keys)]
+    replicas = [
+        registry,
+        Registry(mongo.database(other_client, f"test_{run_id}"), keys, require_confirmation=False),
+    ]
     try:
         await asyncio.gather(
             *(replicas[n % 2].register(response(n, email)) for n, email in enumerate(same_bucket))

@@ -41,6 +41,8 @@ def notifier_environment(stack: Stack, run_id: str, **extra: str) -> dict[str, s
         "OPERATOR_TOKEN": OPERATOR_TOKEN,
         "POLL_INTERVAL_SECONDS": "0.2",
         "SEND_RATE_PER_SECOND": str(SEND_RATE),
+        # About shutdown, not consent: no confirmation step (test_notifier_consent.py).
+        "DOUBLE_OPT_IN": "false",
         **extra,
     }
 

@@ -212,6 +212,8 @@ def settings(stack: Stack, run_id: str, server: ScriptedController) -> NotifierS
         retry_first_delay_seconds=0.2,
         retry_max_delay_seconds=1.0,
         send_rate_per_second=0,
+        # About SMTP failures, not consent: no confirmation step (test_notifier_consent.py).
+        double_opt_in=False,
     )
 
 

@@ -159,6 +159,8 @@ async def test_notifier_tls_settings_pilot_emails_encrypted(
             smtp_starttls=mode == "starttls",
             smtp_ca_file=str(tls.ca),
             send_rate_per_second=0,
+            # About SMTP over TLS, not consent: no confirmation step (test_notifier_consent.py).
+            double_opt_in=False,
         )
         responses = [
             focal_response(n, email, interests=["climate-resilience"])

@@ -163,6 +163,8 @@ async def test_sigkill_after_server_accepted_before_sent_recorded_one_more_copy(
             "RETRY_FIRST_DELAY_SECONDS": "0.2",
             "SEND_RATE_PER_SECOND": "0",
             "LOG_LEVEL": "WARNING",
+            # About SMTP's window, not consent: no confirmation step (test_notifier_consent.py).
+            "DOUBLE_OPT_IN": "false",
         }
         await register(stack, environment["TOPIC_RESPONSES"], people)
         first = start_service(
@@ -240,6 +242,8 @@ async def test_deadline_after_data_one_more_copy_same_message_id(
             smtp_timeout_seconds=5,
             smtp_send_deadline_seconds=1,
             operator_token=OPERATOR_TOKEN,
+            # About the send deadline, not consent: no confirmation step.
+            double_opt_in=False,
             retry_first_delay_seconds=0.2,
             retry_max_delay_seconds=1.0,
             send_rate_per_second=0,

@@ -49,12 +49,15 @@ class Deliveries:
 
 class Registry:
     async def get(self, email_key: str) -> dict[str, Any]:
-        return {"_id": email_key, "unsubscribed": False, "consent": True}
+        # A focal point who confirmed their address (double opt-in).
+        return {"_id": email_key, "unsubscribed": False, "consent": True, "confirmed_at": 1}
 
     async def pilot(self, pilot_id: str) -> object:
         return object()
 
-    async def remember_link(self, link_id: str, email_key: str, revision: int = 0) -> None:
+    async def remember_link(
+        self, link_id: str, email_key: str, revision: int = 0, **_: Any
+    ) -> None:
         pass
 
 

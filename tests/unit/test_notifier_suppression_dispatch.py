@@ -74,7 +74,9 @@ class Registry:
     async def pilot(self, pilot_id: str) -> object:
         return object()
 
-    async def remember_link(self, link_id: str, email_key: str, revision: int = 0) -> None:
+    async def remember_link(
+        self, link_id: str, email_key: str, revision: int = 0, **_: object
+    ) -> None:
         pass
 
     async def remember_pilot(self, pilot: object) -> None:
@@ -128,7 +130,9 @@ def delivery(email_key: str) -> dict[str, Any]:
 
 def notifier(deliveries: Deliveries, mailer: Mailer, suppressions: Suppressions) -> Notifier:
     subject = Notifier(
-        settings=NotifierSettings(send_rate_per_second=0),
+        # About the suppression list, not double opt-in (test_notifier_consent.py): the fake
+        # registry's people count as confirmed.
+        settings=NotifierSettings(send_rate_per_second=0, double_opt_in=False),
         registry=Registry(),  # type: ignore[arg-type]
         deliveries=deliveries,  # type: ignore[arg-type]
         mailer=mailer,  # type: ignore[arg-type]

@@ -1,0 +1,58 @@
+"""Double opt-in: `GET /v1/confirm?token=...` shows a page with one button, `POST` confirms.
+
+Only the POST changes anything, so a link scanner that follows the link of the email confirms
+nothing. The token names one confirmation request (`unsubscribe.request_id`), not the person.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+from services.notifier import consent, unsubscribe
+from services.notifier.api import NotifierDep, Token, _verified
+from services.notifier.emails import confirm_page
+
+router = APIRouter(prefix="/v1", tags=["consent"])
+
+
+@router.get("/confirm", response_class=HTMLResponse)
+async def confirm_question(token: Token, notifier: NotifierDep) -> HTMLResponse:
+    """The confirmation page in the person's language; nothing changes until it is posted."""
+    found = await notifier.registry.request_of(_verified(token, notifier, unsubscribe.CONFIRM))
+    if found is None:
+        return HTMLResponse(confirm_page("en", "…", state="expired"), status_code=410)
+    record, number = found
+    language, email = _language(record), shown(record)
+    if consent.open_request(record, number, datetime.now(UTC)):
+        action = f"/v1/confirm?{urlencode({'token': token})}"
+        return HTMLResponse(confirm_page(language, email, state="ask", action=action))
+    if consent.confirmed(record) and not record.get("unsubscribed"):
+        return HTMLResponse(confirm_page(language, email, state="done"))
+    return HTMLResponse(confirm_page(language, email, state="expired"), status_code=410)
+
+
+@router.post("/confirm", response_class=HTMLResponse)
+async def confirm_now(token: Token, notifier: NotifierDep) -> HTMLResponse:
+    """Confirm the address: pilot emails may go to it from now on (410 when the request has
+    expired or a later one replaced it)."""
+    state, record = await notifier.confirm(_verified(token, notifier, unsubscribe.CONFIRM))
+    page = confirm_page(_language(record), shown(record), state=state)
+    return HTMLResponse(page, status_code=200 if state == "done" else 410)
+
+
+def _language(record: dict[str, Any] | None) -> str:
+    return consent.language(record) if record else "en"
+
+
+def shown(record: dict[str, Any] | None) -> str:
+    """The address as far as its owner needs to recognise it: whoever holds a forwarded link
+    learns neither the address nor anything else from the page."""
+    if record is None or not record.get("email"):
+        return "…"
+    local, _, domain = str(record["email"]).partition("@")
+    return f"{local[:1]}…@{domain}"
