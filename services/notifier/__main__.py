@@ -63,7 +63,7 @@ async def rekey() -> int:
     client = mongo.new_client(settings.mongodb_url)
     try:
         db = mongo.database(client, settings.mongodb_database)
-        moved = await rekey(db, settings.email_keys())
+        moved = await rekey(db, settings.email_keys(), require_confirmation=settings.double_opt_in)
     finally:
         await client.close()
     kinds = ("focal_points", "deliveries", "link_ids", "index_entries")

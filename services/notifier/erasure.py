@@ -37,7 +37,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.notifier.claims import CLAIMS
-from services.notifier.deliveries import DELIVERIES
+from services.notifier.deliveries import CONFIRMATION, DELIVERIES
 from services.notifier.registry import Registry
 from shared.events import ErasureRequested
 from shared.mongo import Document
@@ -49,12 +49,19 @@ logger = logging.getLogger(__name__)
 
 
 def anonymous_delivery(delivery: Document, request_id: str, now: datetime) -> Document:
-    """The copy of a person's delivery that an erasure keeps: the pilot, the state and the
-    times, nothing that names or describes the person. Its id is one per (pilot, request)."""
+    """The copy of a person's delivery that an erasure keeps: the pilot (or, for the email of a
+    confirmation request, its kind and number), the state and the times, nothing that names or
+    describes the person. Its id is one per (pilot or request, erasure request)."""
     state = delivery["state"] if delivery["state"] in SETTLED else CANCELLED
+    if "pilot_id" in delivery:
+        about: Document = {"pilot_id": delivery["pilot_id"]}
+        subject = str(delivery["pilot_id"])
+    else:
+        about = {"kind": delivery.get("kind", CONFIRMATION), "request": delivery.get("request")}
+        subject = f"{about['kind']}-{about['request']}"
     copy: Document = {
-        "_id": f"{delivery['pilot_id']}|erased-{request_id}",
-        "pilot_id": delivery["pilot_id"],
+        "_id": f"{subject}|erased-{request_id}",
+        **about,
         "state": state,
         "attempts": delivery.get("attempts", 0),
         "created_at": delivery.get("created_at", now),

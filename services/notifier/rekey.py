@@ -50,10 +50,14 @@ def merged(old: Document, current: Document | None, key: str) -> Document:
     return kept
 
 
-async def rekey(db: AsyncDatabase[Document], keys: EmailKeys) -> Counter[str]:
-    """Move every record keyed by an address to the keyed hash; how many of each kind."""
+async def rekey(
+    db: AsyncDatabase[Document], keys: EmailKeys, *, require_confirmation: bool = True
+) -> Counter[str]:
+    """Move every record keyed by an address to the keyed hash; how many of each kind.
+    `require_confirmation`: the notifiers' `DOUBLE_OPT_IN` (the match index holds only the
+    people pilots may go to)."""
     moved: Counter[str] = Counter()
-    registry = Registry(db, keys)
+    registry = Registry(db, keys, require_confirmation=require_confirmation)
     focal_points = db[FOCAL_POINTS]
     async for old in focal_points.find({"_id": BY_ADDRESS}):
         key = keys.key(str(old["_id"]))

@@ -25,11 +25,13 @@ from shared.mongo import Document
 from shared.personal import EmailKeys
 from tests.support import (
     OPERATOR,
+    Mailbox,
     ServiceProcess,
     Stack,
     announce_until_sent,
     assert_clean_exit,
     canonical_response,
+    confirm_focal_points,
     dumps,
     eventually,
     flood_pilot,
@@ -182,13 +184,15 @@ async def summaries(client: httpx.AsyncClient, analytics: str) -> list[dict[str,
 
 async def fill(
     client: httpx.AsyncClient,
+    mailbox: Mailbox,
     services: Services,
     environment: dict[str, str],
     people: dict[str, int],
     pilots: int,
     run_id: str,
 ) -> list[dict[str, Any]]:
-    """Responses of `people`, counted, and `pilots` pilots emailed to each of them."""
+    """Responses of `people`, counted, their addresses confirmed, and `pilots` pilots emailed to
+    each of them."""
     intake, analytics = services.url("intake"), services.url("analytics")
     total = await send_responses(client, intake, environment[SECRET_VARIABLE], people, run_id)
 
@@ -197,6 +201,8 @@ async def fill(
         return int(answer.json().get("total", 0))
 
     await eventually(counted, lambda n: n == total, within=60)
+    # Each person confirms their address (double opt-in) before any pilot is sent to them.
+    await confirm_focal_points(client, mailbox, *people, notifier=services.url("notifier"))
     announced = []
     for number in range(pilots):
         pilot = flood_pilot(f"erasure-{run_id}-{number}", f"https://example.org/pilots/{number}")
@@ -216,6 +222,7 @@ async def request_erasure(client: httpx.AsyncClient, intake: str, email: str) ->
 
 
 async def test_erasure_request_address_in_no_collection_aggregates_unchanged(
+    stack: Stack,
     services: Services,
     environment: dict[str, str],
     database: AsyncDatabase[Document],
@@ -223,9 +230,11 @@ async def test_erasure_request_address_in_no_collection_aggregates_unchanged(
 ) -> None:
     leaving = f"Erase.Me+{run_id}@example.org"
     staying = f"stay.{run_id}@example.org"
+    mailbox = Mailbox(stack.mail_api)
     services.start("intake", "analytics", "notifier")
     async with httpx.AsyncClient(timeout=15) as client:
-        pilots = await fill(client, services, environment, {leaving: 3, staying: 1}, 1, run_id)
+        people = {leaving: 3, staying: 1}
+        pilots = await fill(client, mailbox, services, environment, people, 1, run_id)
         before = await summaries(client, services.url("analytics"))
         held_before = await holders(database, leaving)
         intake = services.url("intake")
@@ -269,21 +278,24 @@ async def test_erasure_request_address_in_no_collection_aggregates_unchanged(
     assert analytics_record["removed"] == {"stored_responses_answers": 3}
     notifier_record = records["notifier_erasures"]
     assert notifier_record is not None and notifier_record["state"] == "done"
-    assert notifier_record["removed"] == {"focal_points": 1, "link_ids": 1, "deliveries_sent": 1}
+    # Links and deliveries: the pilot's and those of the confirmation request (double opt-in).
+    assert notifier_record["removed"] == {"focal_points": 1, "link_ids": 2, "deliveries_sent": 2}
 
 
 async def test_erasure_services_killed_mid_way_address_in_no_collection(
+    stack: Stack,
     services: Services,
     environment: dict[str, str],
     database: AsyncDatabase[Document],
     run_id: str,
 ) -> None:
     leaving = f"killed.erasure+{run_id}@example.org"
+    mailbox = Mailbox(stack.mail_api)
     services.start("intake", "analytics", "notifier", ERASURE_STEP_DELAY_SECONDS="1.5")
     key = EmailKeys(environment["EMAIL_KEY_SECRET"]).key(leaving)
     responses, deliveries = database["analytics_responses"], database["notifier_deliveries"]
     async with httpx.AsyncClient(timeout=15) as client:
-        await fill(client, services, environment, {leaving: 4}, 3, run_id)
+        await fill(client, mailbox, services, environment, {leaving: 4}, 3, run_id)
         before = await summaries(client, services.url("analytics"))
         request_id = await request_erasure(client, services.url("intake"), leaving)
 
@@ -330,4 +342,5 @@ async def test_erasure_services_killed_mid_way_address_in_no_collection(
     assert analytics_record["removed"] == {"stored_responses_answers": 4}
     notifier_record = finished["notifier_erasures"]
     assert notifier_record is not None and notifier_record["state"] == "done"
-    assert notifier_record["removed"]["deliveries_sent"] == 3
+    # Three pilots' deliveries and the confirmation request's.
+    assert notifier_record["removed"]["deliveries_sent"] == 4

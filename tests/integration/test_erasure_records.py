@@ -29,6 +29,12 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2024, 5, 2, 10, 0, tzinfo=UTC)
 
 
+def confirmed_registry(db: AsyncDatabase[Document], keys: EmailKeys) -> Registry:
+    """A registry whose people count as confirmed: these tests are about erasure and re-keying,
+    not double opt-in (test_notifier_consent.py)."""
+    return Registry(db, keys, require_confirmation=False)
+
+
 @pytest.fixture
 async def db(stack: Stack, run_id: str) -> AsyncIterator[AsyncDatabase[Document]]:
     client = mongo.new_client(stack.mongodb_url)
@@ -78,7 +84,7 @@ async def test_notifier_erasure_twice_changes_nothing_more(
     db: AsyncDatabase[Document], keys: EmailKeys
 ) -> None:
     email = "Twice.Erased@example.org"
-    registry = Registry(db, keys)
+    registry = confirmed_registry(db, keys)
     deliveries = Deliveries(db, timedelta(seconds=60))
     eraser = NotifierErasure(db, registry)
     await eraser.ensure_indexes()
@@ -109,7 +115,7 @@ async def test_notifier_erasure_older_response_stays_out_newer_is_new_consent(
     db: AsyncDatabase[Document], keys: EmailKeys
 ) -> None:
     email = "comes.back@example.org"
-    registry = Registry(db, keys)
+    registry = confirmed_registry(db, keys)
     eraser = NotifierErasure(db, registry)
     await registry.register(response(1, email, at=T0))
     request = erasure(keys, email)
@@ -131,7 +137,7 @@ async def test_notifier_erasure_read_after_a_newer_consent_keeps_it(
     db: AsyncDatabase[Document], keys: EmailKeys
 ) -> None:
     email = "consented.after@example.org"
-    registry = Registry(db, keys)
+    registry = confirmed_registry(db, keys)
     deliveries = Deliveries(db, timedelta(seconds=60))
     request = erasure(keys, email)
     # The person answered again after asking, and that was read before the request.
@@ -150,7 +156,7 @@ async def test_notifier_erasure_then_new_consent_link_written_again(
     db: AsyncDatabase[Document], keys: EmailKeys
 ) -> None:
     email = "linked.again@example.org"
-    registry = Registry(db, keys)  # one replica: it remembers the links it wrote
+    registry = confirmed_registry(db, keys)  # one replica: it remembers the links it wrote
     first = await registry.register(response(1, email))
     assert first is not None
     await registry.remember_link("the-link-id", keys.key(email), first["revision"])
@@ -208,7 +214,7 @@ async def test_retention_sweeps_anonymise_only_old_records(
         ]
     )
     deliveries = Deliveries(db, timedelta(seconds=60))
-    notifier = NotifierErasure(db, Registry(db, keys))
+    notifier = NotifierErasure(db, confirmed_registry(db, keys))
     for email in (old, recent):
         await deliveries.create("p", keys.key(email), ["climate-resilience"])
         await deliveries.mark_failed([f"p|{keys.key(email)}"], f"550 <{email}> no such user")
@@ -237,7 +243,7 @@ async def test_rekey_records_by_address_moved_to_keyed_hash(
     db: AsyncDatabase[Document], keys: EmailKeys
 ) -> None:
     people = ["Moved.One@example.org", "moved.two@example.org"]
-    old = Registry(db, AddressKeys(""))
+    old = confirmed_registry(db, AddressKeys(""))
     deliveries = Deliveries(db, timedelta(seconds=60))
     for number, email in enumerate(people):
         await old.register(response(number, email))
@@ -246,9 +252,9 @@ async def test_rekey_records_by_address_moved_to_keyed_hash(
     await old.remember_link("old-link-id", people[0].lower())
     await deliveries.mark_sent([f"p|{people[0].lower()}"], "<m@test>")
 
-    moved = await rekey(db, keys)
-    again = await rekey(db, keys)
-    registry = Registry(db, keys)
+    moved = await rekey(db, keys, require_confirmation=False)
+    again = await rekey(db, keys, require_confirmation=False)
+    registry = confirmed_registry(db, keys)
     stored = await snapshot(db)
 
     assert moved == {"focal_points": 2, "deliveries": 2, "link_ids": 1, "index_entries": 2}

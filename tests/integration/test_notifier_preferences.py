@@ -74,7 +74,7 @@ async def test_weekly_digest_held_until_its_time_then_one_email_once(
     assert state == "done"
     await mailbox.delete([message_id])
     weekly = consent.Choices(("climate-resilience", "housing"), "en", consent.WEEKLY)
-    await notifier.registry.set_preferences(person, weekly)
+    await notifier.registry.set_preferences(notifier.registry.key(person), weekly)
     flood = pilot(f"flood-{run_id}", title=f"Flood {run_id}")
     homes = pilot(f"homes-{run_id}", title=f"Homes {run_id}", themes=["housing"], sdgs=[])
     assert await notifier.on_pilot(flood) == 1

@@ -77,6 +77,27 @@ def test_anonymous_delivery_keeps_pilot_and_state(state: str, kept: str) -> None
     assert {"codes", "last_error", "message_id", "email_key"}.isdisjoint(copy)
 
 
+def test_anonymous_delivery_of_a_confirmation_keeps_its_kind_and_request() -> None:
+    key = KEYS.key("an.nguyen@example.org")
+    delivery = {
+        "_id": f"confirmation-2|{key}",
+        "kind": "confirmation",
+        "request": 2,
+        "email_key": key,
+        "codes": [],
+        "state": "sent",
+        "attempts": 1,
+        "created_at": NOW,
+        "sent_at": NOW,
+    }
+
+    copy = anonymous_delivery(delivery, "req-1", NOW)
+
+    assert copy["_id"] == "confirmation-2|erased-req-1"
+    assert (copy["kind"], copy["request"], copy["state"]) == ("confirmation", 2, "sent")
+    assert "pilot_id" not in copy and key not in str(copy)
+
+
 def test_claim_ids_cover_every_attempt_and_the_next() -> None:
     assert claim_ids({"_id": "p|k", "attempts": 2}) == ["p|k#1", "p|k#2", "p|k#3"]
     assert claim_ids({"_id": "p|k", "attempts": 0}) == ["p|k#1"]
