@@ -67,6 +67,7 @@ class Stack:
             "MONGODB_DATABASE": f"test_{run_id}",
             "TOPIC_RESPONSES": f"test-{run_id}.survey.responses.v1",
             "TOPIC_PILOTS": f"test-{run_id}.pilots.announced.v1",
+            "TOPIC_REVIEWS": f"test-{run_id}.survey.reviews.v1",
             "SMTP_HOST": self.smtp_host,
             "SMTP_PORT": str(self.smtp_port),
             "ANALYTICS_GROUP_ID": f"analytics-{run_id}",

@@ -76,6 +76,7 @@ async def import_file(settings: IntakeSettings, args: argparse.Namespace, consol
         await wiring.close()
     console.print(
         f"accepted: {summary.accepted}  duplicates: {summary.duplicates}  "
+        f"superseded: {summary.superseded}  "
         f"invalid: {len(summary.invalid)}"
     )
     if summary.invalid:

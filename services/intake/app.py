@@ -15,6 +15,7 @@ from services.intake.acceptance import Intake
 from services.intake.api import operators, router
 from services.intake.claims import ClaimStore
 from services.intake.publisher import BrokerUnavailable, EventPublisher
+from services.intake.revisions import RevisionStore
 from services.intake.settings import IntakeSettings
 from services.intake.sources import platforms
 from services.intake.surveys import SurveyCatalog
@@ -26,6 +27,7 @@ from shared.observability import instrument
 from shared.redaction import install_redaction
 
 RESPONSE_CLAIMS = "intake_response_claims"
+RESPONSE_REVISIONS = "intake_response_revisions"
 PILOT_CLAIMS = "intake_pilot_claims"
 SETTLE_ON_CLOSE_SECONDS = 2.0  # within the operators' 10 s from SIGTERM to exit
 
@@ -62,6 +64,8 @@ def wire(settings: IntakeSettings) -> Wiring:
         publisher=publisher,
         responses_topic=settings.topic_responses,
         pilots_topic=settings.topic_pilots,
+        revisions=RevisionStore(db[RESPONSE_REVISIONS]),
+        reviews_topic=settings.topic_reviews,
     )
     return Wiring(intake, publisher, client)
 
