@@ -15,7 +15,7 @@ def main() -> None:
     """Create every topic of the configured names; safe to run any number of times (existing
     topics are left as they are)."""
     settings = ServiceSettings()
-    names = topics_with_dlq(settings.topic_responses, settings.topic_pilots)
+    names = topics_with_dlq(settings.topic_responses, settings.topic_pilots, settings.topic_reviews)
     asyncio.run(
         ensure_topics(
             settings.kafka_bootstrap_servers,

@@ -208,6 +208,16 @@ async def publish(outcome: Any) -> Outcome:
     return result
 
 
+async def publish_review(published: Any) -> None:
+    """Await the publishing of a review; Kafka trouble becomes 503 with `Retry-After`."""
+    try:
+        await published
+    except BrokerUnavailable as exc:
+        raise Problem(
+            503, "Service unavailable", str(exc), headers={"Retry-After": RETRY_AFTER_SECONDS}
+        ) from exc
+
+
 def _outcome_response(outcome: Outcome, **ids: str | int) -> JSONResponse:
     if outcome is not Outcome.ACCEPTED:
         return JSONResponse({**ids, "status": outcome.value}, status_code=200)

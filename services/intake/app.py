@@ -15,6 +15,8 @@ from services.intake.acceptance import Intake
 from services.intake.api import operators, router
 from services.intake.claims import ClaimStore
 from services.intake.publisher import BrokerUnavailable, EventPublisher
+from services.intake.review_api import reviews
+from services.intake.reviews import ReviewClock
 from services.intake.revisions import RevisionStore
 from services.intake.settings import IntakeSettings
 from services.intake.sources import platforms
@@ -103,11 +105,13 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     app.state.intake = wiring.intake
     app.state.catalog = SurveyCatalog.load(settings.surveys_dir)
     app.state.platforms = platforms()
+    app.state.review_clock = ReviewClock()
     install_problem_handlers(app)
     limit_bodies(app, settings.max_body_bytes)
     instrument(app, "intake")
     app.include_router(router)
     app.include_router(operators)
+    app.include_router(reviews)
     app.include_router(
         health_router({"kafka": publisher.ping, "mongodb": lambda: mongo.ping(client)})
     )
