@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.analytics.api import router
-from services.analytics.consumer import subscribe
+from services.analytics.consumer import reviews_group_id, subscribe
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.snapshots import Snapshots
 from services.analytics.store import AnalyticsStore
@@ -46,13 +46,17 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await ensure_topics(
             settings.kafka_bootstrap_servers,
-            topics_with_dlq(settings.topic_responses),
+            topics_with_dlq(settings.topic_responses, settings.topic_reviews),
             security=security,
         )
+        await store.ensure_indexes()
         await broker.start()
         lag = start_lag_tracking(
             settings.kafka_bootstrap_servers,
-            [(settings.analytics_group_id, settings.topic_responses)],
+            [
+                (settings.analytics_group_id, settings.topic_responses),
+                (reviews_group_id(settings), settings.topic_reviews),
+            ],
             security=security,
         )
         try:
