@@ -322,7 +322,18 @@ class AnalyticsStore:
             queues.setdefault(_identity(message), []).append(message)
         if not queues:
             return []
-        chains = await self._chains(list(queues))
+        # A response whose revision 1 this batch stored first was never tracked before and
+        # was not stored before states existed: its chain is taken as empty without a read
+        # (the common case costs no read, as before). Were it not (a review, or a later
+        # revision, came first), the insert of entry 1 loses and the chain is read then.
+        fresh = {
+            message.response.identity
+            for message in messages
+            if isinstance(message, Positioned)
+            and message.response.revision == 1
+            and raw_id(message.response) in inserted
+        }
+        chains = await self._chains([identity for identity in queues if identity not in fresh])
         legacy = await self._legacy(
             [
                 identity
@@ -409,6 +420,8 @@ class AnalyticsStore:
     async def _chains(self, identities: list[str]) -> dict[str, list[Change]]:
         """The chains of these responses, each in order."""
         chains: dict[str, list[Change]] = {identity: [] for identity in identities}
+        if not identities:
+            return chains
         async for document in self._states.find({"identity": {"$in": identities}}):
             chains[document["identity"]].append(change_of(document))
         for chain in chains.values():

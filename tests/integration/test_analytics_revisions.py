@@ -155,3 +155,23 @@ async def test_track_racing_consumers_one_chain_exact_counts(
     assert (counters["by_country.KE"], counters["by_country.VN"]) == (10, 0)
     assert (counters["by_review.approved"], counters["by_review.rejected"]) == (10, 10)
     assert (await maintenance.verify(one)).drifts == []
+
+
+async def test_track_review_or_newer_revision_before_first_revision_counted_once(
+    client: AsyncMongoClient[Document], run_id: str
+) -> None:
+    store = new_store(client, run_id)
+    # A rejection of c and revision 2 of d arrive before either response's revision 1.
+    await consume(store, [review("c", "rejected", 7, 0), response("d", 2, "KE", 0)])
+    assert (await running(store))["total"] == 1
+    await consume(store, [response("c", 1, "VN", 1), response("d", 1, "LA", 2)])
+    await consume(store, [response("c", 1, "VN", 1), response("d", 1, "LA", 2)])  # replayed
+
+    counters = await running(store)
+    assert (counters["total"], counters["by_review.rejected"]) == (1, 1)
+    assert (counters["by_country.KE"], counters["by_country.VN"], counters["by_country.LA"]) == (
+        1,
+        0,
+        0,
+    )
+    assert (await maintenance.verify(store)).drifts == []
