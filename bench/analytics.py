@@ -143,9 +143,11 @@ async def main() -> None:
     # The benchmark serves no HTTP: any operator token will do when none is set.
     base = AnalyticsSettings(operator_token=SecretStr(os.environ.get("OPERATOR_TOKEN") or "bench"))
     topic = f"bench-{run}.survey.responses.v1"
+    reviews = f"bench-{run}.survey.reviews.v1"
     settings = base.model_copy(
         update={
             "topic_responses": topic,
+            "topic_reviews": reviews,
             "mongodb_database": f"bench_analytics_{run}",
             "analytics_group_id": f"bench-analytics-{run}",
         }
@@ -165,7 +167,7 @@ async def main() -> None:
         )
         await admin.start()
         try:
-            await admin.delete_topics(topics_with_dlq(topic))
+            await admin.delete_topics(topics_with_dlq(topic, reviews))
         finally:
             await admin.close()
     ratio = applied / baseline

@@ -130,8 +130,9 @@ async def import_file(settings: IntakeSettings, args: argparse.Namespace, consol
         await wiring.close()
     console.print(
         f"accepted: {summary.accepted}  duplicates: {summary.duplicates}  "
-        f"superseded: {summary.superseded}  "
         f"invalid: {len(summary.invalid)}"
+        # Older revisions than ones accepted before (an export older than an earlier import).
+        + (f"  superseded: {summary.superseded}" if summary.superseded else "")
     )
     if summary.invalid:
         console.print(f"invalid responses and their reasons: {invalid_out}")
