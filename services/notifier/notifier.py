@@ -48,6 +48,9 @@ class Notifier:
 
     async def on_response(self, response: SurveyResponse) -> int:
         """Register the response's focal point; returns the deliveries of open pilots it got."""
+        if response.review == "rejected":
+            # Rejected on arrival (Kobo: not approved): nobody is mailed because of it.
+            return 0
         record = await self.registry.register(response)
         if record is None or record["unsubscribed"] or not record["consent"]:
             return 0
