@@ -175,3 +175,23 @@ async def test_track_review_or_newer_revision_before_first_revision_counted_once
         0,
     )
     assert (await maintenance.verify(store)).drifts == []
+
+
+async def test_track_response_stored_before_states_existed_corrected_exactly(
+    client: AsyncMongoClient[Document], run_id: str
+) -> None:
+    store = new_store(client, run_id)
+    # Stored and counted as before states existed (by its position alone).
+    old = [response("old", 1, "VN", 0), response("kept", 1, "VN", 1)]
+    await store.apply(await store.record(old))
+    # Read again after the upgrade (a replay), then corrected: moved, then rejected.
+    await consume(store, old)
+    assert (await running(store))["total"] == 2
+    await consume(store, [response("old", 2, "BR", 2)])
+    await consume(store, [review("old", "rejected", 3, 0), review("kept", "approved", 4, 1)])
+
+    counters = await running(store)
+    assert (counters["total"], counters["by_country.VN"], counters["by_country.BR"]) == (1, 1, 0)
+    assert (counters["by_review.rejected"], counters["by_review.approved"]) == (1, 1)
+    assert (await maintenance.verify(store)).drifts == []
+    assert +(await store.recount())[PRIORITIES] == +counters
