@@ -17,15 +17,14 @@ import asyncio
 import json
 import os
 import random
-import secrets
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from pydantic import SecretStr
 
+from bench.load import with_random_secrets
 from bench.report import Measurement, Section, Verdict, run_alone
 from services.analytics.aggregates import OVERALL, Positioned
 from services.analytics.app import create_app
@@ -173,14 +172,15 @@ async def measure(quick: bool = False) -> Section:
     `quick`: a short smoke run (a few thousand responses)."""
     events = QUICK_EVENTS if quick else EVENTS
     run = uuid.uuid4().hex[:8]
-    # The benchmark serves no HTTP: any operator token will do when none is set.
-    base = AnalyticsSettings(
-        operator_token=SecretStr(os.environ.get("OPERATOR_TOKEN") or secrets.token_urlsafe(32))
-    )
+    # The benchmark serves no HTTP: random values for the secrets the service requires.
+    base = with_random_secrets(AnalyticsSettings)
     topic = f"bench-{run}.survey.responses.v1"
+    reviews = f"bench-{run}.survey.reviews.v1"
     settings = base.model_copy(
         update={
             "topic_responses": topic,
+            "topic_reviews": reviews,
+            "topic_erasures": f"bench-{run}.privacy.erasures.v1",
             "mongodb_database": f"bench_analytics_{run}",
             "analytics_group_id": f"bench-analytics-{run}",
         }
@@ -197,7 +197,8 @@ async def measure(quick: bool = False) -> Section:
         applied = await analytics(settings, events)
         print(f"analytics: {applied:,.0f} responses/s")
     finally:
-        await delete_topics(base.kafka_bootstrap_servers, topic)
+        # Its own topics, the service's reviews and erasures topics included.
+        await delete_topics(base.kafka_bootstrap_servers, f"bench-{run}.")
     to_inserts = applied / inserted
     return Section(
         "analytics",

@@ -9,15 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import secrets
 import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-from pydantic import SecretStr
-
 from bench.analytics import response
+from bench.load import with_random_secrets
 from services.analytics import snapshots as snapshots_module
 from services.analytics import views
 from services.analytics.aggregates import Positioned, overall_from_surveys, summary, survey_key
@@ -77,7 +75,7 @@ async def timed(label: str, call: Callable[[], Awaitable[object]]) -> list[float
 
 async def main() -> None:
     """Fill a fresh database, time both ways, drop it."""
-    settings = AnalyticsSettings(operator_token=SecretStr(secrets.token_urlsafe(32)))
+    settings = with_random_secrets(AnalyticsSettings)
     database = f"bench_filtered_{uuid.uuid4().hex[:8]}"
     client = mongo.new_client(settings.mongodb_url)
     store = AnalyticsStore(mongo.database(client, database))

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -32,6 +33,8 @@ from services.analytics.settings import AnalyticsSettings
 from services.intake.settings import IntakeSettings
 from services.notifier.settings import NotifierSettings
 from shared import mongo
+
+S = TypeVar("S", bound=BaseSettings)
 
 SURVEY = "cities-2024-priorities"
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
@@ -275,6 +278,8 @@ def service_environment(run: str, webhook_secret: str) -> dict[str, str]:
         "MONGODB_DATABASE": f"bench_{run}",
         "TOPIC_RESPONSES": f"bench-{run}.survey.responses.v1",
         "TOPIC_PILOTS": f"bench-{run}.pilots.announced.v1",
+        "TOPIC_REVIEWS": f"bench-{run}.survey.reviews.v1",
+        "TOPIC_ERASURES": f"bench-{run}.privacy.erasures.v1",
         "ANALYTICS_GROUP_ID": f"bench-analytics-{run}",
         "NOTIFIER_GROUP_ID": f"bench-notifier-{run}",
         "WEBHOOK_SECRET_CITIES_2024_PRIORITIES_GENERIC": webhook_secret,
@@ -300,3 +305,12 @@ def random_secrets(*settings_classes: type[BaseSettings]) -> dict[str, str]:
         if field.is_required() and field.annotation is SecretStr
     }
     return {name: secrets.token_urlsafe(32) for name in sorted(names)}
+
+
+def with_random_secrets(settings_class: type[S], **fields: Any) -> S:
+    """A service's settings as the environment gives them, a random value for every secret it
+    requires, and `fields` on top (a benchmark's own database, topics and groups)."""
+    secret_fields: dict[str, Any] = {
+        name.lower(): value for name, value in random_secrets(settings_class).items()
+    }
+    return settings_class(**(secret_fields | fields))
