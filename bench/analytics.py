@@ -14,7 +14,6 @@ Targets: at least 5,000 responses/s, and at least 0.6 of the database's insert r
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import time
@@ -22,10 +21,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from bench.load import with_random_secrets
 from bench.report import Measurement, Section, Verdict, run_alone
+from bench.topics import consume_only, fill
 from services.analytics.aggregates import OVERALL, Positioned
 from services.analytics.app import create_app
 from services.analytics.documents import raw_document
@@ -34,7 +32,6 @@ from services.analytics.store import AnalyticsStore
 from shared import mongo
 from shared.events import SurveyResponse
 from shared.kafka import delete_topics, ensure_topics, topics_with_dlq
-from shared.kafka_security import kafka_security
 from shared.taxonomy import load_taxonomy
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
@@ -78,28 +75,6 @@ def responses(events: int) -> list[dict[str, Any]]:
     return [response(rng, number) for number in range(events)]
 
 
-async def fill(bootstrap: str, topic: str, bodies: list[dict[str, Any]]) -> None:
-    """Produce the responses, keyed by response id."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=20, **kafka_security().client_options()
-    )
-    await producer.start()
-    try:
-        pending = []
-        for body in bodies:
-            pending.append(
-                await producer.send(
-                    topic, json.dumps(body).encode(), key=body["response_id"].encode()
-                )
-            )
-            if len(pending) >= 5000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-
-
 async def insert_only(settings: AnalyticsSettings, bodies: list[dict[str, Any]]) -> float:
     """The database baseline: raw documents/s of unordered `insert_many` into a fresh collection."""
     documents = [
@@ -118,31 +93,6 @@ async def insert_only(settings: AnalyticsSettings, bodies: list[dict[str, Any]])
     finally:
         await client.drop_database(database.name)
         await client.close()
-
-
-async def consume_only(bootstrap: str, topic: str, events: int) -> float:
-    """The baseline: records/s of a bare consumer reading the whole topic."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"bench-baseline-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        **kafka_security().client_options(),
-    )
-    await consumer.start()
-    try:
-        read = 0
-        started = time.perf_counter()
-        while read < events:
-            if time.perf_counter() - started > TIME_LIMIT_SECONDS:
-                raise TimeoutError(f"baseline read {read} of {events}")
-            batch = await consumer.getmany(timeout_ms=1000, max_records=500)
-            read += sum(len(records) for records in batch.values())
-            await consumer.commit()  # as the service does, once per batch
-        return events / (time.perf_counter() - started)
-    finally:
-        await consumer.stop()
 
 
 async def analytics(settings: AnalyticsSettings, events: int) -> float:
@@ -192,7 +142,9 @@ async def measure(quick: bool = False) -> Section:
     try:
         inserted = await insert_only(settings, bodies)
         print(f"insert-only: {inserted:,.0f} documents/s")
-        baseline = await consume_only(base.kafka_bootstrap_servers, topic, events)
+        baseline = await consume_only(
+            base.kafka_bootstrap_servers, topic, events, TIME_LIMIT_SECONDS
+        )
         print(f"consume-only: {baseline:,.0f} records/s")
         applied = await analytics(settings, events)
         print(f"analytics: {applied:,.0f} responses/s")

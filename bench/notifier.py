@@ -26,8 +26,12 @@ from typing import Any
 
 import aiosmtplib
 
+from bench.analytics import response
+from bench.load import free_port, with_random_secrets
 from bench.report import Measurement, Section, Verdict, run_alone
+from bench.topics import consume_only, fill
 from services.notifier import emails
+from services.notifier.app import create_app
 from services.notifier.mailer import Mailer
 from services.notifier.matching import (
     BUCKETS,
@@ -39,8 +43,10 @@ from services.notifier.matching import (
     match,
 )
 from services.notifier.registry import FOCAL_POINTS, MATCH_INDEX, Registry
+from services.notifier.settings import NotifierSettings
 from shared import mongo
 from shared.events import PilotAnnounced
+from shared.kafka import delete_topics, ensure_topics, topics_with_dlq
 from shared.personal import EmailKeys
 from shared.taxonomy import load_taxonomy
 
@@ -48,6 +54,10 @@ SIZES = [int(n) for n in os.environ.get("BENCH_NOTIFIER_SIZES", "1000,10000,1000
 QUICK_SIZES = [1000, 10000]
 EMAILS = int(os.environ.get("BENCH_NOTIFIER_EMAILS", "2000"))
 QUICK_EMAILS = 300
+REGISTRY = int(os.environ.get("BENCH_REGISTRY", "20000"))
+QUICK_REGISTRY = 200
+REGISTRY_TARGET_PER_SECOND = 2000.0
+REGISTRY_TIME_LIMIT_SECONDS = 900.0
 MATCH_TARGET_SECONDS = 0.25  # at 100,000 focal points, the database read included
 EMAILS_TARGET_PER_SECOND = 1000.0
 COUNTRIES = ["VN", "ID", "LK", "KE", "BR", "IN", "PH", "NG", "EG", "CO", "MX", "BD"]
@@ -183,13 +193,6 @@ async def bench_matching(url: str, sizes: list[int]) -> tuple[list[Measurement],
     return measurements, verdicts
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def sample_email(n: int) -> emails.Outgoing:
     """The email of one delivery, rendered as the dispatcher renders it."""
     language = ["en", "fr", "es", "ar", "zh", "ru"][n % 6]
@@ -267,16 +270,89 @@ async def bench_emails(count: int) -> tuple[list[Measurement], list[Verdict]]:
     )
 
 
+def with_focal_point(body: dict[str, Any], number: int, run: str) -> dict[str, Any]:
+    """`body` with a consenting focal point of its own address."""
+    return body | {
+        "focal_point": {
+            "name": f"Focal Point {number}",
+            "email": f"fp-{run}-{number}@bench.example.org",
+            "language": ["en", "fr", "es", "ar", "zh", "ru"][number % 6],
+            "consent": True,
+        }
+    }
+
+
+async def bench_registry(count: int) -> tuple[list[Measurement], list[Verdict]]:
+    """Responses/s the notifier's own consumer registers (its app, in this process, from a
+    fresh group and database; emails go to a sink), against a consume-only loop of the same
+    topic. The clock stops when the registry holds every focal point."""
+    run = uuid.uuid4().hex[:8]
+    rng = random.Random(2024)
+    bodies = [with_focal_point(response(rng, n), n, run) for n in range(count)]
+    settings = with_random_secrets(
+        NotifierSettings,
+        topic_responses=f"bench-{run}.survey.responses.v1",
+        topic_pilots=f"bench-{run}.pilots.announced.v1",
+        topic_reviews=f"bench-{run}.survey.reviews.v1",
+        topic_erasures=f"bench-{run}.privacy.erasures.v1",
+        mongodb_database=f"bench_registry_{run}",
+        notifier_group_id=f"bench-notifier-{run}",
+        smtp_host="127.0.0.1",
+        smtp_port=free_port(),
+    )
+    bootstrap = settings.kafka_bootstrap_servers
+    await ensure_topics(bootstrap, topics_with_dlq(settings.topic_responses, settings.topic_pilots))
+    server = await smtp_server(settings.smtp_port)
+    client = mongo.new_client(settings.mongodb_url)
+    focal_points = mongo.database(client, settings.mongodb_database)[FOCAL_POINTS]
+    try:
+        await fill(bootstrap, settings.topic_responses, bodies)
+        baseline = await consume_only(bootstrap, settings.topic_responses, count)
+        app = create_app(settings)
+        started = time.perf_counter()
+        async with app.router.lifespan_context(app):
+            while (held := await focal_points.count_documents({})) < count:
+                if time.perf_counter() - started > REGISTRY_TIME_LIMIT_SECONDS:
+                    raise TimeoutError(f"the registry holds {held} of {count}")
+                # Each look counts the collection the consumer writes to (a scan on FerretDB):
+                # once a second.
+                await asyncio.sleep(1.0)
+            registered = count / (time.perf_counter() - started)
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), 10)
+        await client.drop_database(settings.mongodb_database)
+        await client.close()
+        await delete_topics(bootstrap, f"bench-{run}.")
+    print(f"registry: {registered:,.0f} responses/s, consume-only {baseline:,.0f}", flush=True)
+    return (
+        [
+            Measurement("registry: responses registered", registered, "responses/s"),
+            Measurement("registry: consume-only aiokafka loop", baseline, "responses/s"),
+        ],
+        [
+            Verdict(
+                "registry responses/s",
+                registered,
+                REGISTRY_TARGET_PER_SECOND,
+                registered >= REGISTRY_TARGET_PER_SECOND,
+            )
+        ],
+    )
+
+
 async def measure(quick: bool = False) -> Section:
-    """Both benchmarks. `quick`: a short smoke run (up to 10,000 focal points, 300 emails)."""
+    """The three benchmarks. `quick`: a short smoke run (up to 10,000 focal points, 300 emails,
+    200 responses registered)."""
     url = os.environ.get("MONGODB_URL", "mongodb://127.0.0.1:27017")
+    registry, registry_verdicts = await bench_registry(QUICK_REGISTRY if quick else REGISTRY)
     matching, matching_verdicts = await bench_matching(url, QUICK_SIZES if quick else SIZES)
     sending, sending_verdicts = await bench_emails(QUICK_EMAILS if quick else EMAILS)
     return Section(
         "notifier",
-        "Notifier: matching one pilot, and emails per second",
-        matching + sending,
-        matching_verdicts + sending_verdicts,
+        "Notifier: registering focal points, matching one pilot, and emails per second",
+        registry + matching + sending,
+        registry_verdicts + matching_verdicts + sending_verdicts,
     )
 
 
