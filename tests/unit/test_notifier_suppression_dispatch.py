@@ -1,9 +1,11 @@
 """services.notifier: which SMTP refusals suppress an address (pure), and what the dispatcher
-does with a suppressed address (stand-ins for the stores and the mailer)."""
+does with a suppressed address, for pilot and confirmation emails alike (stand-ins for the stores
+and the mailer)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -198,3 +200,37 @@ async def test_on_pilot_suppressed_candidate_settled_at_once():
         ("pilot", "kept@example.org", None),
         ("pilot", "gone@example.org", "suppressed: the address is on the suppression list"),
     ]
+
+
+class AskingRegistry(Registry):
+    """A person with an open confirmation request (double opt-in), not confirmed yet."""
+
+    async def get(self, email_key: str) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        request = {"number": 1, "requested_at": now, "expires_at": now + timedelta(days=7)}
+        return {"_id": email_key, "email": "gone@example.org", "consent": True,
+                "unsubscribed": False, "confirmation": request}  # fmt: skip
+
+
+async def test_send_due_confirmation_to_suppressed_address_settled_not_sent():
+    confirmation = {
+        "_id": "confirmation-1|gone@example.org",
+        "kind": "confirmation",
+        "request": 1,
+        "email_key": "gone@example.org",
+        "codes": [],
+        "attempts": 1,
+    }
+    store = Deliveries([confirmation])
+    listed = Suppressions({"gone@example.org": {"reason": "complaint", "source": "postmark"}})
+    mailer = Mailer()
+    subject = notifier(store, mailer, listed)
+    subject.registry = AskingRegistry()  # type: ignore[assignment]
+    subject.compose_confirmation = lambda record, number, key: f"<{key}>"  # type: ignore[method-assign,assignment,return-value]
+
+    assert await subject.send_due() is True
+
+    assert store.calls == [
+        ("suppressed", ["confirmation-1|gone@example.org"], "suppressed: complaint (postmark)")
+    ]
+    assert mailer.sent == []
