@@ -45,7 +45,7 @@ def raw_document(item: Positioned, keys: EmailKeys | None = None) -> Document:
     """What is kept of a response: no focal-point name or email ever reaches analytics' data.
 
     With `keys`, the keyed hash of the focal point's address (`focal_point_key`) lets an erasure
-    request find the response's free-text answers (`services.analytics.erasure`); `personal`
+    request find the response's free answers (`services.analytics.erasure`); `personal`
     marks a response whose answers the retention sweep has not anonymised yet."""
     document = item.response.model_dump(mode="json", exclude={"focal_point"})
     focal_point = item.response.focal_point

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from services.analytics.aggregates import Positioned
 from services.analytics.documents import raw_document
-from services.analytics.erasure import anonymised, erased_answers
+from services.analytics.erasure import anonymised
 from services.notifier.erasure import anonymous_delivery, claim_ids
 from shared.events import ErasureRequested, SurveyResponse
 from shared.personal import EmailKeys
@@ -20,34 +20,14 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 KEYS = EmailKeys("a-random-enough-secret-for-unit-tests-0123456789")
 
 
-def test_erased_answers_text_gone_numbers_and_shape_stay() -> None:
-    answers = {
-        "comments": "Call me on +84 90 123 4567, an.nguyen@example.org",
-        "staff": 12,
-        "budget_known": True,
-        "channels": ["email", 3],
-        "contact": {"name": "An", "floor": 2},
-        "nothing": None,
-    }
+def test_anonymised_responses_lose_key_and_every_answer() -> None:
+    update = anonymised(NOW, "req-1")
 
-    assert erased_answers(answers) == {
-        "comments": None,
-        "staff": 12,
-        "budget_known": True,
-        "channels": [None, 3],
-        "contact": {"name": None, "floor": 2},
-        "nothing": None,
-    }
-
-
-def test_anonymised_response_loses_key_and_text_only() -> None:
-    update = anonymised({"answers": {"comments": "x", "staff": 3}}, NOW, "req-1")
-
-    assert update["$set"]["answers"] == {"comments": None, "staff": 3}
+    assert update["$set"]["answers"] == {}
     assert update["$set"]["erasure_id"] == "req-1"
     assert update["$set"]["personal"] is False
     assert update["$unset"] == {"focal_point_key": ""}
-    assert "erasure_id" not in anonymised({"answers": {}}, NOW, None)["$set"]
+    assert "erasure_id" not in anonymised(NOW, None)["$set"]
 
 
 @pytest.mark.parametrize(
