@@ -46,12 +46,13 @@ def raw_document(item: Positioned, keys: EmailKeys | None = None) -> Document:
 
     With `keys`, the keyed hash of the focal point's address (`focal_point_key`) lets an erasure
     request find the response's free answers (`services.analytics.erasure`); `personal`
-    marks a response whose answers the retention sweep has not anonymised yet."""
+    marks a response that holds either and that the retention sweep has not anonymised yet (a
+    response with neither is never swept: nothing in it is about a person)."""
     document = item.response.model_dump(mode="json", exclude={"focal_point"})
     focal_point = item.response.focal_point
     if keys is not None and focal_point is not None:
         document["focal_point_key"] = keys.key(str(focal_point.email))
-    document["personal"] = True
+    document["personal"] = "focal_point_key" in document or bool(document.get("answers"))
     document["_id"] = item.response.identity
     document["has_focal_point"] = item.response.focal_point is not None
     document["consenting_focal_point"] = item.response.consenting_focal_point is not None

@@ -37,6 +37,7 @@ from shared.events import ErasureRequested
 from shared.mongo import Document
 
 ERASURES = "analytics_erasures"
+SWEEP_BATCH = 500
 logger = logging.getLogger(__name__)
 
 
@@ -98,11 +99,22 @@ class AnalyticsErasure:
     async def sweep(self, retention: timedelta, now: datetime | None = None) -> int:
         """Anonymise every response received before `now - retention`; how many changed.
 
-        One statement, whatever the number of responses: its cost is one pass over the index
-        (over the collection on the local MongoDB-wire server), once per sweep."""
+        In updates of at most `SWEEP_BATCH` responses, each one statement: a statement that
+        changed the whole backlog at once (a first sweep over a campaign imported a year late)
+        would hold the local MongoDB-wire server's SQLite writer for minutes and starve the
+        consumer, whose writes then fail as busy."""
         now = now or datetime.now(UTC)
         cutoff = (now - retention).strftime("%Y-%m-%dT%H:%M:%SZ")
         # `personal` absent: stored before the field existed.
         query = {"personal": {"$in": [True, None]}, "received_at": {"$lt": cutoff}}
-        result = await self._responses.update_many(query, anonymised(now, None))
-        return result.modified_count
+        changed = 0
+        while True:
+            due = self._responses.find(query, {"_id": True}).limit(SWEEP_BATCH)
+            ids = [document["_id"] async for document in due]
+            if ids:
+                result = await self._responses.update_many(
+                    {**query, "_id": {"$in": ids}}, anonymised(now, None)
+                )
+                changed += result.modified_count
+            if len(ids) < SWEEP_BATCH:
+                return changed

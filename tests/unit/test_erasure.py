@@ -103,3 +103,13 @@ def test_raw_document_keyed_hash_of_focal_point_never_address(
     assert document["personal"] is True
     assert "an.nguyen@example.org" not in str(document).lower()
     assert "focal_point_key" not in raw_document(Positioned(make_event(focal_point=None), 0, 1))
+
+
+def test_raw_document_personal_only_with_focal_point_or_answers(
+    make_event: Callable[..., SurveyResponse],
+) -> None:
+    def personal(response: SurveyResponse) -> bool:
+        return bool(raw_document(Positioned(response, 0, 1), KEYS)["personal"])
+
+    assert personal(make_event(focal_point=None, answers={"comments": "call An"}))
+    assert not personal(make_event(focal_point=None).model_copy(update={"answers": {}}))
