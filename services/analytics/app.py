@@ -43,7 +43,8 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
     install_redaction(settings)
     client = mongo.new_client(settings.mongodb_url)
     db = mongo.database(client, settings.mongodb_database)
-    store = AnalyticsStore(db, settings.email_keys())
+    personal_for = timedelta(days=settings.personal_data_retention_days)
+    store = AnalyticsStore(db, settings.email_keys(), personal_for)
     erasure = AnalyticsErasure(db, settings.erasure_step_delay_seconds)
     security = kafka_security(settings)
     broker = new_broker(settings.kafka_bootstrap_servers, client_id="analytics", security=security)
@@ -64,7 +65,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
             sweep_periodically(
                 "analytics",
                 erasure.sweep,
-                timedelta(days=settings.personal_data_retention_days),
+                personal_for,
                 settings.retention_sweep_seconds,
             ),
             name="retention",

@@ -5,6 +5,7 @@ version document holds. `store.py` reads and writes them."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from services.analytics.aggregates import Positioned
@@ -41,16 +42,24 @@ def responses_query(
     return query
 
 
-def raw_document(item: Positioned, keys: EmailKeys | None = None) -> Document:
+def raw_document(
+    item: Positioned, keys: EmailKeys | None = None, personal_after: datetime | None = None
+) -> Document:
     """What is kept of a response: no focal-point name or email ever reaches analytics' data.
 
     With `keys`, the keyed hash of the focal point's address (`focal_point_key`) lets an erasure
     request find the response's free answers (`services.analytics.erasure`); `personal`
     marks a response that holds either and that the retention sweep has not anonymised yet (a
-    response with neither is never swept: nothing in it is about a person)."""
+    response with neither is never swept: nothing in it is about a person). A response received
+    before `personal_after` (a campaign imported or replayed past its retention) is stored
+    anonymised at once: updating it later would cost the local MongoDB-wire server a collection
+    scan per response."""
     document = item.response.model_dump(mode="json", exclude={"focal_point"})
     focal_point = item.response.focal_point
-    if keys is not None and focal_point is not None:
+    if personal_after is not None and item.response.received_at < personal_after:
+        document["answers"] = {}
+        document["anonymised_at"] = personal_after
+    elif keys is not None and focal_point is not None:
         document["focal_point_key"] = keys.key(str(focal_point.email))
     document["personal"] = "focal_point_key" in document or bool(document.get("answers"))
     document["_id"] = item.response.identity

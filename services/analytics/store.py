@@ -38,6 +38,7 @@ import secrets
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson.errors import InvalidDocument
@@ -164,9 +165,16 @@ class Recorded:
 class AnalyticsStore:
     """Raw responses and aggregate documents."""
 
-    def __init__(self, db: AsyncDatabase[Document], keys: EmailKeys | None = None) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        keys: EmailKeys | None = None,
+        retention: timedelta | None = None,
+    ) -> None:
         self._db = db
         self._keys = keys  # None: responses are stored without `focal_point_key`
+        # Personal fields of responses received longer ago than this are not stored at all.
+        self._retention = retention
         self._responses = db[RESPONSES]
         self._aggregates = db[AGGREGATES]
         # The newest version of each document this process has seen: a starting point for
@@ -195,7 +203,8 @@ class AnalyticsStore:
         A transient failure raises, for the whole batch to be read again."""
         if not batch:
             return Recorded([], [])
-        documents = [raw_document(item, self._keys) for item in batch]
+        expired = datetime.now(UTC) - self._retention if self._retention else None
+        documents = [raw_document(item, self._keys, expired) for item in batch]
         refused: dict[int, str] = {}
         try:
             errors = await self._insert_unordered(documents, list(range(len(documents))))

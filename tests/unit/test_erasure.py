@@ -4,7 +4,7 @@ keep, the erasure event's contract, and the keyed hash kept with a stored respon
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -113,3 +113,16 @@ def test_raw_document_personal_only_with_focal_point_or_answers(
 
     assert personal(make_event(focal_point=None, answers={"comments": "call An"}))
     assert not personal(make_event(focal_point=None).model_copy(update={"answers": {}}))
+
+
+def test_raw_document_received_past_retention_stored_anonymised(
+    make_event: Callable[..., SurveyResponse],
+) -> None:
+    response = make_event(answers={"comments": "call An"})
+    received = response.received_at
+
+    late = raw_document(Positioned(response, 0, 1), KEYS, received + timedelta(seconds=1))
+    timely = raw_document(Positioned(response, 0, 1), KEYS, received - timedelta(seconds=1))
+
+    assert late["answers"] == {} and "focal_point_key" not in late and late["personal"] is False
+    assert timely["answers"] == {"comments": "call An"} and timely["personal"] is True
