@@ -84,6 +84,10 @@ bench: stack-up ## Every benchmark in one run: writes docs/performance.md and it
 bench-intake: stack-up ## Benchmark: webhooks/s and latency of one intake process vs a bare FastAPI parse
 	@$(PY) -m bench.intake
 
+.PHONY: bench-scaleout
+bench-scaleout: stack-up ## Benchmark: analytics x1/x2/x3 on 6 partitions, intake x1/x2, CPU of every process
+	@$(PY) -m bench.scaleout
+
 .PHONY: bench-notifier
 bench-notifier: stack-up ## Benchmark: matching 1k/10k/100k focal points, emails/s to a local SMTP server
 	@$(PY) -m bench.notifier

@@ -171,8 +171,14 @@ def signed_requests(count: int, run: str, secret: str) -> list[tuple[bytes, dict
     return signed([webhook_body(number, run) for number in range(count)], run, secret)
 
 
-async def load(name: str, port: int, prepared: list[tuple[bytes, dict[str, str]]]) -> Result:
-    """Post every prepared request from `CONCURRENCY` connections; time the accepted ones."""
+async def load(
+    name: str,
+    port: int,
+    prepared: list[tuple[bytes, dict[str, str]]],
+    *,
+    connections: int = CONCURRENCY,
+) -> Result:
+    """Post every prepared request from `connections` connections; time the accepted ones."""
     path = WEBHOOK_PATH
     pending = iter(prepared)
     latencies: list[float] = []
@@ -200,7 +206,7 @@ async def load(name: str, port: int, prepared: list[tuple[bytes, dict[str, str]]
             await connection.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    await asyncio.gather(*(worker() for _ in range(connections)))
     seconds = time.perf_counter() - started
     if failures:
         print(f"{name}: non-202 answers {failures}", file=sys.stderr)
