@@ -11,19 +11,14 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 
 from services.notifier import consent, emails, unsubscribe
-from services.notifier.deliveries import CONFIRMATION, Deliveries, backoff
-from services.notifier.failures import (
-    DELIVERY_KINDS,
-    Kind,
-    Outcome,
-    decide,
-    enhanced_status,
-    refuses_mailbox,
-)
+from services.notifier.deliveries import Deliveries
+from services.notifier.failures import DELIVERY_KINDS, Kind, Outcome
 from services.notifier.mailer import Mailer, MailFailure
 from services.notifier.matching import shared_codes
 from services.notifier.ratelimit import TokenBucket
+from services.notifier.records import Delivery
 from services.notifier.registry import Registry
+from services.notifier.retry import Backoff, backoff, next_attempt
 from services.notifier.settings import NotifierSettings
 from services.notifier.suppressions import Reason, Suppressions
 from shared.events import PilotAnnounced, SurveyResponse
@@ -182,34 +177,35 @@ class Notifier:
             if self._paused is not None:
                 await self._probe()
             return False
-        if first.get("kind") == CONFIRMATION:
+        if first.is_confirmation:
             return await self._send_confirmation(first)
-        record = await self.registry.get(first["email_key"])
+        record = await self.registry.get(first.email_key)
         if record is None or not consent.receives_pilots(
             record, require_confirmation=self.settings.double_opt_in
         ):
             reason = "focal point unsubscribed, withdrew consent or has not confirmed"
-            await self.deliveries.mark_failed([first["_id"]], reason)
+            await self.deliveries.mark_failed([first.key], reason)
             return True
         weekly = consent.frequency(record) == consent.WEEKLY
         if weekly:
             settings = self.settings
+            assert first.created_at is not None  # every stored delivery has it
             due = consent.next_digest_at(
-                first["created_at"], settings.digest_weekday, settings.digest_hour
+                first.created_at, settings.digest_weekday, settings.digest_hour
             )
             if due > datetime.now(UTC):
-                await self.deliveries.postpone([first["_id"]], due)
+                await self.deliveries.postpone([first.key], due)
                 return True
         group = [first]
         if weekly or self.settings.digest_window_seconds > 0:
-            group += await self.deliveries.claim_pending_for(first["email_key"])
+            group += await self.deliveries.claim_pending_for(first.email_key)
         items = []
         for delivery in group:
-            pilot = await self.registry.pilot(delivery["pilot_id"])
+            pilot = await self.registry.pilot(str(delivery.pilot_id))
             if pilot is None:
-                await self.deliveries.mark_failed([delivery["_id"]], "pilot unknown")
+                await self.deliveries.mark_failed([delivery.key], "pilot unknown")
             else:
-                items.append((pilot, list(delivery["codes"]), str(delivery["_id"])))
+                items.append((pilot, list(delivery.codes), delivery.key))
         if not items:
             return True
         keys = [key for *_, key in items]
@@ -219,12 +215,12 @@ class Notifier:
         except ValueError as exc:  # e.g. a header value that would inject a header
             await self.deliveries.mark_failed(keys, f"cannot compose the email: {exc}")
             return True
-        return await self._transmit([d for d in group if d["_id"] in keys], message)
+        return await self._transmit([d for d in group if d.key in keys], message)
 
-    async def _send_confirmation(self, delivery: Document) -> bool:
+    async def _send_confirmation(self, delivery: Delivery) -> bool:
         """Send the email of a confirmation request, if it still asks anything."""
-        record = await self.registry.get(delivery["email_key"])
-        number = int(delivery["request"])
+        record = await self.registry.get(delivery.email_key)
+        number = int(delivery.request or 0)
         if (
             record is None
             or not record.get("email")
@@ -232,10 +228,10 @@ class Notifier:
             or not consent.open_request(record, number, datetime.now(UTC))
         ):
             reason = "confirmation request expired, superseded or consent withdrawn"
-            await self.deliveries.mark_failed([delivery["_id"]], reason)
+            await self.deliveries.mark_failed([delivery.key], reason)
             return True
         if consent.confirmed(record) and not record.get("unsubscribed"):
-            await self.deliveries.mark_failed([delivery["_id"]], "already confirmed")
+            await self.deliveries.mark_failed([delivery.key], "already confirmed")
             return True
         email_key = str(record["_id"])
         keys = self.settings.link_keys()
@@ -247,9 +243,9 @@ class Notifier:
             request=number,
         )
         try:
-            message = self.compose_confirmation(record, number, str(delivery["_id"]))
+            message = self.compose_confirmation(record, number, delivery.key)
         except ValueError as exc:
-            await self.deliveries.mark_failed([delivery["_id"]], f"cannot compose: {exc}")
+            await self.deliveries.mark_failed([delivery.key], f"cannot compose: {exc}")
             return True
         return await self._transmit([delivery], message)
 
@@ -260,13 +256,13 @@ class Notifier:
         link_id = self.settings.link_keys().opaque_id(email_key)
         await self.registry.remember_link(link_id, email_key, int(record.get("revision", 0)))
 
-    async def _transmit(self, claimed: list[Document], message: emails.Outgoing) -> bool:
+    async def _transmit(self, claimed: list[Delivery], message: emails.Outgoing) -> bool:
         """Send `message` for the claimed deliveries and record the outcome; no email of any
         kind goes to a suppressed address."""
         if self.suppressions is not None:
-            why = await self.suppressions.why(str(claimed[0]["email_key"]))
+            why = await self.suppressions.why(claimed[0].email_key)
             if why is not None:
-                keys = [d["_id"] for d in claimed]
+                keys = [d.key for d in claimed]
                 await self.deliveries.mark_suppressed(keys, f"suppressed: {why}")
                 return True
         if not await self._send_allowed():
@@ -281,47 +277,50 @@ class Notifier:
             return await self._failed(claimed, failure)
         # Nothing but these updates between the server's reply and the records: the window
         # described in `deliveries` stays one MongoDB round trip per delivery in the message.
-        await self.deliveries.mark_sent([d["_id"] for d in claimed], message.message_id)
+        await self.deliveries.mark_sent([d.key for d in claimed], message.message_id)
         self._accepted()
         return True
 
-    async def _failed(self, claimed: list[Document], failure: MailFailure) -> bool:
-        """Apply `failures.decide` to the deliveries of a message that was not accepted;
+    async def _failed(self, claimed: list[Delivery], failure: MailFailure) -> bool:
+        """Record `retry.next_attempt` for the deliveries of a message that was not accepted;
         False when sending pauses."""
         SMTP_FAILURES.labels(failure.kind).inc()
         if failure.kind in DELIVERY_KINDS:
             self._refusals += 1
-        decision = decide(failure.kind, self._refusals)
-        keys = [d["_id"] for d in claimed]
+        settings = self.settings
+        decided = next_attempt(
+            failure.kind,
+            failure.code,
+            failure.reply,
+            refusals=self._refusals,
+            deliveries=claimed,
+            max_attempts=settings.max_attempts,
+            backoff_of=Backoff(
+                settings.retry_first_delay_seconds, settings.retry_max_delay_seconds
+            ),
+        )
+        keys = [d.key for d in claimed]
         reason = str(failure)
-        pause = self._pause(failure) if decision.pause else 0.0
-        if decision.outcome is Outcome.FAILED:
+        pause = self._pause(failure) if decided.pause else 0.0
+        if decided.outcome is Outcome.FAILED and decided.gave_up:
+            await self.deliveries.mark_failed(keys, f"gave up after retries: {reason}")
+            logger.warning(
+                "deliveries %s: gave up after %d tries: %s", keys, decided.counted, reason
+            )
+        elif decided.outcome is Outcome.FAILED:
             await self.deliveries.mark_failed(keys, reason)
             logger.warning("deliveries %s failed: %s", keys, reason)
-            if self.suppressions is not None and refuses_mailbox(
-                failure.kind, failure.code, failure.reply
-            ):
+            if self.suppressions is not None and decided.suppress:
                 # The reply text may quote the address: only its code is kept.
-                detail = f"{failure.code} {enhanced_status(failure.reply)}".strip()
                 await self.suppressions.suppress(
-                    str(claimed[0]["email_key"]), Reason.REFUSED, "smtp", detail=detail
+                    claimed[0].email_key, Reason.REFUSED, "smtp", detail=decided.detail
                 )
-        elif decision.outcome is Outcome.HELD:
+        elif decided.outcome is Outcome.HELD:
             await self.deliveries.hold(keys, reason, pause)
         else:
-            # Attempts made while the server failed as a whole do not count.
-            counted = max(int(d["attempts"]) - int(d.get("held", 0)) for d in claimed)
-            if counted >= self.settings.max_attempts:
-                await self.deliveries.mark_failed(keys, f"gave up after retries: {reason}")
-                logger.warning("deliveries %s: gave up after %d tries: %s", keys, counted, reason)
-            else:
-                settings = self.settings
-                delay = backoff(
-                    counted, settings.retry_first_delay_seconds, settings.retry_max_delay_seconds
-                )
-                await self.deliveries.retry_later(keys, reason, delay)
-                logger.info("deliveries %s: retry in %.1fs: %s", keys, delay, reason)
-        return not decision.pause
+            await self.deliveries.retry_later(keys, reason, decided.delay)
+            logger.info("deliveries %s: retry in %.1fs: %s", keys, decided.delay, reason)
+        return not decided.pause
 
     def _pause(self, failure: MailFailure) -> float:
         """Pause sending after a failure of the server as a whole; the seconds of the pause.

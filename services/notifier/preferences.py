@@ -18,9 +18,9 @@ from fastapi.responses import HTMLResponse
 
 from services.notifier import consent, unsubscribe
 from services.notifier.api import NotifierDep, Token, _verified
-from services.notifier.deliveries import CONFIRMATION
 from services.notifier.emails import label, preferences_page
 from services.notifier.notifier import Notifier
+from services.notifier.records import CONFIRMATION
 from shared.http import Problem
 from shared.taxonomy import load_taxonomy
 

@@ -319,7 +319,7 @@ async def test_claim_due_two_replicas_each_delivery_once(stack: Stack, run_id: s
         async def drain(deliveries: Deliveries) -> list[str]:
             taken = []
             while (delivery := await deliveries.claim_due()) is not None:
-                taken.append(delivery["_id"])
+                taken.append(delivery.key)
             return taken
 
         first, second = await asyncio.gather(*(drain(d) for d in replicas))
@@ -348,4 +348,4 @@ async def test_claim_due_abandoned_claim_passed_over_after_lease(stack: Stack, r
         await client.close()
 
     assert skipped is None
-    assert taken is not None and taken["attempts"] == 2
+    assert taken is not None and taken.attempts == 2

@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from services.notifier.failures import SUSPECT_IN_A_ROW, Kind, Stage
 from services.notifier.mailer import MailFailure
 from services.notifier.notifier import Notifier
+from services.notifier.records import Delivery
 from services.notifier.settings import NotifierSettings
 
 WAIT = 5.0  # a bound on waits that end at once when the code is right
@@ -31,8 +32,8 @@ class Deliveries:
     due: list[dict[str, Any]]
     calls: list[tuple[str, list[str]]] = field(default_factory=list)
 
-    async def claim_due(self) -> dict[str, Any] | None:
-        return self.due.pop(0) if self.due else None
+    async def claim_due(self) -> Delivery | None:
+        return Delivery.from_document(self.due.pop(0)) if self.due else None
 
     async def mark_sent(self, keys: list[str], message_id: str) -> None:
         self.calls.append(("sent", keys))

@@ -13,6 +13,7 @@ import pytest
 from services.notifier.failures import Kind, Stage, enhanced_status, refuses_mailbox
 from services.notifier.mailer import MailFailure
 from services.notifier.notifier import Notifier
+from services.notifier.records import Delivery
 from services.notifier.settings import NotifierSettings
 from services.notifier.suppressions import Reason
 
@@ -49,8 +50,8 @@ class Deliveries:
     calls: list[tuple[str, list[str], str]] = field(default_factory=list)
     created: list[tuple[str, str, str | None]] = field(default_factory=list)
 
-    async def claim_due(self) -> dict[str, Any] | None:
-        return self.due.pop(0) if self.due else None
+    async def claim_due(self) -> Delivery | None:
+        return Delivery.from_document(self.due.pop(0)) if self.due else None
 
     async def create(self, pilot_id, email_key, codes, hold=0.0, *, suppressed=None) -> bool:
         self.created.append((pilot_id, email_key, suppressed))

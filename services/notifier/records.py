@@ -1,0 +1,50 @@
+"""Typed records of what the notifier's use cases work on, read from its stores' documents."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+CONFIRMATION = "confirmation"  # the `kind` of a confirmation email; pilot deliveries have none
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One claimed delivery: a pilot email (`pilot_id`, `codes`) or the email of confirmation
+    request `request` (double opt-in) to the focal point `email_key`."""
+
+    key: str  # the record's `_id`: one per (pilot or request, focal point), ever
+    email_key: str
+    attempts: int  # attempts claimed so far, this one included
+    held: int = 0  # of which made while sending was paused (or postponed): not counted
+    pilot_id: str | None = None
+    codes: tuple[str, ...] = ()
+    request: int | None = None
+    created_at: datetime | None = None
+
+    @property
+    def is_confirmation(self) -> bool:
+        """Whether this is the email of a confirmation request rather than of a pilot."""
+        return self.request is not None
+
+    @property
+    def counted_attempts(self) -> int:
+        """The attempts that count towards MAX_ATTEMPTS (not those made while paused)."""
+        return self.attempts - self.held
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Delivery:
+        """The record of a stored delivery document (`deliveries`)."""
+        confirmation = document.get("kind") == CONFIRMATION
+        return cls(
+            key=str(document["_id"]),
+            email_key=str(document["email_key"]),
+            attempts=int(document["attempts"]),
+            held=int(document.get("held", 0)),
+            pilot_id=None if confirmation else str(document["pilot_id"]),
+            codes=tuple(document.get("codes", ())),
+            request=int(document["request"]) if confirmation else None,
+            created_at=document.get("created_at"),
+        )
