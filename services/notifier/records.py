@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
+
+from shared.events import PilotAnnounced
 
 CONFIRMATION = "confirmation"  # the `kind` of a confirmation email; pilot deliveries have none
 
@@ -48,3 +50,11 @@ class Delivery:
             request=int(document["request"]) if confirmation else None,
             created_at=document.get("created_at"),
         )
+
+
+class Item(NamedTuple):
+    """One pilot of an email: the pilot, the codes it matched, its delivery's key."""
+
+    pilot: PilotAnnounced
+    codes: list[str]
+    key: str
