@@ -1,14 +1,13 @@
-"""The emails of deliveries, composed from a focal point's record (pure: no I/O)."""
+"""The emails of deliveries, composed for a focal point (pure: no I/O)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.notifier import consent, emails, unsubscribe
-from services.notifier.records import Item
+from services.notifier import emails, unsubscribe
+from services.notifier.records import FocalPoint, Item
 from services.notifier.settings import NotifierSettings
 from services.notifier.unsubscribe import LinkKeys
-from shared.mongo import Document
 
 
 @dataclass(frozen=True)
@@ -32,10 +31,10 @@ class Composer:
             f"{self.keys.token(email_key, unsubscribe.PREFERENCES)}",
         )
 
-    def pilots(self, record: Document, items: list[Item]) -> emails.Outgoing:
+    def pilots(self, person: FocalPoint, items: list[Item]) -> emails.Outgoing:
         """The email of one delivery, or the digest of several."""
-        url, preferences = self.links(str(record["_id"]))
-        recipient = _recipient(record)
+        url, preferences = self.links(person.key)
+        recipient = _recipient(person)
         if len(items) == 1:
             [(pilot, codes, key)] = items
             return emails.build(
@@ -57,15 +56,14 @@ class Composer:
             delivery_key="+".join(sorted(key for *_, key in items)),
         )
 
-    def confirmation(self, record: Document, number: int, key: str) -> emails.Outgoing:
-        """The email of confirmation request `number` of `record` (an open request)."""
-        email_key = str(record["_id"])
-        url, preferences = self.links(email_key)
-        token = self.keys.confirm_token(email_key, number)
-        request = consent.current_request(record)
+    def confirmation(self, person: FocalPoint, number: int, key: str) -> emails.Outgoing:
+        """The email of confirmation request `number` of `person` (an open request)."""
+        url, preferences = self.links(person.key)
+        token = self.keys.confirm_token(person.key, number)
+        request = person.request
         assert request is not None  # checked by the caller: the request is open
         return emails.build_confirmation(
-            _recipient(record),
+            _recipient(person),
             sender=self.sender,
             confirm_url=f"{self.base_url}/v1/confirm?token={token}",
             expires_at=request.expires_at,
@@ -75,5 +73,5 @@ class Composer:
         )
 
 
-def _recipient(record: Document) -> emails.Recipient:
-    return emails.Recipient(record["email"], record.get("name", ""), consent.language(record))
+def _recipient(person: FocalPoint) -> emails.Recipient:
+    return emails.Recipient(person.email, person.name, person.language)

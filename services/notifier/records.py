@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from services.notifier import consent
 from shared.events import PilotAnnounced
 
 CONFIRMATION = "confirmation"  # the `kind` of a confirmation email; pilot deliveries have none
@@ -58,3 +59,29 @@ class Item(NamedTuple):
     pilot: PilotAnnounced
     codes: list[str]
     key: str
+
+
+@dataclass(frozen=True)
+class FocalPoint:
+    """The person an email goes to: address, name, language, the revision their links name,
+    and their latest confirmation request."""
+
+    key: str  # `email_key`: the record's `_id`
+    email: str
+    name: str
+    language: str
+    revision: int = 0
+    request: consent.Request | None = None
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> FocalPoint:
+        """The record of a stored focal point (`registry`) that has an address."""
+        record = dict(document)
+        return cls(
+            key=str(record["_id"]),
+            email=str(record["email"]),
+            name=str(record.get("name", "")),
+            language=consent.language(record),
+            revision=int(record.get("revision", 0)),
+            request=consent.current_request(record),
+        )

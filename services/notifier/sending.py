@@ -21,7 +21,7 @@ from services.notifier.failures import Outcome
 from services.notifier.health import SmtpHealth
 from services.notifier.mailer import MailFailure
 from services.notifier.ports import DeliveriesPort, MailerPort, RegistryPort, SuppressionsPort
-from services.notifier.records import Delivery, Item
+from services.notifier.records import Delivery, FocalPoint, Item
 from services.notifier.retry import next_attempt
 from services.notifier.settings import NotifierSettings
 from services.notifier.suppressions import Reason
@@ -62,9 +62,10 @@ class SendDue:
         if not items:
             return True
         keys = [item.key for item in items]
-        await self._remember_links(record)
+        person = FocalPoint.from_document(record)
+        await self._remember_links(person)
         try:
-            message = self.composer.pilots(record, items)
+            message = self.composer.pilots(person, items)
         except ValueError as exc:  # e.g. a header value that would inject a header
             await self.deliveries.mark_failed(keys, f"cannot compose the email: {exc}")
             return True
@@ -124,27 +125,26 @@ class SendDue:
         if consent.confirmed(record) and not record.get("unsubscribed"):
             await self.deliveries.mark_failed([delivery.key], "already confirmed")
             return True
-        email_key = str(record["_id"])
-        await self._remember_links(record)
+        person = FocalPoint.from_document(record)
+        await self._remember_links(person)
         await self.registry.remember_link(
-            self.settings.link_keys().request_id(email_key, number),
-            email_key,
-            int(record.get("revision", 0)),
+            self.settings.link_keys().request_id(person.key, number),
+            person.key,
+            person.revision,
             request=number,
         )
         try:
-            message = self.composer.confirmation(record, number, delivery.key)
+            message = self.composer.confirmation(person, number, delivery.key)
         except ValueError as exc:
             await self.deliveries.mark_failed([delivery.key], f"cannot compose: {exc}")
             return True
         return await self._send([delivery], message)
 
-    async def _remember_links(self, record: Document) -> None:
+    async def _remember_links(self, person: FocalPoint) -> None:
         # The links name the focal point by its opaque id: their pages find it so. The record's
         # revision: a person registered again after an erasure gets the link written again.
-        email_key = str(record["_id"])
-        link_id = self.settings.link_keys().opaque_id(email_key)
-        await self.registry.remember_link(link_id, email_key, int(record.get("revision", 0)))
+        link_id = self.settings.link_keys().opaque_id(person.key)
+        await self.registry.remember_link(link_id, person.key, person.revision)
 
     async def _send(self, claimed: list[Delivery], message: emails.Outgoing) -> bool:
         """Send `message` for the claimed deliveries and record the outcome; no email of any

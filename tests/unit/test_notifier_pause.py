@@ -52,7 +52,8 @@ class Deliveries:
 class Registry:
     async def get(self, email_key: str) -> dict[str, Any]:
         # A focal point who confirmed their address (double opt-in).
-        return {"_id": email_key, "unsubscribed": False, "consent": True, "confirmed_at": 1}
+        return {"_id": email_key, "email": f"{email_key}@example.org", "unsubscribed": False,
+                "consent": True, "confirmed_at": 1}  # fmt: skip
 
     async def pilot(self, pilot_id: str) -> object:
         return object()
@@ -93,7 +94,7 @@ def delivery(n: int, attempts: int = 1, held: int = 0) -> dict[str, Any]:
 
 
 class Composer:
-    def pilots(self, record: dict[str, Any], items: list[Any]) -> Outgoing:
+    def pilots(self, person: Any, items: list[Any]) -> Outgoing:
         return Outgoing(f"<{items[0][2]}>")
 
 

@@ -14,7 +14,7 @@ import pytest
 from services.notifier import consent
 from services.notifier.dispatcher import Throttle
 from services.notifier.emails import Outgoing
-from services.notifier.records import Delivery
+from services.notifier.records import Delivery, FocalPoint
 from services.notifier.settings import NotifierSettings
 from services.notifier.wiring import UseCases, use_cases
 
@@ -249,3 +249,14 @@ async def test_dispatcher_new_delivery_wakes_it_before_the_poll(pilots):
     await asyncio.wait_for(subject.dispatcher.stop_within(running, grace=5), 5)
 
     assert store.calls == [("sent", ["p1|k1"])]
+
+
+def test_focal_point_from_document_chosen_language_and_request():
+    request = {"number": 2, "requested_at": NOW, "expires_at": NOW}
+    stored = person(language="fr", preferences={"language": "ar"}, revision=3, confirmation=request)
+
+    found = FocalPoint.from_document(stored)
+
+    assert (found.key, found.email, found.name) == ("k1", "k1@example.org", "An")
+    assert (found.language, found.revision) == ("ar", 3)
+    assert found.request == consent.Request(2, NOW, NOW)

@@ -72,7 +72,7 @@ class Deliveries:
 
 class Registry:
     async def get(self, email_key: str) -> dict[str, Any]:
-        return {"_id": email_key, "unsubscribed": False, "consent": True}
+        return {"_id": email_key, "email": email_key, "unsubscribed": False, "consent": True}
 
     async def pilot(self, pilot_id: str) -> object:
         return object()
@@ -132,10 +132,10 @@ def delivery(email_key: str) -> dict[str, Any]:
 
 
 class Composer:
-    def pilots(self, record: dict[str, Any], items: list[Any]) -> str:
+    def pilots(self, person: Any, items: list[Any]) -> str:
         return f"<{items[0][2]}>"
 
-    def confirmation(self, record: dict[str, Any], number: int, key: str) -> str:
+    def confirmation(self, person: Any, number: int, key: str) -> str:
         return f"<{key}>"
 
 
