@@ -32,7 +32,6 @@ from bench.report import Measurement, Section, Verdict, run_alone
 from bench.topics import consume_only, fill
 from services.notifier import emails
 from services.notifier.app import create_app
-from services.notifier.mailer import Mailer
 from services.notifier.matching import (
     BUCKETS,
     Bucket,
@@ -42,8 +41,9 @@ from services.notifier.matching import (
     encode_bucket,
     match,
 )
-from services.notifier.registry import FOCAL_POINTS, MATCH_INDEX, Registry
+from services.notifier.registry import FOCAL_POINTS, MATCH_INDEX
 from services.notifier.settings import NotifierSettings
+from services.notifier.wiring import wire
 from shared import mongo
 from shared.events import PilotAnnounced
 from shared.kafka import delete_topics, ensure_topics, topics_with_dlq
@@ -76,18 +76,16 @@ PILOT = PilotAnnounced.model_validate(
 )
 
 
-# The bench's own key: records are keyed by the keyed hash of the address, as the notifier's are.
-KEYS = EmailKeys(os.urandom(32).hex())
-
-
-def focal_points(start: int, stop: int, rng: random.Random) -> list[dict[str, Any]]:
+def focal_points(
+    start: int, stop: int, rng: random.Random, keys: EmailKeys
+) -> list[dict[str, Any]]:
     """Registry records as the notifier keeps them, with 2 to 6 codes each."""
     taxonomy = load_taxonomy()
     codes = [*taxonomy.themes, *taxonomy.sdgs, *taxonomy.modalities]
     now = datetime.now(UTC)
     return [
         {
-            "_id": KEYS.key(f"fp{n}@bench.example.org"),
+            "_id": keys.key(f"fp{n}@bench.example.org"),
             "email": f"fp{n}@bench.example.org",
             "name": f"Focal Point {n}",
             "language": rng.choice(["en", "fr", "es", "ar", "zh", "ru"]),
@@ -128,10 +126,11 @@ async def timed(work: Callable[[], Awaitable[Any]], rounds: int) -> tuple[float,
 
 async def bench_matching(url: str, sizes: list[int]) -> tuple[list[Measurement], list[Verdict]]:
     """Seed growing registries and time the three ways of matching at each size."""
-    client = mongo.new_client(url)
     name = f"bench_notifier_{uuid.uuid4().hex[:8]}"
-    db = mongo.database(client, name)
-    registry = Registry(db, KEYS)
+    # The notifier's own adapters, with the bench's own database and keys: records are keyed by
+    # the keyed hash of the address, as the notifier's are.
+    wiring = wire(with_random_secrets(NotifierSettings, mongodb_url=url, mongodb_database=name))
+    db, registry, keys = wiring.db, wiring.registry, wiring.settings.email_keys()
     await registry.ensure_indexes()
     rng = random.Random(20240502)
     records: list[dict[str, Any]] = []
@@ -139,7 +138,7 @@ async def bench_matching(url: str, sizes: list[int]) -> tuple[list[Measurement],
     verdicts: list[Verdict] = []
     try:
         for size in sizes:
-            added = focal_points(len(records), size, rng)
+            added = focal_points(len(records), size, rng, keys)
             records += added
             print(f"seeding {size:,} focal points ...", flush=True)
             for start in range(0, len(added), 5000):
@@ -188,8 +187,8 @@ async def bench_matching(url: str, sizes: list[int]) -> tuple[list[Measurement],
             )
         )
     finally:
-        await client.drop_database(name)
-        await client.close()
+        await wiring.client.drop_database(name)
+        await wiring.close()
     return measurements, verdicts
 
 
@@ -230,13 +229,14 @@ async def bench_emails(count: int) -> tuple[list[Measurement], list[Verdict]]:
     """
     port = free_port()
     server = await smtp_server(port)
+    settings = with_random_secrets(NotifierSettings, smtp_host="127.0.0.1", smtp_port=port)
+    wiring = wire(settings)  # the notifier's own mailer (its MongoDB client stays unused)
     try:
-        mailer = Mailer("127.0.0.1", port)
         started = time.perf_counter()
         for n in range(count):
-            await mailer.send(sample_email(n))
+            await wiring.mailer.send(sample_email(n))
         reused = count / (time.perf_counter() - started)
-        await mailer.close()
+        await wiring.close()
         baseline_count = max(50, count // 10)
         started = time.perf_counter()
         for n in range(baseline_count):

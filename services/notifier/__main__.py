@@ -14,7 +14,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from services.notifier.settings import NotifierSettings
+from services.notifier.wiring import wire
 from shared.events import LANGUAGES
+from shared.settings import load_settings
 
 
 def parser() -> argparse.ArgumentParser:
@@ -55,17 +58,14 @@ def parser() -> argparse.ArgumentParser:
 async def rekey() -> int:
     """Move the records keyed by an address to the keyed hash; print how many."""
     from services.notifier.rekey import rekey
-    from services.notifier.settings import NotifierSettings
-    from shared import mongo
-    from shared.settings import load_settings
 
-    settings = load_settings(NotifierSettings, "notifier")
-    client = mongo.new_client(settings.mongodb_url)
+    wiring = wire(load_settings(NotifierSettings, "notifier"))
+    settings = wiring.settings
     try:
-        db = mongo.database(client, settings.mongodb_database)
-        moved = await rekey(db, settings.email_keys(), require_confirmation=settings.double_opt_in)
+        keys = settings.email_keys()
+        moved = await rekey(wiring.db, keys, require_confirmation=settings.double_opt_in)
     finally:
-        await client.close()
+        await wiring.close()
     kinds = ("focal_points", "deliveries", "link_ids", "index_entries")
     print("re-keyed: " + ", ".join(f"{moved[kind]} {kind}" for kind in kinds))
     return 0
@@ -74,17 +74,12 @@ async def rekey() -> int:
 async def prune_claims(days: float) -> int:
     """Drop the settled claims older than `days`; print how many."""
     from services.notifier.cleanup import prune_claims
-    from services.notifier.settings import NotifierSettings
-    from shared import mongo
-    from shared.settings import load_settings
 
-    settings = load_settings(NotifierSettings, "notifier")
-    client = mongo.new_client(settings.mongodb_url)
+    wiring = wire(load_settings(NotifierSettings, "notifier"))
     try:
-        db = mongo.database(client, settings.mongodb_database)
-        dropped = await prune_claims(db, timedelta(days=days), datetime.now(UTC))
+        dropped = await prune_claims(wiring.db, timedelta(days=days), datetime.now(UTC))
     finally:
-        await client.close()
+        await wiring.close()
     print(f"{dropped} claims dropped")
     return 0
 
@@ -125,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "rekey":
         return asyncio.run(rekey())
     from services.notifier.app import create_app
-    from services.notifier.settings import NotifierSettings
     from shared.serve import serve
-    from shared.settings import load_settings
 
     settings = load_settings(NotifierSettings, "notifier")
     serve(

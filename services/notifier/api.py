@@ -12,25 +12,33 @@ from fastapi.responses import HTMLResponse
 from services.notifier import unsubscribe
 from services.notifier.emails import unsubscribe_page
 from services.notifier.notifier import Notifier
+from services.notifier.people import People
 from shared.http import OperatorRoute, Problem
 
 
 def get_notifier(request: Request) -> Notifier:
-    """The use cases built by the composition root."""
+    """The registry's use cases built by the composition root (`wiring`)."""
     notifier: Notifier = request.app.state.notifier
     return notifier
 
 
+def get_people(request: Request) -> People:
+    """The use cases of the personal pages built by the composition root (`wiring`)."""
+    people: People = request.app.state.people
+    return people
+
+
 NotifierDep = Annotated[Notifier, Depends(get_notifier)]
+PeopleDep = Annotated[People, Depends(get_people)]
 Token = Annotated[str, Query(max_length=1000, description="The signed token from the email")]
 
 router = APIRouter(prefix="/v1")
 
 
 @router.get("/unsubscribe", response_class=HTMLResponse, tags=["unsubscribe"])
-async def confirm_unsubscribe(token: Token, notifier: NotifierDep) -> HTMLResponse:
+async def confirm_unsubscribe(token: Token, people: PeopleDep) -> HTMLResponse:
     """A confirmation page in the focal point's language; nothing changes until it is posted."""
-    record = await notifier.registry.by_link(_verified(token, notifier))
+    record = await people.of_link(_verified(token, people))
     action = f"/v1/unsubscribe?{urlencode({'token': token})}"
     return HTMLResponse(
         unsubscribe_page(_language(record), _shown(record), done=False, action=action)
@@ -38,11 +46,9 @@ async def confirm_unsubscribe(token: Token, notifier: NotifierDep) -> HTMLRespon
 
 
 @router.post("/unsubscribe", response_class=HTMLResponse, tags=["unsubscribe"])
-async def unsubscribe_now(token: Token, notifier: NotifierDep) -> HTMLResponse:
+async def unsubscribe_now(token: Token, people: PeopleDep) -> HTMLResponse:
     """One-click unsubscribe: takes effect at once, for mail clients and for the page's button."""
-    record = await notifier.registry.by_link(_verified(token, notifier))
-    if record is not None:
-        await notifier.registry.unsubscribe(str(record["_id"]))
+    record = await people.unsubscribe(_verified(token, people))
     return HTMLResponse(unsubscribe_page(_language(record), _shown(record), done=True))
 
 
@@ -52,14 +58,14 @@ operators = APIRouter(prefix="/v1", route_class=OperatorRoute)
 @operators.get("/deliveries", tags=["operators"])
 async def list_deliveries(
     pilot_id: Annotated[str, Query(min_length=1, max_length=200)],
-    notifier: NotifierDep,
+    people: PeopleDep,
     authorization: Annotated[
         str, Header(description="`Bearer <OPERATOR_TOKEN>`, checked before anything else")
     ] = "",
 ) -> dict[str, Any]:
     """Counts by status and each delivery of a pilot (operator token required)."""
     del authorization  # checked by `OperatorRoute`; declared for the API description
-    deliveries = await notifier.deliveries.for_pilot(pilot_id)
+    deliveries = await people.deliveries_of(pilot_id)
     return {
         "pilot_id": pilot_id,
         "counts": dict(Counter(d["state"] for d in deliveries)),
@@ -91,10 +97,10 @@ def _shown(record: dict[str, Any] | None) -> str:
     return f"{local[:1]}…@{domain}"
 
 
-def _verified(token: str, notifier: Notifier, purpose: str = unsubscribe.UNSUBSCRIBE) -> str:
+def _verified(token: str, people: People, purpose: str = unsubscribe.UNSUBSCRIBE) -> str:
     """The opaque id of a genuine link token; 400 otherwise (410 for the outdated format)."""
     try:
-        return notifier.settings.link_keys().verify(token, purpose)
+        return people.link_id(token, purpose)
     except unsubscribe.OutdatedToken as exc:
         raise Problem(410, "Outdated link", str(exc)) from exc
     except unsubscribe.InvalidToken as exc:

@@ -1,4 +1,4 @@
-"""The notifier's composition root: registry, deliveries, mailer, subscribers and dispatcher."""
+"""The notifier's HTTP app: routes, subscribers and the dispatcher, over `wiring.wire`."""
 
 from __future__ import annotations
 
@@ -12,14 +12,9 @@ from fastapi import FastAPI
 from services.notifier import confirm, preferences
 from services.notifier.api import operators, router
 from services.notifier.consumer import subscribe
-from services.notifier.deliveries import Deliveries
-from services.notifier.erasure import NotifierErasure
-from services.notifier.mailer import Mailer
-from services.notifier.notifier import Notifier
 from services.notifier.provider_reports import install as install_provider_reports
-from services.notifier.registry import Registry
 from services.notifier.settings import NotifierSettings
-from services.notifier.suppressions import Suppressions
+from services.notifier.wiring import wire
 from shared import mongo
 from shared.erasures import subscribe_erasures
 from shared.http import health_router, install_problem_handlers, limit_bodies
@@ -54,37 +49,17 @@ def expiry_interval(settings: NotifierSettings) -> float:
 def create_app(settings: NotifierSettings) -> FastAPI:
     """The notifier app; subscribers and the dispatcher run inside its lifespan."""
     install_redaction(settings)
-    client = mongo.new_client(settings.mongodb_url)
-    db = mongo.database(client, settings.mongodb_database)
-    notifier = Notifier(
-        settings=settings,
-        registry=Registry(db, settings.email_keys(), require_confirmation=settings.double_opt_in),
-        deliveries=Deliveries(db, timedelta(seconds=settings.send_lease_seconds)),
-        mailer=Mailer(
-            settings.smtp_host,
-            settings.smtp_port,
-            username=settings.smtp_username,
-            password=settings.smtp_password.get_secret_value(),
-            starttls=settings.smtp_starttls,
-            implicit_tls=settings.smtp_implicit_tls,
-            ca_file=settings.smtp_ca_file,
-            timeout=settings.smtp_timeout_seconds,
-            deadline=settings.send_deadline_seconds,
-        ),
-        suppressions=Suppressions(db),
-    )
+    wiring = wire(settings)
+    notifier, dispatcher = wiring.cases.notifier, wiring.cases.dispatcher
     security = kafka_security(settings)
     broker = new_broker(settings.kafka_bootstrap_servers, client_id="notifier", security=security)
     subscribe(broker, settings, notifier)
-    erasure = NotifierErasure(db, notifier.registry, settings.erasure_step_delay_seconds)
     erasures_group = f"{settings.notifier_group_id}.erasures"
-    subscribe_erasures(broker, settings.topic_erasures, erasures_group, erasure.erase)
+    subscribe_erasures(broker, settings.topic_erasures, erasures_group, wiring.erasure.erase)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await notifier.registry.ensure_indexes()
-        await notifier.deliveries.ensure_indexes()
-        await erasure.ensure_indexes()
+        await wiring.ensure_indexes()
         await ensure_topics(
             settings.kafka_bootstrap_servers,
             topics_with_dlq(
@@ -93,11 +68,11 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             security=security,
         )
         await broker.start()
-        dispatcher = asyncio.create_task(notifier.run_dispatcher(), name="dispatcher")
+        sending = asyncio.create_task(dispatcher.run(), name="dispatcher")
         retention = asyncio.create_task(
             sweep_periodically(
                 "notifier",
-                erasure.sweep,
+                wiring.erasure.sweep,
                 timedelta(days=settings.personal_data_retention_days),
                 settings.retention_sweep_seconds,
             ),
@@ -123,10 +98,9 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             # The dispatcher finishes the message it is sending while the consumers commit and
             # leave their groups, each within its own bound.
             await asyncio.gather(
-                broker.stop(), notifier.stop_dispatcher(dispatcher, DISPATCHER_GRACE_SECONDS)
+                broker.stop(), dispatcher.stop_within(sending, DISPATCHER_GRACE_SECONDS)
             )
-            await notifier.mailer.close(grace=QUIT_GRACE_SECONDS)
-            await client.close()
+            await wiring.close(grace=QUIT_GRACE_SECONDS)
 
     app = FastAPI(
         title="Cities survey notifier",
@@ -135,6 +109,8 @@ def create_app(settings: NotifierSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.notifier = notifier
+    app.state.people = wiring.cases.people
+    app.state.wiring = wiring
     app.state.operator_token = settings.operator_token
     install_problem_handlers(app)
     limit_bodies(app, settings.max_body_bytes)
@@ -145,6 +121,8 @@ def create_app(settings: NotifierSettings) -> FastAPI:
     app.include_router(confirm.router)
     app.include_router(preferences.router)
     app.include_router(
-        health_router({"kafka": readiness_check(broker), "mongodb": lambda: mongo.ping(client)})
+        health_router(
+            {"kafka": readiness_check(broker), "mongodb": lambda: mongo.ping(wiring.client)}
+        )
     )
     return app

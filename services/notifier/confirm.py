@@ -14,16 +14,16 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from services.notifier import consent, unsubscribe
-from services.notifier.api import NotifierDep, Token, _verified
+from services.notifier.api import NotifierDep, PeopleDep, Token, _verified
 from services.notifier.emails import confirm_page
 
 router = APIRouter(prefix="/v1", tags=["consent"])
 
 
 @router.get("/confirm", response_class=HTMLResponse)
-async def confirm_question(token: Token, notifier: NotifierDep) -> HTMLResponse:
+async def confirm_question(token: Token, people: PeopleDep) -> HTMLResponse:
     """The confirmation page in the person's language; nothing changes until it is posted."""
-    found = await notifier.registry.request_of(_verified(token, notifier, unsubscribe.CONFIRM))
+    found = await people.request_of(_verified(token, people, unsubscribe.CONFIRM))
     if found is None:
         return HTMLResponse(confirm_page("en", "…", state="expired"), status_code=410)
     record, number = found
@@ -37,10 +37,10 @@ async def confirm_question(token: Token, notifier: NotifierDep) -> HTMLResponse:
 
 
 @router.post("/confirm", response_class=HTMLResponse)
-async def confirm_now(token: Token, notifier: NotifierDep) -> HTMLResponse:
+async def confirm_now(token: Token, notifier: NotifierDep, people: PeopleDep) -> HTMLResponse:
     """Confirm the address: pilot emails may go to it from now on (410 when the request has
     expired or a later one replaced it)."""
-    state, record = await notifier.confirm(_verified(token, notifier, unsubscribe.CONFIRM))
+    state, record = await notifier.confirm(_verified(token, people, unsubscribe.CONFIRM))
     page = confirm_page(_language(record), shown(record), state=state)
     return HTMLResponse(page, status_code=200 if state == "done" else 410)
 

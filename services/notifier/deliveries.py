@@ -35,7 +35,6 @@ Each keeps its own record (one per pair, as always) and they share the message's
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,11 +44,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.notifier.claims import Claims
+from services.notifier.records import CONFIRMATION, Delivery
 from shared.mongo import Document
 from shared.observability import EMAILS
 
 DELIVERIES = "notifier_deliveries"
-CONFIRMATION = "confirmation"  # the `kind` of a confirmation email; pilot deliveries have none
 CLAIM_TRIES = 3
 CLAIM_BATCH = 100
 
@@ -62,14 +61,6 @@ def delivery_id(pilot_id: str, email_key: str) -> str:
 def confirmation_id(number: int, email_key: str) -> str:
     """The one record of confirmation request `number` of a focal point."""
     return f"{CONFIRMATION}-{number}|{email_key}"
-
-
-def backoff(attempts: int, first: float, cap: float, rng: random.Random | None = None) -> float:
-    """Seconds before the next try: exponential, capped, with jitter so replicas do not align."""
-    # The exponent is bounded first: 2.0 ** 1100 would overflow long before the cap applies.
-    delay = min(cap, first * 2.0 ** min(max(0, attempts - 1), 64))
-    jitter: float = (rng or random.Random()).random()
-    return delay * (0.5 + jitter / 2)
 
 
 class Deliveries:
@@ -140,7 +131,7 @@ class Deliveries:
             return False
         return True
 
-    async def claim_due(self, now: datetime | None = None) -> Document | None:
+    async def claim_due(self, now: datetime | None = None) -> Delivery | None:
         """Take the next delivery that is due, or whose sender died; None when there is none.
 
         One query fetches up to `CLAIM_BATCH` candidates (a server that scans reads the whole
@@ -176,7 +167,7 @@ class Deliveries:
 
     async def claim_pending_for(
         self, email_key: str, now: datetime | None = None
-    ) -> list[Document]:
+    ) -> list[Delivery]:
         """Claim every other pending delivery of one focal point, due or not (for a digest)."""
         now = now or datetime.now(UTC)
         pending = self._deliveries.find(
@@ -185,7 +176,7 @@ class Deliveries:
         claimed = [await self._take(candidate, now) async for candidate in pending]
         return [delivery for delivery in claimed if delivery is not None]
 
-    async def _take(self, candidate: Document, now: datetime) -> Document | None:
+    async def _take(self, candidate: Document, now: datetime) -> Delivery | None:
         # One claim per (delivery, attempt): of the replicas that saw the same attempt due, one
         # wins, whatever the server. The winner then owns the record until its lease runs out.
         attempt = int(candidate["attempts"]) + 1
@@ -201,7 +192,7 @@ class Deliveries:
         updated = await self._deliveries.update_one(current, {"$set": fields})
         if updated.matched_count == 0:
             return None
-        return {**candidate, **fields}
+        return Delivery.from_document({**candidate, **fields})
 
     async def _skip_if_abandoned(self, candidate: Document, claim: str, now: datetime) -> None:
         # A replica that died between its claim and its update would block this attempt number
@@ -256,7 +247,7 @@ class Deliveries:
         await self._set(keys, state="suppressed", settled_at=datetime.now(UTC), last_error=reason)
         EMAILS.labels("suppressed").inc(len(keys))
 
-    async def release(self, claimed: Sequence[Document]) -> None:
+    async def release(self, claimed: Sequence[Delivery]) -> None:
         """Hand back deliveries claimed but not sent (the dispatcher is stopping): due at once.
 
         Safe because no SMTP transaction of theirs started. The filter names the attempt this
@@ -265,7 +256,7 @@ class Deliveries:
         back = {"$set": {"state": "pending", "next_attempt_at": datetime.now(UTC)}}
         for delivery in claimed:
             await self._deliveries.update_one(
-                {"_id": delivery["_id"], "state": "sending", "attempts": delivery["attempts"]},
+                {"_id": delivery.key, "state": "sending", "attempts": delivery.attempts},
                 {**back, "$unset": {"lease_until": ""}},
             )
 

@@ -37,7 +37,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.notifier.claims import CLAIMS
-from services.notifier.deliveries import CONFIRMATION, DELIVERIES
+from services.notifier.deliveries import DELIVERIES
+from services.notifier.records import CONFIRMATION
 from services.notifier.registry import Registry
 from shared.events import ErasureRequested
 from shared.mongo import Document

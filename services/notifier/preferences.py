@@ -17,10 +17,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from services.notifier import consent, unsubscribe
-from services.notifier.api import NotifierDep, Token, _verified
-from services.notifier.deliveries import CONFIRMATION
+from services.notifier.api import PeopleDep, Token, _verified
 from services.notifier.emails import label, preferences_page
-from services.notifier.notifier import Notifier
+from services.notifier.people import People
 from shared.http import Problem
 from shared.taxonomy import load_taxonomy
 
@@ -29,14 +28,14 @@ MAX_FORM_BYTES = 16_384
 
 
 @router.get("/preferences", response_class=HTMLResponse)
-async def show_preferences(token: Token, notifier: NotifierDep) -> HTMLResponse:
+async def show_preferences(token: Token, people: PeopleDep) -> HTMLResponse:
     """The person's page: what is held, what was sent, their choices."""
-    record = await _record(token, notifier)
-    return HTMLResponse(await _page(notifier, record, token, note=""))
+    record = await _record(token, people)
+    return HTMLResponse(await _page(people, record, token, note=""))
 
 
 @router.post("/preferences", response_class=HTMLResponse)
-async def save_preferences(request: Request, notifier: NotifierDep) -> HTMLResponse:
+async def save_preferences(request: Request, people: PeopleDep) -> HTMLResponse:
     """Save the posted choices (`action=save`) or unsubscribe (`action=unsubscribe`)."""
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
@@ -45,24 +44,22 @@ async def save_preferences(request: Request, notifier: NotifierDep) -> HTMLRespo
     token = (form.get("token") or [""])[0]
     if not token or len(token) > 1000:
         raise Problem(400, "Invalid token", "token: the form must hold the link's token")
-    record = await _record(token, notifier)
-    key = str(record["_id"])
+    record = await _record(token, people)
+    choices: consent.Choices | None = None
     if (form.get("action") or ["save"])[0] == "unsubscribe":
-        await notifier.registry.unsubscribe(key)
         note = "unsubscribed"
     else:
         try:
             choices = consent.parse_choices(form, set(_choosable()))
         except ValueError as exc:
             raise Problem(422, "Invalid preferences", str(exc)) from exc
-        await notifier.registry.set_preferences(key, choices)
         note = "saved"
-    updated = await notifier.registry.get(key) or record
-    return HTMLResponse(await _page(notifier, updated, token, note=note))
+    updated = await people.choose(record, choices)
+    return HTMLResponse(await _page(people, updated, token, note=note))
 
 
-async def _record(token: str, notifier: Notifier) -> dict[str, Any]:
-    record = await notifier.registry.by_link(_verified(token, notifier, unsubscribe.PREFERENCES))
+async def _record(token: str, people: People) -> dict[str, Any]:
+    record = await people.of_link(_verified(token, people, unsubscribe.PREFERENCES))
     if record is None:
         raise Problem(404, "Unknown link", "nothing is held for this link")
     return record
@@ -74,19 +71,13 @@ def _choosable() -> dict[str, str]:
     return {**taxonomy.themes, **taxonomy.sdgs}
 
 
-async def _page(notifier: Notifier, record: dict[str, Any], token: str, *, note: str) -> str:
+async def _page(people: People, record: dict[str, Any], token: str, *, note: str) -> str:
     language = consent.language(record)
     chosen = set(consent.codes(record))
-    sent = []
-    for delivery in await notifier.deliveries.of_focal_point(str(record["_id"])):
-        if delivery.get("state") != "sent":
-            continue
-        if delivery.get("kind") == CONFIRMATION:
-            what = None
-        else:
-            pilot = await notifier.registry.pilot(str(delivery["pilot_id"]))
-            what = pilot.title if pilot else str(delivery["pilot_id"])
-        sent.append({"title": what, "at": _day(delivery.get("sent_at"))})
+    sent = [
+        {"title": item.title, "at": _day(item.at)}
+        for item in await people.sent_to(str(record["_id"]))
+    ]
     return preferences_page(
         language,
         token=token,

@@ -29,9 +29,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 
 from services.notifier import sns
-from services.notifier.notifier import Notifier
 from services.notifier.report_formats import Invalid, Parsed, parse_postmark, parse_ses
-from services.notifier.suppressions import ReportInProgress, Suppressions
+from services.notifier.suppressions import ReportInProgress
+from services.notifier.wiring import Wiring
 from shared.http import OperatorRoute, Problem
 
 logger = logging.getLogger(__name__)
@@ -59,10 +59,10 @@ def check_basic_auth(authorization: str, secrets: list[str]) -> None:
         )
 
 
-def get_notifier(request: Request) -> Notifier:
-    """The use cases built by the composition root."""
-    notifier: Notifier = request.app.state.notifier
-    return notifier
+def get_wiring(request: Request) -> Wiring:
+    """The suppression list, the registry's key and the settings, from the composition root."""
+    wiring: Wiring = request.app.state.wiring
+    return wiring
 
 
 def get_certificates(request: Request) -> sns.Certificates:
@@ -71,7 +71,7 @@ def get_certificates(request: Request) -> sns.Certificates:
     return certificates
 
 
-NotifierDep = Annotated[Notifier, Depends(get_notifier)]
+WiringDep = Annotated[Wiring, Depends(get_wiring)]
 CertificatesDep = Annotated[sns.Certificates, Depends(get_certificates)]
 
 reports = APIRouter(prefix="/v1/provider-reports", tags=["provider reports"])
@@ -89,15 +89,14 @@ def _invalid(exc: Invalid | sns.Rejected) -> Problem:
     return Problem(422, "Invalid report", str(exc), errors=errors)
 
 
-async def _record(notifier: Notifier, parsed: Parsed) -> dict[str, Any]:
+async def _record(wiring: Wiring, parsed: Parsed) -> dict[str, Any]:
     if parsed.ignored is not None:
         return {"status": "ignored", "reason": parsed.ignored}
-    suppressions: Suppressions | None = notifier.suppressions
-    assert suppressions is not None  # the composition root always gives one
+    suppressions = wiring.suppressions
     recorded = suppressed = 0
     for report in parsed.reports:
         try:
-            applied = await suppressions.record(report, notifier.settings.soft_bounce_limit)
+            applied = await suppressions.record(report, wiring.settings.soft_bounce_limit)
         except ReportInProgress:
             raise Problem(
                 503,
@@ -113,11 +112,11 @@ async def _record(notifier: Notifier, parsed: Parsed) -> dict[str, Any]:
 
 @reports.post("/ses")
 async def ses_report(
-    request: Request, notifier: NotifierDep, certificates: CertificatesDep
+    request: Request, wiring: WiringDep, certificates: CertificatesDep
 ) -> dict[str, Any]:
     """An SNS message carrying an SES bounce or complaint notification (or a subscription
     confirmation of an allowed topic)."""
-    allowed = notifier.settings.ses_topic_arns.split()
+    allowed = wiring.settings.ses_topic_arns.split()
     if not allowed:
         raise Problem(
             403, "Forbidden", "the SES endpoint is not enabled: SES_TOPIC_ARNS is not set"
@@ -148,10 +147,10 @@ async def ses_report(
         logger.warning("SNS topic %s: the subscription was removed", message.topic_arn)
         return {"status": "ignored", "reason": "unsubscribe confirmation"}
     try:
-        parsed = parse_ses(message.message, notifier.registry.key)
+        parsed = parse_ses(message.message, wiring.registry.key)
     except Invalid as exc:
         raise _invalid(exc) from exc
-    return await _record(notifier, parsed)
+    return await _record(wiring, parsed)
 
 
 async def _confirm(certificates: sns.Certificates, message: sns.Message) -> dict[str, Any]:
@@ -179,16 +178,16 @@ async def _confirm(certificates: sns.Certificates, message: sns.Message) -> dict
 @reports.post("/postmark")
 async def postmark_report(
     request: Request,
-    notifier: NotifierDep,
+    wiring: WiringDep,
     authorization: Annotated[str, Header(description="Basic auth from the webhook's URL")] = "",
 ) -> dict[str, Any]:
     """A Postmark bounce or spam complaint webhook."""
-    check_basic_auth(authorization, notifier.settings.postmark_secrets)
+    check_basic_auth(authorization, wiring.settings.postmark_secrets)
     try:
-        parsed = parse_postmark(await _json(request), notifier.registry.key)
+        parsed = parse_postmark(await _json(request), wiring.registry.key)
     except Invalid as exc:
         raise _invalid(exc) from exc
-    return await _record(notifier, parsed)
+    return await _record(wiring, parsed)
 
 
 operators = APIRouter(prefix="/v1", route_class=OperatorRoute, tags=["operators"])
@@ -196,7 +195,7 @@ operators = APIRouter(prefix="/v1", route_class=OperatorRoute, tags=["operators"
 
 @operators.get("/suppressions")
 async def list_suppressions(
-    notifier: NotifierDep,
+    wiring: WiringDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     authorization: Annotated[
         str, Header(description="`Bearer <OPERATOR_TOKEN>`, checked before anything else")
@@ -204,11 +203,9 @@ async def list_suppressions(
 ) -> dict[str, Any]:
     """Suppressed focal points (by key), newest first, and how many by reason."""
     del authorization  # checked by `OperatorRoute`; declared for the API description
-    suppressions = notifier.suppressions
-    assert suppressions is not None
-    listed = await suppressions.listing(limit)
+    listed = await wiring.suppressions.listing(limit)
     return {
-        "counts": await suppressions.counts(),
+        "counts": await wiring.suppressions.counts(),
         "suppressions": [
             {
                 "focal_point": d["_id"],
@@ -226,16 +223,14 @@ async def list_suppressions(
 @operators.delete("/suppressions/{focal_point}", status_code=204)
 async def lift_suppression(
     focal_point: Annotated[str, Path(min_length=1, max_length=320)],
-    notifier: NotifierDep,
+    wiring: WiringDep,
     authorization: Annotated[
         str, Header(description="`Bearer <OPERATOR_TOKEN>`, checked before anything else")
     ] = "",
 ) -> Response:
     """Lift the suppression of one focal point (by key, as listed): it gets email again."""
     del authorization  # checked by `OperatorRoute`; declared for the API description
-    suppressions = notifier.suppressions
-    assert suppressions is not None
-    if not await suppressions.lift(focal_point):
+    if not await wiring.suppressions.lift(focal_point):
         raise Problem(404, "Not suppressed", "no suppression of that focal point is listed")
     logger.warning("suppression of %s lifted by an operator", focal_point)
     return Response(status_code=204)

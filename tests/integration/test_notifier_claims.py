@@ -37,8 +37,8 @@ async def claim_keys(db: AsyncDatabase[Document]) -> set[str]:
 async def send(deliveries: Deliveries) -> str:
     claimed = await deliveries.claim_due()
     assert claimed is not None
-    await deliveries.mark_sent([claimed["_id"]], f"<{claimed['_id']}@test>")
-    return str(claimed["_id"])
+    await deliveries.mark_sent([claimed.key], f"<{claimed.key}@test>")
+    return claimed.key
 
 
 async def test_prune_claims_drops_only_settled_old_claims(db: AsyncDatabase[Document]) -> None:
@@ -49,8 +49,8 @@ async def test_prune_claims_drops_only_settled_old_claims(db: AsyncDatabase[Docu
     failed = await deliveries.claim_due()
     retried = await deliveries.claim_due()
     assert failed is not None and retried is not None
-    await deliveries.mark_failed([failed["_id"]], "550 no such user")
-    await deliveries.retry_later([retried["_id"]], "421 busy", 0.0)
+    await deliveries.mark_failed([failed.key], "550 no such user")
+    await deliveries.retry_later([retried.key], "421 busy", 0.0)
     await db[MATCH_INDEX].insert_one({"_id": "bucket-7", "data": "", "version": 2})
     now = datetime.now(UTC)
     await db[CLAIMS].insert_many([{"_id": f"bucket-7@{v}", "at": now} for v in (1, 2)])
@@ -61,9 +61,9 @@ async def test_prune_claims_drops_only_settled_old_claims(db: AsyncDatabase[Docu
 
     assert kept_young == 0
     assert dropped == 3
-    assert everything - await claim_keys(db) == {f"{sent}#1", f"{failed['_id']}#1", "bucket-7@1"}
+    assert everything - await claim_keys(db) == {f"{sent}#1", f"{failed.key}#1", "bucket-7@1"}
     # A retry still to come and the bucket's latest version keep their claims.
-    assert await claim_keys(db) == {f"{retried['_id']}#1", "bucket-7@2"}
+    assert await claim_keys(db) == {f"{retried.key}#1", "bucket-7@2"}
 
 
 async def test_prune_claims_replayed_pilot_or_stale_read_sends_nothing_twice(

@@ -14,12 +14,9 @@ import httpx
 import pytest
 
 from services.notifier.app import create_app
-from services.notifier.deliveries import Deliveries
-from services.notifier.mailer import Mailer
-from services.notifier.notifier import Notifier
 from services.notifier.registry import Registry
 from services.notifier.settings import NotifierSettings
-from shared import mongo
+from services.notifier.wiring import wire
 from shared.kafka import consumer_lag
 from tests.integration.notifier_support import focal_response, notifier_settings, pilot, records
 from tests.support import (
@@ -259,32 +256,21 @@ async def test_confirmation_two_replicas_same_response_one_email(
 ) -> None:
     person = f"replicas-{run_id}@example.org"
     mailbox = Mailbox(stack.mail_api)
-    clients = [mongo.new_client(stack.mongodb_url) for _ in range(2)]
-    replicas = [
-        Notifier(
-            settings,
-            Registry(mongo.database(client, f"test_{run_id}"), settings.email_keys()),
-            Deliveries(mongo.database(client, f"test_{run_id}"), timedelta(seconds=60)),
-            Mailer(stack.smtp_host, stack.smtp_port),
-        )
-        for client in clients
-    ]
+    replicas = [wire(settings) for _ in range(2)]  # each with its own clients
     response = focal_response(1, person, interests=["climate-resilience"])
     try:
         # Both replicas read the same response (a rebalance redelivered it) at once, and both
         # dispatchers look for due deliveries at once.
-        created = await asyncio.gather(*(r.on_response(response) for r in replicas))
-        sent = await asyncio.gather(*(r.send_due() for r in replicas))
-        after = await asyncio.gather(*(r.send_due() for r in replicas))
+        created = await asyncio.gather(*(r.cases.notifier.on_response(response) for r in replicas))
+        sent = await asyncio.gather(*(r.cases.send_due() for r in replicas))
+        after = await asyncio.gather(*(r.cases.send_due() for r in replicas))
         await eventually(lambda: mailbox.messages_to(person), lambda m: len(m) >= 1)
         await asyncio.sleep(0.5)
         inbox = await mailbox.messages_to(person)
     finally:
+        await replicas[0].client.drop_database(f"test_{run_id}")
         for replica in replicas:
-            await replica.mailer.close()
-        await clients[0].drop_database(f"test_{run_id}")
-        for client in clients:
-            await client.close()
+            await replica.close()
 
     assert sorted(created) == [0, 1]
     assert sorted(sent) == [False, True]

@@ -14,9 +14,9 @@ from services.notifier.claims import Claims
 from services.notifier.deliveries import Deliveries
 from services.notifier.mailer import Mailer
 from services.notifier.matching import bucket_of
-from services.notifier.notifier import Notifier
 from services.notifier.registry import Registry
 from services.notifier.settings import NotifierSettings
+from services.notifier.wiring import use_cases
 from shared import mongo
 from shared.events import SurveyResponse
 from shared.kafka import consumer_lag
@@ -153,14 +153,15 @@ async def test_send_due_after_withdrawal_fails_pending_delivery(
     # Nothing listens on port 9: a send attempt would be a transient failure, not a `failed`.
     # About a withdrawal after a delivery was made: no confirmation step (as the registry).
     settings = notifier_settings(stack, run_id, smtp_port=9, double_opt_in=False)
-    notifier = Notifier(settings, registry, deliveries, Mailer("127.0.0.1", 9))
+    cases = use_cases(settings, registry, deliveries, Mailer("127.0.0.1", 9))
+    notifier = cases.notifier
     email = f"pending-{run_id}@example.org"
     announced = pilot(f"pilot-{run_id}")
     try:
         await notifier.on_response(response(1, email, at=T0))
         assert await notifier.on_pilot(announced) == 1
         await notifier.on_response(response(2, email, at=T0 + timedelta(days=1), consent=False))
-        assert await notifier.send_due()
+        assert await cases.send_due()
         [delivery] = await deliveries.for_pilot(announced.pilot_id)
     finally:
         await client.close()
@@ -319,7 +320,7 @@ async def test_claim_due_two_replicas_each_delivery_once(stack: Stack, run_id: s
         async def drain(deliveries: Deliveries) -> list[str]:
             taken = []
             while (delivery := await deliveries.claim_due()) is not None:
-                taken.append(delivery["_id"])
+                taken.append(delivery.key)
             return taken
 
         first, second = await asyncio.gather(*(drain(d) for d in replicas))
@@ -348,4 +349,4 @@ async def test_claim_due_abandoned_claim_passed_over_after_lease(stack: Stack, r
         await client.close()
 
     assert skipped is None
-    assert taken is not None and taken["attempts"] == 2
+    assert taken is not None and taken.attempts == 2

@@ -261,7 +261,7 @@ async def test_dispatcher_server_failure_pauses_fails_nothing_then_sends_all(
         setattr(handler.script, name, value)
     announced = pilot(f"pilot-{run_id}")
 
-    caplog.set_level(logging.INFO, logger="services.notifier.notifier")
+    caplog.set_level(logging.INFO, logger="services.notifier.health")
     async with serving(create_app(settings)) as client:
         failures_before = metric(
             (await client.get("/metrics")).text, "notifier_smtp_failures_total", kind=kind
@@ -294,7 +294,7 @@ async def test_dispatcher_server_failure_pauses_fails_nothing_then_sends_all(
     assert tried and all(d["last_error"].startswith(kind) for d in tried), tried
     assert all(d["state"] != "failed" for d in done["deliveries"])
     assert handler.count() == Counter({address: 1 for address in people})
-    lines = [r.getMessage() for r in caplog.records if r.name == "services.notifier.notifier"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "services.notifier.health"]
     pauses = [line for line in lines if line.startswith("SMTP sending paused")]
     assert len(pauses) == 1, lines  # one line per state change, not one per try
     assert pauses[0].startswith(f"SMTP sending paused: {kind}")

@@ -1,4 +1,5 @@
-"""services.notifier.deliveries: `backoff()` and the delivery id (pure parts only)."""
+"""services.notifier.retry: `backoff()`, and services.notifier.deliveries: the delivery id (pure
+parts only)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import random
 
 import pytest
 
-from services.notifier.deliveries import backoff, delivery_id
+from services.notifier.deliveries import delivery_id
+from services.notifier.retry import backoff
 
 SEED = 20240502
 

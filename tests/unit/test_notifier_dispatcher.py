@@ -1,31 +1,35 @@
-"""services.notifier.notifier: stopping the dispatcher (no server: the steps are stand-ins)."""
+"""services.notifier.dispatcher: stopping the dispatcher (no server: the steps are stand-ins)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from services.notifier.notifier import Notifier
+from services.notifier.dispatcher import Dispatcher, Throttle
+from services.notifier.health import SmtpHealth
+from services.notifier.retry import Backoff
 from services.notifier.settings import NotifierSettings
 
 WAIT = 5.0  # a bound on waits that end at once when the code is right
 
 
-def notifier(**settings: Any) -> Notifier:
+async def nothing_due() -> bool:
+    return False
+
+
+def notifier(**settings: Any) -> Dispatcher:
     # The dispatcher's loop and rate limit need neither the stores nor the mailer.
-    return Notifier(
-        settings=NotifierSettings(**settings),
-        registry=None,  # type: ignore[arg-type]
-        deliveries=None,  # type: ignore[arg-type]
-        mailer=None,  # type: ignore[arg-type]
-    )
+    values = NotifierSettings(**settings)
+    backoff = Backoff(values.retry_first_delay_seconds, values.retry_max_delay_seconds)
+    throttle = Throttle(values.send_rate_per_second)
+    return Dispatcher(nothing_due, throttle, SmtpHealth(backoff), values.poll_interval_seconds)
 
 
 async def test_send_allowed_stop_while_rate_limited_false():
     subject = notifier(send_rate_per_second=0.01)
-    assert await subject._send_allowed()  # the one token of the bucket
+    assert await subject.throttle.allow()  # the one token of the bucket
 
-    waiting = asyncio.create_task(subject._send_allowed())  # the next one is 100 s away
+    waiting = asyncio.create_task(subject.throttle.allow())  # the next one is 100 s away
     await asyncio.sleep(0)
     subject.stop()
 
@@ -36,7 +40,7 @@ async def test_send_allowed_after_stop_false():
     subject = notifier(send_rate_per_second=0)
     subject.stop()
 
-    assert await subject._send_allowed() is False
+    assert await subject.throttle.allow() is False
 
 
 async def test_run_dispatcher_stop_finishes_current_send():
@@ -50,10 +54,10 @@ async def test_run_dispatcher_stop_finishes_current_send():
         finished.append(1)
         return True
 
-    subject.send_due = send_due  # type: ignore[method-assign]
-    dispatcher = asyncio.create_task(subject.run_dispatcher())
+    subject.send_due = send_due
+    dispatcher = asyncio.create_task(subject.run())
     await asyncio.wait_for(sending.wait(), WAIT)
-    stopping = asyncio.create_task(subject.stop_dispatcher(dispatcher, grace=WAIT))
+    stopping = asyncio.create_task(subject.stop_within(dispatcher, grace=WAIT))
     await asyncio.sleep(0.05)
     release.set()
     await asyncio.wait_for(stopping, WAIT)
@@ -68,10 +72,10 @@ async def test_run_dispatcher_idle_stop_returns():
     async def send_due() -> bool:
         return False
 
-    subject.send_due = send_due  # type: ignore[method-assign]
-    dispatcher = asyncio.create_task(subject.run_dispatcher())
+    subject.send_due = send_due
+    dispatcher = asyncio.create_task(subject.run())
     await asyncio.sleep(0.05)
-    await asyncio.wait_for(subject.stop_dispatcher(dispatcher, grace=WAIT), WAIT)
+    await asyncio.wait_for(subject.stop_within(dispatcher, grace=WAIT), WAIT)
 
     assert dispatcher.done() and not dispatcher.cancelled()
 
@@ -85,9 +89,9 @@ async def test_stop_dispatcher_hung_send_cancelled_after_grace():
         await asyncio.Event().wait()  # an SMTP server that never answers
         return True
 
-    subject.send_due = send_due  # type: ignore[method-assign]
-    dispatcher = asyncio.create_task(subject.run_dispatcher())
+    subject.send_due = send_due
+    dispatcher = asyncio.create_task(subject.run())
     await asyncio.wait_for(sending.wait(), WAIT)
-    await asyncio.wait_for(subject.stop_dispatcher(dispatcher, grace=0.1), WAIT)
+    await asyncio.wait_for(subject.stop_within(dispatcher, grace=0.1), WAIT)
 
     assert dispatcher.cancelled()

@@ -1,5 +1,6 @@
-"""services.notifier.notifier: what the dispatcher does with each kind of SMTP failure
-(stand-ins for the stores and the mailer; the real server's side is in the integration tests)."""
+"""services.notifier.sending and .dispatcher: what the dispatcher does with each kind of SMTP
+failure (stand-ins for the stores and the mailer; the real server's side is in the integration
+tests)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from prometheus_client import REGISTRY
 
 from services.notifier.failures import SUSPECT_IN_A_ROW, Kind, Stage
 from services.notifier.mailer import MailFailure
-from services.notifier.notifier import Notifier
+from services.notifier.records import Delivery
 from services.notifier.settings import NotifierSettings
+from services.notifier.wiring import UseCases, use_cases
 
 WAIT = 5.0  # a bound on waits that end at once when the code is right
 
@@ -31,8 +33,8 @@ class Deliveries:
     due: list[dict[str, Any]]
     calls: list[tuple[str, list[str]]] = field(default_factory=list)
 
-    async def claim_due(self) -> dict[str, Any] | None:
-        return self.due.pop(0) if self.due else None
+    async def claim_due(self) -> Delivery | None:
+        return Delivery.from_document(self.due.pop(0)) if self.due else None
 
     async def mark_sent(self, keys: list[str], message_id: str) -> None:
         self.calls.append(("sent", keys))
@@ -50,7 +52,8 @@ class Deliveries:
 class Registry:
     async def get(self, email_key: str) -> dict[str, Any]:
         # A focal point who confirmed their address (double opt-in).
-        return {"_id": email_key, "unsubscribed": False, "consent": True, "confirmed_at": 1}
+        return {"_id": email_key, "email": f"{email_key}@example.org", "unsubscribed": False,
+                "consent": True, "confirmed_at": 1}  # fmt: skip
 
     async def pilot(self, pilot_id: str) -> object:
         return object()
@@ -90,14 +93,19 @@ def delivery(n: int, attempts: int = 1, held: int = 0) -> dict[str, Any]:
     }
 
 
-def notifier(deliveries: Deliveries, mailer: Mailer, **settings: Any) -> Notifier:
-    subject = Notifier(
-        settings=NotifierSettings(send_rate_per_second=0, **settings),
-        registry=Registry(),  # type: ignore[arg-type]
-        deliveries=deliveries,  # type: ignore[arg-type]
-        mailer=mailer,  # type: ignore[arg-type]
+class Composer:
+    def pilots(self, person: Any, items: list[Any]) -> Outgoing:
+        return Outgoing(f"<{items[0][2]}>")
+
+
+def notifier(deliveries: Deliveries, mailer: Mailer, **settings: Any) -> UseCases:
+    subject = use_cases(
+        NotifierSettings(send_rate_per_second=0, **settings),
+        Registry(),  # type: ignore[arg-type]
+        deliveries,  # type: ignore[arg-type]
+        mailer,  # type: ignore[arg-type]
     )
-    subject.compose = lambda record, items: Outgoing(f"<{items[0][2]}>")  # type: ignore[method-assign,assignment,return-value]
+    subject.send_due.composer = Composer()  # type: ignore[assignment]
     return subject
 
 
@@ -167,7 +175,7 @@ async def test_send_due_pause_logged_once_per_state_change(caplog):
     kinds = [Kind.CONNECTION, Kind.CONNECTION, Kind.LOGIN, Kind.LOGIN, None]
     subject = notifier(store, Mailer(list(kinds)))
 
-    with caplog.at_level(logging.INFO, logger="services.notifier.notifier"):
+    with caplog.at_level(logging.INFO, logger="services.notifier.health"):
         for _ in kinds:
             await subject.send_due()
 
@@ -195,15 +203,15 @@ async def test_run_dispatcher_paused_new_work_does_not_wake_it_stop_does():
     store = Deliveries([delivery(1), delivery(2)])
     mailer = Mailer([Kind.CONNECTION, None])
     subject = notifier(store, mailer, retry_first_delay_seconds=30, retry_max_delay_seconds=30)
-    dispatcher = asyncio.create_task(subject.run_dispatcher())
+    dispatcher = asyncio.create_task(subject.dispatcher.run())
     for _ in range(100):
         await asyncio.sleep(0.01)
         if store.calls:
             break
-    subject._work.set()  # a new delivery was created: the pause goes on
+    subject.dispatcher.wake()  # a new delivery was created: the pause goes on
     await asyncio.sleep(0.1)
 
     assert store.calls == [("held", ["pilot|1"])]
-    await asyncio.wait_for(subject.stop_dispatcher(dispatcher, grace=WAIT), WAIT)
+    await asyncio.wait_for(subject.dispatcher.stop_within(dispatcher, grace=WAIT), WAIT)
     assert dispatcher.done() and not dispatcher.cancelled()
     assert mailer.outcomes == [None]  # nothing more was sent

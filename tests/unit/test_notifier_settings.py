@@ -7,7 +7,7 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from services.notifier.deliveries import backoff
+from services.notifier.retry import backoff
 from services.notifier.settings import NotifierSettings
 
 

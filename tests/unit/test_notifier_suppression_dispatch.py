@@ -12,9 +12,10 @@ import pytest
 
 from services.notifier.failures import Kind, Stage, enhanced_status, refuses_mailbox
 from services.notifier.mailer import MailFailure
-from services.notifier.notifier import Notifier
+from services.notifier.records import Delivery
 from services.notifier.settings import NotifierSettings
 from services.notifier.suppressions import Reason
+from services.notifier.wiring import UseCases, use_cases
 
 
 @pytest.mark.parametrize(
@@ -49,8 +50,8 @@ class Deliveries:
     calls: list[tuple[str, list[str], str]] = field(default_factory=list)
     created: list[tuple[str, str, str | None]] = field(default_factory=list)
 
-    async def claim_due(self) -> dict[str, Any] | None:
-        return self.due.pop(0) if self.due else None
+    async def claim_due(self) -> Delivery | None:
+        return Delivery.from_document(self.due.pop(0)) if self.due else None
 
     async def create(self, pilot_id, email_key, codes, hold=0.0, *, suppressed=None) -> bool:
         self.created.append((pilot_id, email_key, suppressed))
@@ -71,7 +72,7 @@ class Deliveries:
 
 class Registry:
     async def get(self, email_key: str) -> dict[str, Any]:
-        return {"_id": email_key, "unsubscribed": False, "consent": True}
+        return {"_id": email_key, "email": email_key, "unsubscribed": False, "consent": True}
 
     async def pilot(self, pilot_id: str) -> object:
         return object()
@@ -130,17 +131,25 @@ def delivery(email_key: str) -> dict[str, Any]:
     }
 
 
-def notifier(deliveries: Deliveries, mailer: Mailer, suppressions: Suppressions) -> Notifier:
-    subject = Notifier(
+class Composer:
+    def pilots(self, person: Any, items: list[Any]) -> str:
+        return f"<{items[0][2]}>"
+
+    def confirmation(self, person: Any, number: int, key: str) -> str:
+        return f"<{key}>"
+
+
+def notifier(deliveries: Deliveries, mailer: Mailer, suppressions: Suppressions) -> UseCases:
+    subject = use_cases(
         # About the suppression list, not double opt-in (test_notifier_consent.py): the fake
         # registry's people count as confirmed.
-        settings=NotifierSettings(send_rate_per_second=0, double_opt_in=False),
-        registry=Registry(),  # type: ignore[arg-type]
-        deliveries=deliveries,  # type: ignore[arg-type]
-        mailer=mailer,  # type: ignore[arg-type]
-        suppressions=suppressions,  # type: ignore[arg-type]
+        NotifierSettings(send_rate_per_second=0, double_opt_in=False),
+        Registry(),  # type: ignore[arg-type]
+        deliveries,  # type: ignore[arg-type]
+        mailer,  # type: ignore[arg-type]
+        suppressions,  # type: ignore[arg-type]
     )
-    subject.compose = lambda record, items: f"<{items[0][2]}>"  # type: ignore[method-assign,assignment,return-value]
+    subject.send_due.composer = Composer()  # type: ignore[assignment]
     return subject
 
 
@@ -193,7 +202,7 @@ async def test_on_pilot_suppressed_candidate_settled_at_once():
     store = Deliveries([])
     listed = Suppressions({"gone@example.org": {"reason": "bounce", "source": "postmark"}})
 
-    created = await notifier(store, Mailer(), listed).on_pilot(Pilot())  # type: ignore[arg-type]
+    created = await notifier(store, Mailer(), listed).notifier.on_pilot(Pilot())  # type: ignore[arg-type]
 
     assert created == 1
     assert store.created == [
@@ -225,8 +234,7 @@ async def test_send_due_confirmation_to_suppressed_address_settled_not_sent():
     listed = Suppressions({"gone@example.org": {"reason": "complaint", "source": "postmark"}})
     mailer = Mailer()
     subject = notifier(store, mailer, listed)
-    subject.registry = AskingRegistry()  # type: ignore[assignment]
-    subject.compose_confirmation = lambda record, number, key: f"<{key}>"  # type: ignore[method-assign,assignment,return-value]
+    subject.send_due.registry = AskingRegistry()  # type: ignore[assignment]
 
     assert await subject.send_due() is True
 

@@ -1,0 +1,115 @@
+"""The notifier's composition root: `wire(settings)` builds the clients, the adapters and the use
+cases, connected to nothing yet. The service (`app`), its commands (`__main__`) and the
+benchmarks use it; tests pass their own adapters or fakes to `use_cases`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.notifier.composer import Composer
+from services.notifier.deliveries import Deliveries
+from services.notifier.dispatcher import Dispatcher, Throttle
+from services.notifier.erasure import NotifierErasure
+from services.notifier.health import SmtpHealth
+from services.notifier.mailer import Mailer
+from services.notifier.notifier import Notifier
+from services.notifier.people import People
+from services.notifier.ports import DeliveriesPort, MailerPort, RegistryPort, SuppressionsPort
+from services.notifier.registry import Registry
+from services.notifier.retry import Backoff
+from services.notifier.sending import SendDue
+from services.notifier.settings import NotifierSettings
+from services.notifier.suppressions import Suppressions
+from shared import mongo
+
+
+@dataclass(frozen=True)
+class UseCases:
+    """What the entry points call: registry and pilot use cases, the send step, its loop, and
+    the personal pages' use cases."""
+
+    notifier: Notifier
+    send_due: SendDue
+    dispatcher: Dispatcher
+    people: People
+
+
+def use_cases(
+    settings: NotifierSettings,
+    registry: RegistryPort,
+    deliveries: DeliveriesPort,
+    mailer: MailerPort,
+    suppressions: SuppressionsPort | None = None,
+) -> UseCases:
+    """The use cases over the given ports (real adapters in `wire`, fakes in unit tests)."""
+    health = SmtpHealth(
+        Backoff(settings.retry_first_delay_seconds, settings.retry_max_delay_seconds)
+    )
+    throttle = Throttle(settings.send_rate_per_second)
+    send_due = SendDue(
+        settings,
+        registry,
+        deliveries,
+        mailer,
+        suppressions,
+        Composer.of(settings),
+        throttle,
+        health,
+    )
+    dispatcher = Dispatcher(send_due, throttle, health, settings.poll_interval_seconds)
+    notifier = Notifier(settings, registry, deliveries, suppressions, wake=dispatcher.wake)
+    people = People(registry, deliveries, settings.link_keys())
+    return UseCases(notifier, send_due, dispatcher, people)
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """The notifier's adapters and use cases, and the client behind them."""
+
+    settings: NotifierSettings
+    client: AsyncMongoClient[mongo.Document]
+    db: AsyncDatabase[mongo.Document]
+    registry: Registry
+    deliveries: Deliveries
+    suppressions: Suppressions
+    mailer: Mailer
+    erasure: NotifierErasure
+    cases: UseCases
+
+    async def ensure_indexes(self) -> None:
+        """The indexes of every collection the notifier reads by a field."""
+        await self.registry.ensure_indexes()
+        await self.deliveries.ensure_indexes()
+        await self.erasure.ensure_indexes()
+
+    async def close(self, grace: float | None = None) -> None:
+        """Say QUIT to the SMTP server (within `grace` seconds), close the MongoDB client."""
+        await self.mailer.close(grace=grace)
+        await self.client.close()
+
+
+def wire(settings: NotifierSettings) -> Wiring:
+    """Build the clients, the adapters and the use cases (no I/O: nothing connects yet)."""
+    client = mongo.new_client(settings.mongodb_url)
+    db = mongo.database(client, settings.mongodb_database)
+    registry = Registry(db, settings.email_keys(), require_confirmation=settings.double_opt_in)
+    deliveries = Deliveries(db, timedelta(seconds=settings.send_lease_seconds))
+    suppressions = Suppressions(db)
+    mailer = Mailer(
+        settings.smtp_host,
+        settings.smtp_port,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value(),
+        starttls=settings.smtp_starttls,
+        implicit_tls=settings.smtp_implicit_tls,
+        ca_file=settings.smtp_ca_file,
+        timeout=settings.smtp_timeout_seconds,
+        deadline=settings.send_deadline_seconds,
+    )
+    erasure = NotifierErasure(db, registry, settings.erasure_step_delay_seconds)
+    cases = use_cases(settings, registry, deliveries, mailer, suppressions)
+    return Wiring(settings, client, db, registry, deliveries, suppressions, mailer, erasure, cases)
