@@ -22,6 +22,7 @@ SECTION_TITLES = (
     "## Analytics: ",
     "## Pipeline: ",
     "## Notifier: ",
+    "## Scale-out: ",
     "## Where the time goes: ",
 )
 
@@ -56,6 +57,7 @@ def test_bench_quick_writes_every_section_with_plots(stack: Stack, tmp_path: Pat
         "analytics",
         "pipeline",
         "notifier",
+        "scaleout",
         "profiles",
     }
     graphs = tmp_path / "bench-results" / "flamegraphs"
