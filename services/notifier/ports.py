@@ -1,6 +1,6 @@
 """The small interfaces the notifier's use cases need from its edges: the registry, the
-deliveries, the suppression list (MongoDB adapters) and the mailer (SMTP). Unit tests pass fakes
-of these; `wiring` passes the real adapters."""
+deliveries, the suppression list and its reports (MongoDB adapters) and the mailer (SMTP). Unit
+tests pass fakes of these; `wiring` passes the real adapters."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Protocol
 from services.notifier import consent
 from services.notifier.emails import Outgoing
 from services.notifier.records import Delivery, FocalPoint
-from services.notifier.suppressions import Reason
+from services.notifier.suppressions import Applied, Reason, Report
 from shared.events import PilotAnnounced, SurveyResponse
 from shared.mongo import Document
 
@@ -74,6 +74,15 @@ class SuppressionsPort(Protocol):
     async def suppress(
         self, email_key: str, reason: Reason, source: str, *, detail: str | None = None
     ) -> bool: ...
+
+
+class SuppressionListPort(Protocol):
+    """The suppression list as provider reports and operators change it."""
+
+    async def record(self, report: Report, soft_limit: int) -> Applied: ...
+    async def listing(self, limit: int) -> list[Document]: ...
+    async def counts(self) -> dict[str, int]: ...
+    async def lift(self, email_key: str) -> bool: ...
 
 
 class MailerPort(Protocol):
