@@ -13,6 +13,7 @@ from services.notifier import unsubscribe
 from services.notifier.emails import unsubscribe_page
 from services.notifier.notifier import Notifier
 from services.notifier.people import People
+from services.notifier.records import FocalPoint
 from shared.http import OperatorRoute, Problem
 
 
@@ -41,7 +42,7 @@ async def confirm_unsubscribe(token: Token, people: PeopleDep) -> HTMLResponse:
     record = await people.of_link(_verified(token, people))
     action = f"/v1/unsubscribe?{urlencode({'token': token})}"
     return HTMLResponse(
-        unsubscribe_page(_language(record), _shown(record), done=False, action=action)
+        unsubscribe_page(_language(record), shown(record), done=False, action=action)
     )
 
 
@@ -49,7 +50,7 @@ async def confirm_unsubscribe(token: Token, people: PeopleDep) -> HTMLResponse:
 async def unsubscribe_now(token: Token, people: PeopleDep) -> HTMLResponse:
     """One-click unsubscribe: takes effect at once, for mail clients and for the page's button."""
     record = await people.unsubscribe(_verified(token, people))
-    return HTMLResponse(unsubscribe_page(_language(record), _shown(record), done=True))
+    return HTMLResponse(unsubscribe_page(_language(record), shown(record), done=True))
 
 
 operators = APIRouter(prefix="/v1", route_class=OperatorRoute)
@@ -84,16 +85,16 @@ async def list_deliveries(
     }
 
 
-def _language(record: dict[str, Any] | None) -> str:
-    return str(record["language"]) if record else "en"
+def _language(record: FocalPoint | None) -> str:
+    return (record.survey_language or "en") if record else "en"
 
 
-def _shown(record: dict[str, Any] | None) -> str:
-    # The page names the mailbox only as much as its owner needs to recognise it: whoever holds
-    # a forwarded link learns neither the address nor, from the token, anything else.
-    if record is None or not record.get("email"):
+def shown(record: FocalPoint | None) -> str:
+    """The address as far as its owner needs to recognise it: whoever holds a forwarded link
+    learns neither the address nor, from the token, anything else."""
+    if record is None or not record.email:
         return "…"
-    local, _, domain = str(record["email"]).partition("@")
+    local, _, domain = record.email.partition("@")
     return f"{local[:1]}…@{domain}"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.notifier import emails, unsubscribe
+from services.notifier import consent, emails, unsubscribe
 from services.notifier.records import FocalPoint, Item
 from services.notifier.settings import NotifierSettings
 from services.notifier.unsubscribe import LinkKeys
@@ -74,4 +74,6 @@ class Composer:
 
 
 def _recipient(person: FocalPoint) -> emails.Recipient:
-    return emails.Recipient(person.email, person.name, person.language)
+    if not person.email:
+        raise ValueError("the focal point has no address (withdrawn, expired or erased)")
+    return emails.Recipient(person.email, person.name or "", consent.language(person))

@@ -7,15 +7,15 @@ nothing. The token names one confirmation request (`unsubscribe.request_id`), no
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from services.notifier import consent, unsubscribe
-from services.notifier.api import NotifierDep, PeopleDep, Token, _verified
+from services.notifier.api import NotifierDep, PeopleDep, Token, _verified, shown
 from services.notifier.emails import confirm_page
+from services.notifier.records import FocalPoint
 
 router = APIRouter(prefix="/v1", tags=["consent"])
 
@@ -31,7 +31,7 @@ async def confirm_question(token: Token, people: PeopleDep) -> HTMLResponse:
     if consent.open_request(record, number, datetime.now(UTC)):
         action = f"/v1/confirm?{urlencode({'token': token})}"
         return HTMLResponse(confirm_page(language, email, state="ask", action=action))
-    if consent.confirmed(record) and not record.get("unsubscribed"):
+    if consent.confirmed_and_subscribed(record):
         return HTMLResponse(confirm_page(language, email, state="done"))
     return HTMLResponse(confirm_page(language, email, state="expired"), status_code=410)
 
@@ -45,14 +45,5 @@ async def confirm_now(token: Token, notifier: NotifierDep, people: PeopleDep) ->
     return HTMLResponse(page, status_code=200 if state == "done" else 410)
 
 
-def _language(record: dict[str, Any] | None) -> str:
+def _language(record: FocalPoint | None) -> str:
     return consent.language(record) if record else "en"
-
-
-def shown(record: dict[str, Any] | None) -> str:
-    """The address as far as its owner needs to recognise it: whoever holds a forwarded link
-    learns neither the address nor anything else from the page."""
-    if record is None or not record.get("email"):
-        return "…"
-    local, _, domain = str(record["email"]).partition("@")
-    return f"{local[:1]}…@{domain}"

@@ -1,10 +1,10 @@
 """Pure decisions about a focal point's consent and choices: double opt-in and preferences.
 
 A consenting address gets pilot emails only once its owner confirmed it, by posting the form
-behind the link of a confirmation email (`confirm`). A record holds the latest confirmation
-request as `confirmation: {number, requested_at, expires_at, answered_at}` (answered once
-confirmed) and, once confirmed, `confirmed_at`. What the person chose in the preference centre
-lives in `preferences` (`themes`, `language`, `frequency`) and wins over their survey answers.
+behind the link of a confirmation email (`confirm`). A record (`records.FocalPoint`) holds the
+latest confirmation `request` (answered once confirmed) and, once confirmed, `confirmed_at`.
+What the person chose in the preference centre (`preferences`: themes, language, frequency)
+wins over their survey answers.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
+from services.notifier.records import FocalPoint
+from services.notifier.records import Request as Request
 from shared.events import LANGUAGES
 
 IMMEDIATE = "immediate"
@@ -21,33 +22,33 @@ WEEKLY = "weekly"
 FREQUENCIES = (IMMEDIATE, WEEKLY)
 
 
-def confirmed(record: dict[str, Any]) -> bool:
+def confirmed(record: FocalPoint) -> bool:
     """Whether the owner of the address confirmed it (and has not withdrawn since)."""
-    return record.get("confirmed_at") is not None
+    return record.confirmed_at is not None
 
 
-def receives_pilots(record: dict[str, Any], *, require_confirmation: bool = True) -> bool:
+def receives_pilots(record: FocalPoint, *, require_confirmation: bool = True) -> bool:
     """Whether pilot emails may go to this focal point now."""
-    if not record.get("consent") or record.get("unsubscribed"):
+    if not record.consent or record.unsubscribed:
         return False
     return confirmed(record) or not require_confirmation
 
 
-def codes(record: dict[str, Any]) -> list[str]:
+def codes(record: FocalPoint) -> list[str]:
     """The codes pilots are matched on: the themes the person chose, else their survey's."""
-    chosen = (record.get("preferences") or {}).get("themes")
-    return list(chosen) if chosen is not None else list(record.get("codes", []))
+    chosen = record.preferences.themes if record.preferences else None
+    return list(chosen) if chosen is not None else list(record.survey_codes)
 
 
-def language(record: dict[str, Any]) -> str:
+def language(record: FocalPoint) -> str:
     """The language emails and pages use: the person's choice, else their survey's."""
-    chosen = (record.get("preferences") or {}).get("language")
-    return str(chosen or record.get("language") or "en")
+    chosen = record.preferences.language if record.preferences else None
+    return str(chosen or record.survey_language or "en")
 
 
-def frequency(record: dict[str, Any]) -> str:
+def frequency(record: FocalPoint) -> str:
     """`immediate` (the default) or `weekly` (matched pilots held for the weekly digest)."""
-    chosen = (record.get("preferences") or {}).get("frequency")
+    chosen = record.preferences.frequency if record.preferences else None
     return str(chosen) if chosen in FREQUENCIES else IMMEDIATE
 
 
@@ -59,33 +60,8 @@ class Step(enum.Enum):
     NEW = "new"  # send a new request
 
 
-@dataclass(frozen=True)
-class Request:
-    """A confirmation request: the one email with the link that confirms."""
-
-    number: int
-    requested_at: datetime
-    expires_at: datetime
-
-    def document(self) -> dict[str, Any]:
-        """As stored in the focal point's record."""
-        return {
-            "number": self.number,
-            "requested_at": self.requested_at,
-            "expires_at": self.expires_at,
-        }
-
-
-def current_request(record: dict[str, Any]) -> Request | None:
-    """The latest confirmation request of a record, if any."""
-    stored = record.get("confirmation")
-    if not stored:
-        return None
-    return Request(int(stored["number"]), stored["requested_at"], stored["expires_at"])
-
-
 def confirmation_step(
-    record: dict[str, Any],
+    record: FocalPoint,
     now: datetime,
     *,
     latest: bool,
@@ -103,11 +79,11 @@ def confirmation_step(
     of the topic). An unsubscribed person gets a request too, since confirming is the
     one way back; the form itself never lifts an unsubscribe.
     """
-    if not record.get("consent"):
+    if not record.consent:
         return Step.NOTHING, None
-    if confirmed(record) and not record.get("unsubscribed"):
+    if confirmed(record) and not record.unsubscribed:
         return Step.NOTHING, None
-    request = current_request(record)
+    request = record.request
     if request is not None and open_request(record, request.number, now):
         return Step.KEEP, request
     if not latest or (
@@ -118,16 +94,21 @@ def confirmation_step(
     return Step.NEW, Request((request.number if request else 0) + 1, now, now + ttl)
 
 
-def open_request(record: dict[str, Any], number: int, now: datetime) -> bool:
+def open_request(record: FocalPoint, number: int, now: datetime) -> bool:
     """Whether request `number` of `record` can still be confirmed."""
-    request = current_request(record)
+    request = record.request
     return (
         request is not None
         and request.number == number
         and now < request.expires_at
-        and "answered_at" not in record["confirmation"]  # each request confirms once
-        and not record.get("expired")
+        and request.answered_at is None  # each request confirms once
+        and not record.expired
     )
+
+
+def confirmed_and_subscribed(record: FocalPoint) -> bool:
+    """Whether a confirmation link has nothing left to do: confirmed, and not unsubscribed."""
+    return confirmed(record) and not record.unsubscribed
 
 
 def next_digest_at(after: datetime, weekday: int, hour: int) -> datetime:

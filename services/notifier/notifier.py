@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from services.notifier import consent
 from services.notifier.matching import shared_codes
 from services.notifier.ports import DeliveriesPort, RegistryPort, SuppressionsPort
+from services.notifier.records import FocalPoint
 from services.notifier.settings import NotifierSettings
 from shared.events import PilotAnnounced, SurveyResponse
-from shared.mongo import Document
 
 logger = logging.getLogger(__name__)
 
@@ -44,18 +44,18 @@ class Notifier:
         created = await self._request_confirmation(record, response)
         return created + await self._open_pilots_for(record)
 
-    async def _open_pilots_for(self, record: Document) -> int:
+    async def _open_pilots_for(self, record: FocalPoint) -> int:
         """Deliveries of every open pilot matching `record` (when pilots may go to them)."""
         if not consent.receives_pilots(record, require_confirmation=self.settings.double_opt_in):
             return 0
         created = 0
-        suppressed = await self._suppressed({str(record["_id"])})
+        suppressed = await self._suppressed({record.key})
         for pilot in await self.registry.open_pilots(datetime.now(UTC).date()):
-            codes = shared_codes(pilot, consent.codes(record), record["country"])
-            created += await self._deliver(pilot, record["_id"], codes, suppressed)
+            codes = shared_codes(pilot, consent.codes(record), record.country)
+            created += await self._deliver(pilot, record.key, codes, suppressed)
         return created
 
-    async def _request_confirmation(self, record: Document, response: SurveyResponse) -> int:
+    async def _request_confirmation(self, record: FocalPoint, response: SurveyResponse) -> int:
         """Ask the owner of a consenting address to confirm it, unless asked already (1 when
         this made the request's email)."""
         if not self.settings.double_opt_in:
@@ -64,15 +64,14 @@ class Notifier:
         step, request = consent.confirmation_step(
             record,
             datetime.now(UTC),
-            latest=(record.get("survey_id"), record.get("response_id"))
-            == (response.survey_id, response.response_id),
+            latest=record.is_latest(response.survey_id, response.response_id),
             received_at=response.received_at,
             ttl=timedelta(seconds=settings.confirmation_ttl_seconds),
             resend_after=timedelta(seconds=settings.confirmation_resend_seconds),
         )
         if request is None or step is consent.Step.NOTHING:
             return 0
-        email_key = str(record["_id"])
+        email_key = record.key
         if step is consent.Step.NEW:
             await self.registry.request_confirmation(email_key, request)
         # The request's email has one record, ever: a redelivered response, a second replica or
@@ -82,7 +81,7 @@ class Notifier:
             self.wake()
         return int(created)
 
-    async def confirm(self, link_id: str) -> tuple[str, Document | None]:
+    async def confirm(self, link_id: str) -> tuple[str, FocalPoint | None]:
         """The owner of an address posted the confirmation form of a link sent to them.
 
         (`done` | `expired`, the record). Done: pilot emails may go to them, and every open
@@ -92,10 +91,10 @@ class Notifier:
         if found is None:
             return "expired", None
         record, number = found
-        confirmed = await self.registry.confirm(str(record["_id"]), number, datetime.now(UTC))
+        confirmed = await self.registry.confirm(record.key, number, datetime.now(UTC))
         if confirmed is None:
             # A second click on the same link once it worked says the same.
-            done = consent.confirmed(record) and not record.get("unsubscribed")
+            done = consent.confirmed_and_subscribed(record)
             return ("done" if done else "expired"), record
         await self._open_pilots_for(confirmed)
         return "done", confirmed

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from services.notifier import consent, unsubscribe
 from services.notifier.ports import DeliveriesPort, RegistryPort
-from services.notifier.records import CONFIRMATION
+from services.notifier.records import CONFIRMATION, FocalPoint
 from services.notifier.unsubscribe import LinkKeys
 from shared.mongo import Document
 
@@ -35,24 +35,24 @@ class People:
         raises `InvalidToken`, or `OutdatedToken` for the old format)."""
         return self.keys.verify(token, purpose)
 
-    async def of_link(self, link_id: str) -> Document | None:
+    async def of_link(self, link_id: str) -> FocalPoint | None:
         """The record a link names, if any."""
         return await self.registry.by_link(link_id)
 
-    async def request_of(self, link_id: str) -> tuple[Document, int] | None:
+    async def request_of(self, link_id: str) -> tuple[FocalPoint, int] | None:
         """(record, request number) a confirmation link names, if any."""
         return await self.registry.request_of(link_id)
 
-    async def unsubscribe(self, link_id: str) -> Document | None:
+    async def unsubscribe(self, link_id: str) -> FocalPoint | None:
         """Stop all mail to the person a link names, at once; their record as it was, if any."""
         record = await self.registry.by_link(link_id)
         if record is not None:
-            await self.registry.unsubscribe(str(record["_id"]))
+            await self.registry.unsubscribe(record.key)
         return record
 
-    async def choose(self, record: Document, choices: consent.Choices | None) -> Document:
+    async def choose(self, record: FocalPoint, choices: consent.Choices | None) -> FocalPoint:
         """Store what the person chose (None: unsubscribe); their record after it."""
-        key = str(record["_id"])
+        key = record.key
         if choices is None:
             await self.registry.unsubscribe(key)
         else:

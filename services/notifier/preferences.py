@@ -10,7 +10,6 @@ next pilot on: matching uses the chosen themes, emails the chosen language and f
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -20,6 +19,7 @@ from services.notifier import consent, unsubscribe
 from services.notifier.api import PeopleDep, Token, _verified
 from services.notifier.emails import label, preferences_page
 from services.notifier.people import People
+from services.notifier.records import FocalPoint
 from shared.http import Problem
 from shared.taxonomy import load_taxonomy
 
@@ -58,7 +58,7 @@ async def save_preferences(request: Request, people: PeopleDep) -> HTMLResponse:
     return HTMLResponse(await _page(people, updated, token, note=note))
 
 
-async def _record(token: str, people: People) -> dict[str, Any]:
+async def _record(token: str, people: People) -> FocalPoint:
     record = await people.of_link(_verified(token, people, unsubscribe.PREFERENCES))
     if record is None:
         raise Problem(404, "Unknown link", "nothing is held for this link")
@@ -71,29 +71,26 @@ def _choosable() -> dict[str, str]:
     return {**taxonomy.themes, **taxonomy.sdgs}
 
 
-async def _page(people: People, record: dict[str, Any], token: str, *, note: str) -> str:
+async def _page(people: People, record: FocalPoint, token: str, *, note: str) -> str:
     language = consent.language(record)
     chosen = set(consent.codes(record))
-    sent = [
-        {"title": item.title, "at": _day(item.at)}
-        for item in await people.sent_to(str(record["_id"]))
-    ]
+    sent = [{"title": item.title, "at": _day(item.at)} for item in await people.sent_to(record.key)]
     return preferences_page(
         language,
         token=token,
         note=note,
         held={
-            "name": record.get("name"),
-            "email": record.get("email"),
-            "city": record.get("city"),
-            "country": record.get("country"),
-            "language": record.get("language"),
+            "name": record.name,
+            "email": record.email,
+            "city": record.city,
+            "country": record.country,
+            "language": record.survey_language,
             "themes": [label(code, language) for code in consent.codes(record)],
-            "consent_date": _day(record.get("submitted_at")) if record.get("consent") else None,
-            "confirmed_date": _day(record.get("confirmed_at")),
+            "consent_date": _day(record.submitted_at) if record.consent else None,
+            "confirmed_date": _day(record.confirmed_at),
         },
         sent=sent,
-        unsubscribed=bool(record.get("unsubscribed")),
+        unsubscribed=record.unsubscribed,
         themes=[
             {"code": code, "label": label(code, language), "checked": code in chosen}
             for code in _choosable()

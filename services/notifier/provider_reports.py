@@ -9,6 +9,7 @@
 - `GET /v1/suppressions` (operator token): the suppressed addresses by key, with counts;
   `DELETE /v1/suppressions/{focal_point}` lifts one.
 
+The routes authenticate and parse; `report_intake.ReportIntake` records (built by `wiring`).
 A report names addresses; only their keys (`Registry.key`, the keyed hash of `shared.personal`)
 are kept (`report_formats` reads the providers' shapes). An address nobody registered is
 recorded all the same: a suppression can precede a registration. A report is recorded once per
@@ -30,8 +31,9 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, R
 
 from services.notifier import sns
 from services.notifier.report_formats import Invalid, Parsed, parse_postmark, parse_ses
+from services.notifier.report_intake import ReportIntake
+from services.notifier.settings import NotifierSettings
 from services.notifier.suppressions import ReportInProgress
-from services.notifier.wiring import Wiring
 from shared.http import OperatorRoute, Problem
 
 logger = logging.getLogger(__name__)
@@ -59,10 +61,17 @@ def check_basic_auth(authorization: str, secrets: list[str]) -> None:
         )
 
 
-def get_wiring(request: Request) -> Wiring:
-    """The suppression list, the registry's key and the settings, from the composition root."""
-    wiring: Wiring = request.app.state.wiring
-    return wiring
+def get_settings(request: Request) -> NotifierSettings:
+    """The settings the webhooks authenticate with (allowed SNS topics, Postmark secrets)."""
+    settings: NotifierSettings = request.app.state.wiring.settings
+    return settings
+
+
+def get_reports(request: Request) -> ReportIntake:
+    """The provider reports' use case, built by the composition root (`wiring`)."""
+    reports: ReportIntake | None = request.app.state.wiring.cases.reports
+    assert reports is not None  # `wire` always gives the service its suppression list
+    return reports
 
 
 def get_certificates(request: Request) -> sns.Certificates:
@@ -71,7 +80,8 @@ def get_certificates(request: Request) -> sns.Certificates:
     return certificates
 
 
-WiringDep = Annotated[Wiring, Depends(get_wiring)]
+SettingsDep = Annotated[NotifierSettings, Depends(get_settings)]
+ReportsDep = Annotated[ReportIntake, Depends(get_reports)]
 CertificatesDep = Annotated[sns.Certificates, Depends(get_certificates)]
 
 reports = APIRouter(prefix="/v1/provider-reports", tags=["provider reports"])
@@ -89,34 +99,26 @@ def _invalid(exc: Invalid | sns.Rejected) -> Problem:
     return Problem(422, "Invalid report", str(exc), errors=errors)
 
 
-async def _record(wiring: Wiring, parsed: Parsed) -> dict[str, Any]:
-    if parsed.ignored is not None:
-        return {"status": "ignored", "reason": parsed.ignored}
-    suppressions = wiring.suppressions
-    recorded = suppressed = 0
-    for report in parsed.reports:
-        try:
-            applied = await suppressions.record(report, wiring.settings.soft_bounce_limit)
-        except ReportInProgress:
-            raise Problem(
-                503,
-                "Report in progress",
-                "the same report is being recorded: send it again later",
-                headers={"Retry-After": RETRY_AFTER_SECONDS},
-            ) from None
-        recorded += applied.new
-        suppressed += applied.suppressed
-    status = "duplicate" if recorded == 0 else "recorded"
-    return {"status": status, "recipients": len(parsed.reports), "suppressed": suppressed}
+async def _record(reports: ReportIntake, parsed: Parsed) -> dict[str, Any]:
+    try:
+        recorded = await reports.record(parsed)
+    except ReportInProgress:
+        raise Problem(
+            503,
+            "Report in progress",
+            "the same report is being recorded: send it again later",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        ) from None
+    return recorded.answer()
 
 
 @reports.post("/ses")
 async def ses_report(
-    request: Request, wiring: WiringDep, certificates: CertificatesDep
+    request: Request, settings: SettingsDep, reports: ReportsDep, certificates: CertificatesDep
 ) -> dict[str, Any]:
     """An SNS message carrying an SES bounce or complaint notification (or a subscription
     confirmation of an allowed topic)."""
-    allowed = wiring.settings.ses_topic_arns.split()
+    allowed = settings.ses_topic_arns.split()
     if not allowed:
         raise Problem(
             403, "Forbidden", "the SES endpoint is not enabled: SES_TOPIC_ARNS is not set"
@@ -147,10 +149,10 @@ async def ses_report(
         logger.warning("SNS topic %s: the subscription was removed", message.topic_arn)
         return {"status": "ignored", "reason": "unsubscribe confirmation"}
     try:
-        parsed = parse_ses(message.message, wiring.registry.key)
+        parsed = parse_ses(message.message, reports.key)
     except Invalid as exc:
         raise _invalid(exc) from exc
-    return await _record(wiring, parsed)
+    return await _record(reports, parsed)
 
 
 async def _confirm(certificates: sns.Certificates, message: sns.Message) -> dict[str, Any]:
@@ -178,16 +180,17 @@ async def _confirm(certificates: sns.Certificates, message: sns.Message) -> dict
 @reports.post("/postmark")
 async def postmark_report(
     request: Request,
-    wiring: WiringDep,
+    settings: SettingsDep,
+    reports: ReportsDep,
     authorization: Annotated[str, Header(description="Basic auth from the webhook's URL")] = "",
 ) -> dict[str, Any]:
     """A Postmark bounce or spam complaint webhook."""
-    check_basic_auth(authorization, wiring.settings.postmark_secrets)
+    check_basic_auth(authorization, settings.postmark_secrets)
     try:
-        parsed = parse_postmark(await _json(request), wiring.registry.key)
+        parsed = parse_postmark(await _json(request), reports.key)
     except Invalid as exc:
         raise _invalid(exc) from exc
-    return await _record(wiring, parsed)
+    return await _record(reports, parsed)
 
 
 operators = APIRouter(prefix="/v1", route_class=OperatorRoute, tags=["operators"])
@@ -195,7 +198,7 @@ operators = APIRouter(prefix="/v1", route_class=OperatorRoute, tags=["operators"
 
 @operators.get("/suppressions")
 async def list_suppressions(
-    wiring: WiringDep,
+    reports: ReportsDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     authorization: Annotated[
         str, Header(description="`Bearer <OPERATOR_TOKEN>`, checked before anything else")
@@ -203,34 +206,20 @@ async def list_suppressions(
 ) -> dict[str, Any]:
     """Suppressed focal points (by key), newest first, and how many by reason."""
     del authorization  # checked by `OperatorRoute`; declared for the API description
-    listed = await wiring.suppressions.listing(limit)
-    return {
-        "counts": await wiring.suppressions.counts(),
-        "suppressions": [
-            {
-                "focal_point": d["_id"],
-                "reason": d["reason"],
-                "source": d["source"],
-                "report_id": d.get("report_id"),
-                "at": d["at"].isoformat(),
-                "detail": d.get("detail"),
-            }
-            for d in listed
-        ],
-    }
+    return await reports.listing(limit)
 
 
 @operators.delete("/suppressions/{focal_point}", status_code=204)
 async def lift_suppression(
     focal_point: Annotated[str, Path(min_length=1, max_length=320)],
-    wiring: WiringDep,
+    reports: ReportsDep,
     authorization: Annotated[
         str, Header(description="`Bearer <OPERATOR_TOKEN>`, checked before anything else")
     ] = "",
 ) -> Response:
     """Lift the suppression of one focal point (by key, as listed): it gets email again."""
     del authorization  # checked by `OperatorRoute`; declared for the API description
-    if not await wiring.suppressions.lift(focal_point):
+    if not await reports.lift(focal_point):
         raise Problem(404, "Not suppressed", "no suppression of that focal point is listed")
     logger.warning("suppression of %s lifted by an operator", focal_point)
     return Response(status_code=204)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from services.notifier import consent
 from shared.events import PilotAnnounced
 
 CONFIRMATION = "confirmation"  # the `kind` of a confirmation email; pilot deliveries have none
@@ -62,26 +61,53 @@ class Item(NamedTuple):
 
 
 @dataclass(frozen=True)
+class Request:
+    """A confirmation request: the one email with the link that confirms (`answered_at` once
+    it did)."""
+
+    number: int
+    requested_at: datetime
+    expires_at: datetime
+    answered_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What the person chose in the preference centre (None: not chosen, the survey's holds)."""
+
+    themes: tuple[str, ...] | None = None
+    language: str | None = None
+    frequency: str | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class FocalPoint:
-    """The person an email goes to: address, name, language, the revision their links name,
-    and their latest confirmation request."""
+    """A focal point as the registry holds it: what their latest response said, their consent
+    and confirmation, what they chose, and the marks of an expiry or an erasure. The rules on it
+    are in `consent` (which language, which codes, whether pilots may go to them)."""
 
     key: str  # `email_key`: the record's `_id`
-    email: str
-    name: str
-    language: str
-    revision: int = 0
-    request: consent.Request | None = None
+    email: str | None = None  # None once withdrawn, expired or erased
+    name: str | None = None
+    survey_language: str | None = None  # as answered; `consent.language` is the one used
+    consent: bool = False
+    unsubscribed: bool = False
+    unsubscribed_at: datetime | None = None
+    country: str = ""
+    city: str | None = None
+    survey_codes: tuple[str, ...] = ()  # as answered; `consent.codes` is what is matched
+    survey_id: str | None = None  # with `response_id`, the latest response's identity
+    response_id: str | None = None
+    submitted_at: datetime | None = None
+    revision: int = 0  # bumped by every change; the match index keeps the newest
+    request: Request | None = None  # the latest confirmation request
+    confirmed_at: datetime | None = None
+    expired: bool = False  # never confirmed in time: name, address and city dropped
+    preferences: Preferences | None = None
+    erasure_id: str | None = None  # a tombstone: the erasure request that made it
+    erased_at: datetime | None = None
 
-    @classmethod
-    def from_document(cls, document: Mapping[str, Any]) -> FocalPoint:
-        """The record of a stored focal point (`registry`) that has an address."""
-        record = dict(document)
-        return cls(
-            key=str(record["_id"]),
-            email=str(record["email"]),
-            name=str(record.get("name", "")),
-            language=consent.language(record),
-            revision=int(record.get("revision", 0)),
-            request=consent.current_request(record),
-        )
+    def is_latest(self, survey_id: str, response_id: str) -> bool:
+        """Whether the record comes from that response (not from a later one)."""
+        return (self.survey_id, self.response_id) == (survey_id, response_id)

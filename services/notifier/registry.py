@@ -31,6 +31,8 @@ from services.notifier.matching import (
     focal_point_codes,
     match,
 )
+from services.notifier.records import FocalPoint as Record
+from services.notifier.records import Preferences, Request
 from shared.events import TOLERANT, FocalPoint, PilotAnnounced, SurveyResponse
 from shared.mongo import Document
 from shared.personal import EmailKeys
@@ -74,7 +76,7 @@ class Registry:
         await self._focal_points.create_index([("codes", ASCENDING)])
         await self._focal_points.create_index([("country", ASCENDING)])
 
-    async def register(self, response: SurveyResponse) -> Document | None:
+    async def register(self, response: SurveyResponse) -> Record | None:
         """Record the focal point of `response` unless a later response of theirs is already in.
 
         Interests, language, city and consent all come from the latest response; an unsubscribe
@@ -106,10 +108,12 @@ class Registry:
         except DuplicateKeyError:
             # A later (or the same) response of this focal point is already in.
             updated = await self._focal_points.find_one({"_id": key})
-        if updated is not None:
-            # Also when nothing changed: the copy may be what a crashed replica left undone.
-            await self._copy_to_index(updated)
-        return updated
+        if updated is None:
+            return None
+        record = record_of(updated)
+        # Also when nothing changed: the copy may be what a crashed replica left undone.
+        await self._copy_to_index(record)
+        return record
 
     async def unsubscribe(self, key: str) -> bool:
         """Stop all mail to the focal point with registry key `key`; False when there is none."""
@@ -120,7 +124,7 @@ class Registry:
                 "$inc": {"revision": 1},
             },
         )
-        record = await self._focal_points.find_one({"_id": key})
+        record = await self.get(key)
         if record is not None:
             await self._copy_to_index(record)
         return result.matched_count > 0
@@ -132,41 +136,38 @@ class Registry:
         from registering the person again; a later one is a new consent and registers them, and
         a record that already comes from such a response is left as it is (`newer_consent`).
         The whole document is replaced, so fields added to records later go too."""
-        record = await self._focal_points.find_one({"_id": key})
-        ours = record is not None and record.get("erasure_id") == request_id
-        if record is not None and not ours and record["submitted_at"] > requested_at:
+        record = await self.get(key)
+        ours = record is not None and record.erasure_id == request_id
+        if record is not None and not ours and _after(record.submitted_at, requested_at):
             return {"newer_consent": 1}  # registered by a response given after the request
-        held = int(record is not None and "email" in record)
+        held = int(record is not None and record.email is not None)
         if not ours:
-            tombstone = {
-                "consent": False,
-                "unsubscribed": False,
-                "codes": [],
-                "country": "",
-                "submitted_at": requested_at,
-                "revision": int((record or {}).get("revision", 0)) + 1,
-                "erasure_id": request_id,
-                "erased_at": requested_at,
-            }
-            await self._focal_points.replace_one({"_id": key}, tombstone, upsert=True)
-            record = await self._focal_points.find_one({"_id": key})
+            tombstone = Record(
+                key,
+                submitted_at=requested_at,
+                revision=(record.revision if record else 0) + 1,
+                erasure_id=request_id,
+                erased_at=requested_at,
+            )
+            await self._focal_points.replace_one({"_id": key}, document_of(tombstone), upsert=True)
+            record = await self.get(key)
         if record is not None:
             await self._copy_to_index(record)  # also when a crash came between the two writes
         links = await self._links.delete_many({"email_key": key})
         return {"focal_points": held, "link_ids": links.deleted_count}
 
-    async def reindex(self, record: Document) -> None:
-        """Copy `record` into the match index unless a newer copy is there (`rekey`)."""
-        await self._copy_to_index(record)
+    async def reindex(self, document: Document) -> None:
+        """Copy a stored record into the match index unless a newer copy is there (`rekey`)."""
+        await self._copy_to_index(record_of(document))
 
-    async def _copy_to_index(self, record: Document) -> None:
+    async def _copy_to_index(self, record: Record) -> None:
         """Copy `record` into the match index unless a newer copy is there."""
-        email_key = str(record["_id"])
+        email_key = record.key
         active = consent.receives_pilots(record, require_confirmation=self._require_confirmation)
         entry = IndexEntry(
             email_key,
-            int(record.get("revision", 0)),
-            str(record.get("country", "")),
+            record.revision,
+            record.country,
             tuple(consent.codes(record)) if active else (),
         )
         bucket_id = f"bucket-{bucket_of(email_key)}"
@@ -207,9 +208,10 @@ class Registry:
         buckets = [document["data"] async for document in self._index.find({}, {"data": True})]
         return match(pilot, buckets)
 
-    async def get(self, key: str) -> Document | None:
+    async def get(self, key: str) -> Record | None:
         """The record with registry key `key` (`key(email)`), if any."""
-        return await self._focal_points.find_one({"_id": key})
+        document = await self._focal_points.find_one({"_id": key})
+        return record_of(document) if document is not None else None
 
     async def remember_link(
         self, link_id: str, email_key: str, revision: int = 0, *, request: int | None = None
@@ -229,12 +231,12 @@ class Registry:
             self._linked.clear()  # bounded memory; the next insert of each is a no-op
         self._linked.add((link_id, revision))
 
-    async def by_link(self, link_id: str) -> Document | None:
+    async def by_link(self, link_id: str) -> Record | None:
         """The record a link's opaque id names, if any."""
         link = await self._links.find_one({"_id": link_id})
         return await self.get(str(link["email_key"])) if link else None
 
-    async def request_of(self, link_id: str) -> tuple[Document, int] | None:
+    async def request_of(self, link_id: str) -> tuple[Record, int] | None:
         """(record, request number) a confirmation link's opaque id names, if any."""
         link = await self._links.find_one({"_id": link_id})
         if link is None or "request" not in link:
@@ -246,10 +248,10 @@ class Registry:
         """Record `request` as the focal point's open confirmation request."""
         await self._focal_points.update_one(
             {"_id": email_key},
-            {"$set": {"confirmation": request.document()}, "$unset": {"expired": ""}},
+            {"$set": {"confirmation": _request_document(request)}, "$unset": {"expired": ""}},
         )
 
-    async def confirm(self, email_key: str, number: int, now: datetime) -> Document | None:
+    async def confirm(self, email_key: str, number: int, now: datetime) -> Record | None:
         """The owner confirmed request `number`: pilots may go to them, also after an
         unsubscribe (their own confirmation is the one thing that lifts it). The record, or
         None when that request is not open (answered, expired, or superseded by a later one):
@@ -272,11 +274,9 @@ class Registry:
             },
             return_document=True,
         )
-        if updated is not None:
-            await self._copy_to_index(updated)
-        return updated
+        return await self._copied(updated)
 
-    async def set_preferences(self, email_key: str, choices: consent.Choices) -> Document | None:
+    async def set_preferences(self, email_key: str, choices: consent.Choices) -> Record | None:
         """Store what the person chose; it applies from the next pilot on."""
         updated = await self._focal_points.find_one_and_update(
             {"_id": email_key},
@@ -293,9 +293,15 @@ class Registry:
             },
             return_document=True,
         )
-        if updated is not None:
-            await self._copy_to_index(updated)
-        return updated
+        return await self._copied(updated)
+
+    async def _copied(self, updated: Document | None) -> Record | None:
+        """The record of a document just updated, once copied into the match index."""
+        if updated is None:
+            return None
+        record = record_of(updated)
+        await self._copy_to_index(record)
+        return record
 
     async def expire_unconfirmed(self, now: datetime) -> int:
         """Mark the addresses never confirmed whose request ran out `expired`, dropping the
@@ -385,3 +391,100 @@ def _withdrawal(response: SurveyResponse, focal_point: FocalPoint) -> dict[str, 
         "$unset": {"name": "", "email": "", "city": "", "confirmed_at": ""},
         "$inc": {"revision": 1},
     }
+
+
+def record_of(document: Document) -> Record:
+    """The typed record of a stored focal-point document (the registry's format, unchanged)."""
+    stored = document.get("confirmation")
+    chosen = document.get("preferences")
+    return Record(
+        key=str(document["_id"]),
+        email=_text(document.get("email")),
+        name=_text(document.get("name")),
+        survey_language=_text(document.get("language")),
+        consent=bool(document.get("consent")),
+        unsubscribed=bool(document.get("unsubscribed")),
+        unsubscribed_at=document.get("unsubscribed_at"),
+        country=str(document.get("country", "")),
+        city=_text(document.get("city")),
+        survey_codes=tuple(document.get("codes", ())),
+        survey_id=_text(document.get("survey_id")),
+        response_id=_text(document.get("response_id")),
+        submitted_at=document.get("submitted_at"),
+        revision=int(document.get("revision", 0)),
+        request=None
+        if not stored
+        else Request(
+            int(stored["number"]),
+            stored["requested_at"],
+            stored["expires_at"],
+            stored.get("answered_at"),
+        ),
+        confirmed_at=document.get("confirmed_at"),
+        expired=bool(document.get("expired")),
+        preferences=None
+        if chosen is None
+        else Preferences(
+            None if chosen.get("themes") is None else tuple(chosen["themes"]),
+            chosen.get("language"),
+            chosen.get("frequency"),
+            chosen.get("updated_at"),
+        ),
+        erasure_id=_text(document.get("erasure_id")),
+        erased_at=document.get("erased_at"),
+    )
+
+
+def document_of(record: Record) -> Document:
+    """The stored document of `record`: what `record_of` reads back, absent fields left out."""
+    document: Document = {
+        "_id": record.key,
+        "email": record.email,
+        "name": record.name,
+        "language": record.survey_language,
+        "consent": record.consent,
+        "unsubscribed": record.unsubscribed,
+        "unsubscribed_at": record.unsubscribed_at,
+        "country": record.country,
+        "city": record.city,
+        "codes": list(record.survey_codes),
+        "survey_id": record.survey_id,
+        "response_id": record.response_id,
+        "submitted_at": record.submitted_at,
+        "revision": record.revision,
+        "confirmation": None if record.request is None else _request_document(record.request),
+        "confirmed_at": record.confirmed_at,
+        "expired": record.expired or None,  # stored only when true
+        "preferences": None if record.preferences is None else _preferences(record.preferences),
+        "erasure_id": record.erasure_id,
+        "erased_at": record.erased_at,
+    }
+    return {name: value for name, value in document.items() if value is not None}
+
+
+def _request_document(request: Request) -> Document:
+    document: Document = {
+        "number": request.number,
+        "requested_at": request.requested_at,
+        "expires_at": request.expires_at,
+    }
+    if request.answered_at is not None:
+        document["answered_at"] = request.answered_at
+    return document
+
+
+def _preferences(chosen: Preferences) -> Document:
+    return {
+        "themes": None if chosen.themes is None else list(chosen.themes),
+        "language": chosen.language,
+        "frequency": chosen.frequency,
+        "updated_at": chosen.updated_at,
+    }
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _after(moment: datetime | None, other: datetime) -> bool:
+    return moment is not None and moment > other

@@ -25,7 +25,6 @@ from services.notifier.records import Delivery, FocalPoint, Item
 from services.notifier.retry import next_attempt
 from services.notifier.settings import NotifierSettings
 from services.notifier.suppressions import Reason
-from shared.mongo import Document
 
 logger = logging.getLogger(__name__)
 
@@ -62,16 +61,15 @@ class SendDue:
         if not items:
             return True
         keys = [item.key for item in items]
-        person = FocalPoint.from_document(record)
-        await self._remember_links(person)
+        await self._remember_links(record)
         try:
-            message = self.composer.pilots(person, items)
+            message = self.composer.pilots(record, items)
         except ValueError as exc:  # e.g. a header value that would inject a header
             await self.deliveries.mark_failed(keys, f"cannot compose the email: {exc}")
             return True
         return await self._send([d for d in group if d.key in keys], message)
 
-    async def _receiver(self, first: Delivery) -> Document | None:
+    async def _receiver(self, first: Delivery) -> FocalPoint | None:
         """Check: the focal point's record when a pilot email may go to them now; otherwise the
         delivery is settled (failed, or postponed to their weekly digest) and None."""
         record = await self.registry.get(first.email_key)
@@ -92,7 +90,7 @@ class SendDue:
                 return None
         return record
 
-    async def _digest_of(self, first: Delivery, record: Document) -> list[Delivery]:
+    async def _digest_of(self, first: Delivery, record: FocalPoint) -> list[Delivery]:
         """Claim: the focal point's other pending deliveries that go in the same email."""
         if consent.frequency(record) == consent.WEEKLY or self.settings.digest_window_seconds > 0:
             return await self.deliveries.claim_pending_for(first.email_key)
@@ -115,26 +113,25 @@ class SendDue:
         number = int(delivery.request or 0)
         if (
             record is None
-            or not record.get("email")
-            or not record.get("consent")
+            or not record.email
+            or not record.consent
             or not consent.open_request(record, number, datetime.now(UTC))
         ):
             reason = "confirmation request expired, superseded or consent withdrawn"
             await self.deliveries.mark_failed([delivery.key], reason)
             return True
-        if consent.confirmed(record) and not record.get("unsubscribed"):
+        if consent.confirmed_and_subscribed(record):
             await self.deliveries.mark_failed([delivery.key], "already confirmed")
             return True
-        person = FocalPoint.from_document(record)
-        await self._remember_links(person)
+        await self._remember_links(record)
         await self.registry.remember_link(
-            self.settings.link_keys().request_id(person.key, number),
-            person.key,
-            person.revision,
+            self.settings.link_keys().request_id(record.key, number),
+            record.key,
+            record.revision,
             request=number,
         )
         try:
-            message = self.composer.confirmation(person, number, delivery.key)
+            message = self.composer.confirmation(record, number, delivery.key)
         except ValueError as exc:
             await self.deliveries.mark_failed([delivery.key], f"cannot compose: {exc}")
             return True

@@ -18,8 +18,15 @@ from services.notifier.health import SmtpHealth
 from services.notifier.mailer import Mailer
 from services.notifier.notifier import Notifier
 from services.notifier.people import People
-from services.notifier.ports import DeliveriesPort, MailerPort, RegistryPort, SuppressionsPort
+from services.notifier.ports import (
+    DeliveriesPort,
+    MailerPort,
+    RegistryPort,
+    SuppressionListPort,
+    SuppressionsPort,
+)
 from services.notifier.registry import Registry
+from services.notifier.report_intake import ReportIntake
 from services.notifier.retry import Backoff
 from services.notifier.sending import SendDue
 from services.notifier.settings import NotifierSettings
@@ -29,13 +36,14 @@ from shared import mongo
 
 @dataclass(frozen=True)
 class UseCases:
-    """What the entry points call: registry and pilot use cases, the send step, its loop, and
-    the personal pages' use cases."""
+    """What the entry points call: registry and pilot use cases, the send step, its loop, the
+    personal pages' use cases and the providers' reports (None without a suppression list)."""
 
     notifier: Notifier
     send_due: SendDue
     dispatcher: Dispatcher
     people: People
+    reports: ReportIntake | None = None
 
 
 def use_cases(
@@ -44,8 +52,10 @@ def use_cases(
     deliveries: DeliveriesPort,
     mailer: MailerPort,
     suppressions: SuppressionsPort | None = None,
+    suppression_list: SuppressionListPort | None = None,
 ) -> UseCases:
-    """The use cases over the given ports (real adapters in `wire`, fakes in unit tests)."""
+    """The use cases over the given ports (real adapters in `wire`, fakes in unit tests);
+    `suppression_list`: where provider reports are recorded."""
     health = SmtpHealth(
         Backoff(settings.retry_first_delay_seconds, settings.retry_max_delay_seconds)
     )
@@ -63,7 +73,12 @@ def use_cases(
     dispatcher = Dispatcher(send_due, throttle, health, settings.poll_interval_seconds)
     notifier = Notifier(settings, registry, deliveries, suppressions, wake=dispatcher.wake)
     people = People(registry, deliveries, settings.link_keys())
-    return UseCases(notifier, send_due, dispatcher, people)
+    reports = (
+        None
+        if suppression_list is None
+        else ReportIntake(suppression_list, registry.key, settings.soft_bounce_limit)
+    )
+    return UseCases(notifier, send_due, dispatcher, people, reports)
 
 
 @dataclass(frozen=True)
@@ -111,5 +126,5 @@ def wire(settings: NotifierSettings) -> Wiring:
         deadline=settings.send_deadline_seconds,
     )
     erasure = NotifierErasure(db, registry, settings.erasure_step_delay_seconds)
-    cases = use_cases(settings, registry, deliveries, mailer, suppressions)
+    cases = use_cases(settings, registry, deliveries, mailer, suppressions, suppressions)
     return Wiring(settings, client, db, registry, deliveries, suppressions, mailer, erasure, cases)

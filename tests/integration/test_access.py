@@ -300,16 +300,16 @@ async def test_link_lookup_finds_focal_point_by_opaque_id(stack: Stack, run_id: 
     try:
         record = await registry.register(response)
         assert record is not None
-        link_id = opaque_id(str(record["_id"]), environment["EMAIL_ID_SECRET"])
+        link_id = opaque_id(record.key, environment["EMAIL_ID_SECRET"])
         assert await registry.by_link(link_id) is None  # no link sent yet
 
-        await registry.remember_link(link_id, str(record["_id"]))
-        await registry.remember_link(link_id, str(record["_id"]))  # the next email: no change
+        await registry.remember_link(link_id, record.key)
+        await registry.remember_link(link_id, record.key)  # the next email: no change
         found = await registry.by_link(link_id)
 
-        assert found is not None and found["_id"] == registry.key(email)
-        assert found["email"].lower() == email.lower()
-        assert found["language"] == "fr"
+        assert found is not None and found.key == registry.key(email)
+        assert found.email is not None and found.email.lower() == email.lower()
+        assert found.survey_language == "fr"
         other = opaque_id(registry.key("other@example.org"), "k" * 40)
         assert await registry.by_link(other) is None
     finally:

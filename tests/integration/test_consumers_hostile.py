@@ -296,7 +296,7 @@ async def test_notifier_registry_moves_past_poison(
                 lambda r: r is not None,
                 within=60,
             )
-            assert registered["consent"] is True
+            assert registered.consent is True
         await eventually(
             lambda: consumer_lag(stack.kafka, f"{settings.notifier_group_id}.registry", topic),
             lambda lag: lag == 0,
@@ -375,7 +375,7 @@ async def test_unknown_code_counted_labelled_and_matched_not_parked(
             within=60,
         )
 
-    assert new_theme in registered["codes"]
+    assert new_theme in registered.survey_codes
     assert [m["Subject"] for m in messages if pilot["title"] in m["Subject"]] == [
         f"New pilot for your city: {pilot['title']}"
     ]

@@ -127,9 +127,9 @@ async def test_notifier_erasure_older_response_stays_out_newer_is_new_consent(
     again = await registry.register(response(2, email, at=later))
     found_after_consent = await registry.candidates(pilot("p", eligible_countries=[]))
 
-    assert replayed is not None and "email" not in replayed and replayed["consent"] is False
+    assert replayed is not None and replayed.email is None and replayed.consent is False
     assert found_after_replay == []
-    assert again is not None and again["email"] == email and again["consent"] is True
+    assert again is not None and again.email == email and again.consent is True
     assert found_after_consent == [(keys.key(email), ["climate-resilience"])]
 
 
@@ -148,7 +148,7 @@ async def test_notifier_erasure_read_after_a_newer_consent_keeps_it(
     kept = await registry.get(keys.key(email))
 
     assert record["state"] == "done" and record["removed"] == {"newer_consent": 1}
-    assert kept is not None and kept["email"] == email and kept["consent"] is True
+    assert kept is not None and kept.email == email and kept.consent is True
     assert [d["state"] for d in await deliveries.for_pilot("p")] == ["pending"]
 
 
@@ -159,18 +159,18 @@ async def test_notifier_erasure_then_new_consent_link_written_again(
     registry = confirmed_registry(db, keys)  # one replica: it remembers the links it wrote
     first = await registry.register(response(1, email))
     assert first is not None
-    await registry.remember_link("the-link-id", keys.key(email), first["revision"])
+    await registry.remember_link("the-link-id", keys.key(email), first.revision)
     request = erasure(keys, email)
     await NotifierErasure(db, registry).erase(request)
     gone = await registry.by_link("the-link-id")
 
     again = await registry.register(response(2, email, at=request.requested_at + timedelta(1)))
     assert again is not None
-    await registry.remember_link("the-link-id", keys.key(email), again["revision"])
+    await registry.remember_link("the-link-id", keys.key(email), again.revision)
     found = await registry.by_link("the-link-id")
 
     assert gone is None
-    assert found is not None and found["email"] == email
+    assert found is not None and found.email == email
 
 
 async def test_analytics_erasure_twice_counts_unchanged(
@@ -260,14 +260,14 @@ async def test_rekey_records_by_address_moved_to_keyed_hash(
     assert moved == {"focal_points": 2, "deliveries": 2, "link_ids": 1, "index_entries": 2}
     assert again == {}
     by_link = await registry.by_link("old-link-id")  # links already sent keep working
-    assert by_link is not None and by_link["email"] == people[0]
+    assert by_link is not None and by_link.email == people[0]
     assert await registry.candidates(pilot("p", eligible_countries=[])) == [
         (keys.key(people[0]), ["climate-resilience"])
     ]
     states = {d["_id"]: d["state"] for d in await deliveries.for_pilot("p")}
     assert states == {f"p|{keys.key(people[0])}": "sent", f"p|{keys.key(people[1])}": "pending"}
     unsubscribed = await registry.get(keys.key(people[1]))
-    assert unsubscribed is not None and unsubscribed["unsubscribed"] is True
+    assert unsubscribed is not None and unsubscribed.unsubscribed is True
     # The addresses are left only in the registry's `email` fields.
     for name, texts in stored.items():
         for email in people:

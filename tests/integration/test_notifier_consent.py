@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
-from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
 
 from services.notifier.app import create_app
+from services.notifier.records import FocalPoint
 from services.notifier.registry import Registry
 from services.notifier.settings import NotifierSettings
 from services.notifier.wiring import wire
@@ -93,10 +93,10 @@ async def test_confirm_pilot_announced_before_confirming_sent_after(
         closed_deliveries = await pilot_states(client, closed.pilot_id)
 
     assert before == {}
-    assert unconfirmed is not None and "confirmed_at" not in unconfirmed
+    assert unconfirmed is not None and unconfirmed.confirmed_at is None
     assert page.status_code == 200
     assert '<form method="post"' in page.text and 'lang="fr"' in page.text
-    assert after_get is not None and "confirmed_at" not in after_get  # a GET confirms nothing
+    assert after_get is not None and after_get.confirmed_at is None  # a GET confirms nothing
     assert wrong_purpose.status_code == 400
     assert forged.status_code == 400
     assert confirmed.status_code == 200 and "confirmée" in confirmed.text
@@ -186,8 +186,8 @@ async def test_register_form_response_cannot_resubscribe_unsubscribed(
         inbox = await eventually(lambda: mailbox.messages_to(person), lambda m: len(m) == 2)
 
     assert after_form is not None
-    assert after_form["response_id"] == again.response_id
-    assert after_form["unsubscribed"] is True
+    assert after_form.response_id == again.response_id
+    assert after_form.unsubscribed is True
     assert held == {}
     assert {m["Subject"] for m in inbox} == {f"New pilot for your city: {first.title}"}
 
@@ -212,9 +212,9 @@ async def test_expire_unconfirmed_no_pilots_details_dropped(
         [(_, token)] = await eventually(
             lambda: confirmation_tokens(mailbox, person), lambda found: len(found) == 1
         )
-        expired: dict[str, Any] | None = await eventually(
+        expired: FocalPoint | None = await eventually(
             lambda: registry.get(registry.key(person)),
-            lambda r: r is not None and r.get("expired"),
+            lambda r: r is not None and r.expired,
             within=15,
         )
         late_click = await client.post("/v1/confirm", params={"token": token})
@@ -244,7 +244,7 @@ async def test_expire_unconfirmed_no_pilots_details_dropped(
         in_time = await client.post("/v1/confirm", params={"token": fresh})
 
     assert expired is not None
-    assert {"email", "name", "city"}.isdisjoint(expired)
+    assert (expired.email, expired.name, expired.city) == (None, None, None)
     assert late_click.status_code == 410
     assert late_page.status_code == 410
     assert none_sent == {}

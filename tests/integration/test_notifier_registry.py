@@ -87,15 +87,16 @@ async def test_register_latest_response_wins_email_normalised(registry: Registry
 
     assert await registry.register(later) is not None
     # Arrives late: changes nothing, and the record as it stands comes back.
-    assert (await registry.register(earlier) or {})["response_id"] == "generic:2"
+    late = await registry.register(earlier)
+    assert late is not None and late.response_id == "generic:2"
     record = await registry.get(registry.key(" BINH.TRAN@example.org "))
 
     assert record is not None
     # Keyed by the keyed hash of the address, whatever its case; the address only in `email`.
-    assert record["_id"] == registry.key("binh.tran@example.org") != "binh.tran@example.org"
-    assert record["email"] == "Binh.Tran@example.org"  # as written; the domain lower-cased
-    assert (record["language"], record["city"], record["codes"]) == ("fr", "Huế", ["housing"])
-    assert (record["survey_id"], record["response_id"]) == ("cities-2024-priorities", "generic:2")
+    assert record.key == registry.key("binh.tran@example.org") != "binh.tran@example.org"
+    assert record.email == "Binh.Tran@example.org"  # as written; the domain lower-cased
+    assert (record.survey_language, record.city, record.survey_codes) == ("fr", "Huế", ("housing",))
+    assert (record.survey_id, record.response_id) == ("cities-2024-priorities", "generic:2")
 
 
 async def test_register_unsubscribed_stays_whatever_later_responses_say(
@@ -111,10 +112,10 @@ async def test_register_unsubscribed_stays_whatever_later_responses_say(
     # updates the record but does not subscribe the person again.
     later = await registry.register(response(3, email, at=datetime.now(UTC) + timedelta(minutes=1)))
 
-    assert replayed is not None and replayed["response_id"] == "generic:1"
-    assert replayed["unsubscribed"] is True
-    assert later is not None and later["response_id"] == "generic:3"
-    assert later["unsubscribed"] is True and later["consent"] is True
+    assert replayed is not None and replayed.response_id == "generic:1"
+    assert replayed.unsubscribed is True
+    assert later is not None and later.response_id == "generic:3"
+    assert later.unsubscribed is True and later.consent is True
     found = await registry.candidates(pilot("p", eligible_countries=[]))
     assert registry.key(email) not in {key for key, _ in found}
 
@@ -129,12 +130,13 @@ async def test_register_withdrawal_keeps_no_personal_data(registry: Registry) ->
     older_consent = await registry.register(response(3, email, at=T0 + timedelta(hours=1)))
 
     assert withdrawn is not None
-    assert withdrawn["consent"] is False
-    assert withdrawn["codes"] == []
-    assert {"name", "email", "city"}.isdisjoint(withdrawn)
+    assert withdrawn.consent is False
+    assert withdrawn.survey_codes == ()
+    assert (withdrawn.name, withdrawn.email, withdrawn.city) == (None, None, None)
     # A replayed older consent does not bring the address back.
-    assert older_consent is not None and older_consent["consent"] is False
-    assert (await registry.get(registry.key(email)) or {})["consent"] is False
+    assert older_consent is not None and older_consent.consent is False
+    stored = await registry.get(registry.key(email))
+    assert stored is not None and stored.consent is False
 
 
 async def test_register_without_focal_point_nothing(registry: Registry) -> None:
@@ -199,7 +201,7 @@ async def test_withdrawal_stops_all_mail_until_consent_again(
         await produce(stack.kafka, settings.topic_responses, records(withdrawal))
         await eventually(
             lambda: registry.get(registry.key(leaving)),
-            lambda r: r is not None and not r["consent"],
+            lambda r: r is not None and not r.consent,
         )
         await produce(stack.kafka, settings.topic_pilots, records(pilot(f"second-{run_id}")))
         await eventually(lambda: mailbox.messages_to(staying), lambda m: len(m) == 2)

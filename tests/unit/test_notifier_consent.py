@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from services.notifier import consent, emails
+from services.notifier.records import FocalPoint
+from services.notifier.registry import record_of
 from services.notifier.unsubscribe import CONFIRM, PREFERENCES, LinkKeys, verify
 from shared.events import LANGUAGES
 
@@ -19,15 +21,16 @@ RESEND = timedelta(days=1)
 KEYS = LinkKeys("email-id-key-for-tests-0123456789abcdef", ("signing-key-0123456789abcdefghij",))
 
 
-def record(**fields: Any) -> dict[str, Any]:
-    return {"_id": "an@example.org", "consent": True, "unsubscribed": False, **fields}
+def record(**fields: Any) -> FocalPoint:
+    """A focal point as the registry reads it from a stored document with `fields`."""
+    return record_of({"_id": "an-key", "consent": True, "unsubscribed": False, **fields})
 
 
 def requested(number: int, at: datetime, **extra: Any) -> dict[str, Any]:
     return {"number": number, "requested_at": at, "expires_at": at + TTL, **extra}
 
 
-def step(stored: dict[str, Any], *, latest: bool = True, received_at: datetime = NOW) -> Any:
+def step(stored: FocalPoint, *, latest: bool = True, received_at: datetime = NOW) -> Any:
     return consent.confirmation_step(
         stored, NOW, latest=latest, received_at=received_at, ttl=TTL, resend_after=RESEND
     )
@@ -43,7 +46,7 @@ def test_confirmation_step_first_consent_new_request() -> None:
 def test_confirmation_step_open_request_kept_not_repeated() -> None:
     stored = record(confirmation=requested(3, NOW - timedelta(hours=2)))
 
-    assert step(stored) == (consent.Step.KEEP, consent.current_request(stored))
+    assert step(stored) == (consent.Step.KEEP, stored.request)
 
 
 def test_confirmation_step_confirmed_subscribed_nothing() -> None:
@@ -110,9 +113,11 @@ def test_receives_pilots_needs_confirmation_unless_switched_off() -> None:
 
 def test_preferences_win_over_survey_answers() -> None:
     survey = record(codes=["housing"], language="fr")
-    chosen = survey | {
-        "preferences": {"themes": ["climate-resilience"], "language": "ar", "frequency": "weekly"}
-    }
+    chosen = record(
+        codes=["housing"],
+        language="fr",
+        preferences={"themes": ["climate-resilience"], "language": "ar", "frequency": "weekly"},
+    )
 
     assert (consent.codes(survey), consent.language(survey)) == (["housing"], "fr")
     assert consent.frequency(survey) == consent.IMMEDIATE

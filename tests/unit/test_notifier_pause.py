@@ -14,7 +14,8 @@ from prometheus_client import REGISTRY
 
 from services.notifier.failures import SUSPECT_IN_A_ROW, Kind, Stage
 from services.notifier.mailer import MailFailure
-from services.notifier.records import Delivery
+from services.notifier.records import Delivery, FocalPoint
+from services.notifier.registry import record_of
 from services.notifier.settings import NotifierSettings
 from services.notifier.wiring import UseCases, use_cases
 
@@ -50,10 +51,10 @@ class Deliveries:
 
 
 class Registry:
-    async def get(self, email_key: str) -> dict[str, Any]:
+    async def get(self, email_key: str) -> FocalPoint:
         # A focal point who confirmed their address (double opt-in).
-        return {"_id": email_key, "email": f"{email_key}@example.org", "unsubscribed": False,
-                "consent": True, "confirmed_at": 1}  # fmt: skip
+        return record_of({"_id": email_key, "email": f"{email_key}@example.org",
+                          "unsubscribed": False, "consent": True, "confirmed_at": 1})  # fmt: skip
 
     async def pilot(self, pilot_id: str) -> object:
         return object()

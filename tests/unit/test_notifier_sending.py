@@ -15,6 +15,7 @@ from services.notifier import consent
 from services.notifier.dispatcher import Throttle
 from services.notifier.emails import Outgoing
 from services.notifier.records import Delivery, FocalPoint
+from services.notifier.registry import record_of
 from services.notifier.settings import NotifierSettings
 from services.notifier.wiring import UseCases, use_cases
 
@@ -25,10 +26,10 @@ NOW = datetime.now(UTC)
 class Registry:
     """Focal points by key, and the pilots."""
 
-    people: dict[str, dict[str, Any]]
+    people: dict[str, FocalPoint]
     pilots: dict[str, Any]
 
-    async def get(self, key: str) -> dict[str, Any] | None:
+    async def get(self, key: str) -> FocalPoint | None:
         return self.people.get(key)
 
     async def pilot(self, pilot_id: str) -> Any:
@@ -85,10 +86,15 @@ class Mailer:
         self.sent.append(message)
 
 
-def person(key: str = "k1", **fields: Any) -> dict[str, Any]:
-    """A confirmed, consenting focal point (double opt-in)."""
+def stored(key: str = "k1", **fields: Any) -> dict[str, Any]:
+    """The stored document of a confirmed, consenting focal point (double opt-in)."""
     return {"_id": key, "email": f"{key}@example.org", "name": "An", "language": "en",
             "consent": True, "unsubscribed": False, "confirmed_at": NOW} | fields  # fmt: skip
+
+
+def person(key: str = "k1", **fields: Any) -> FocalPoint:
+    """A confirmed, consenting focal point as the registry reads it."""
+    return record_of(stored(key, **fields))
 
 
 def delivery(pilot_id: str = "p1", key: str = "k1") -> Delivery:
@@ -253,10 +259,12 @@ async def test_dispatcher_new_delivery_wakes_it_before_the_poll(pilots):
 
 def test_focal_point_from_document_chosen_language_and_request():
     request = {"number": 2, "requested_at": NOW, "expires_at": NOW}
-    stored = person(language="fr", preferences={"language": "ar"}, revision=3, confirmation=request)
+    document = stored(
+        language="fr", preferences={"language": "ar"}, revision=3, confirmation=request
+    )
 
-    found = FocalPoint.from_document(stored)
+    found = record_of(document)
 
     assert (found.key, found.email, found.name) == ("k1", "k1@example.org", "An")
-    assert (found.language, found.revision) == ("ar", 3)
+    assert (consent.language(found), found.revision) == ("ar", 3)
     assert found.request == consent.Request(2, NOW, NOW)

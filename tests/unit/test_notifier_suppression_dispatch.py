@@ -12,7 +12,8 @@ import pytest
 
 from services.notifier.failures import Kind, Stage, enhanced_status, refuses_mailbox
 from services.notifier.mailer import MailFailure
-from services.notifier.records import Delivery
+from services.notifier.records import Delivery, FocalPoint
+from services.notifier.registry import record_of
 from services.notifier.settings import NotifierSettings
 from services.notifier.suppressions import Reason
 from services.notifier.wiring import UseCases, use_cases
@@ -71,8 +72,10 @@ class Deliveries:
 
 
 class Registry:
-    async def get(self, email_key: str) -> dict[str, Any]:
-        return {"_id": email_key, "email": email_key, "unsubscribed": False, "consent": True}
+    async def get(self, email_key: str) -> FocalPoint:
+        return record_of(
+            {"_id": email_key, "email": email_key, "unsubscribed": False, "consent": True}
+        )
 
     async def pilot(self, pilot_id: str) -> object:
         return object()
@@ -214,11 +217,11 @@ async def test_on_pilot_suppressed_candidate_settled_at_once():
 class AskingRegistry(Registry):
     """A person with an open confirmation request (double opt-in), not confirmed yet."""
 
-    async def get(self, email_key: str) -> dict[str, Any]:
+    async def get(self, email_key: str) -> FocalPoint:
         now = datetime.now(UTC)
         request = {"number": 1, "requested_at": now, "expires_at": now + timedelta(days=7)}
-        return {"_id": email_key, "email": "gone@example.org", "consent": True,
-                "unsubscribed": False, "confirmation": request}  # fmt: skip
+        return record_of({"_id": email_key, "email": "gone@example.org", "consent": True,
+                          "unsubscribed": False, "confirmation": request})  # fmt: skip
 
 
 async def test_send_due_confirmation_to_suppressed_address_settled_not_sent():
