@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +90,12 @@ async def analytics(environment: dict[str, str], tmp_path: Path) -> AsyncIterato
 
 
 def body(number: int, run_id: str, **overrides: Any) -> dict[str, Any]:
-    """A response event as the intake writes it."""
+    """A response event as the intake writes it, received now: its answers are stored (one
+    received past `PERSONAL_DATA_RETENTION_DAYS` is stored without them)."""
     return {
         **canonical_response(f"generic:{run_id}-{number}", **overrides),
         "source": "generic",
-        "received_at": "2024-05-02T10:31:02Z",
+        "received_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 
