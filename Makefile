@@ -88,6 +88,10 @@ bench-intake: stack-up ## Benchmark: webhooks/s and latency of one intake proces
 bench-scaleout: stack-up ## Benchmark: analytics x1/x2/x3 on 6 partitions, intake x1/x2, CPU of every process
 	@$(PY) -m bench.scaleout
 
+.PHONY: bench-growth
+bench-growth: stack-up ## Benchmark: analytics' rate and catch-up after SIGKILL with 0, 100k and 1M responses stored
+	@$(PY) -m bench.growth
+
 .PHONY: bench-notifier
 bench-notifier: stack-up ## Benchmark: matching 1k/10k/100k focal points, emails/s to a local SMTP server
 	@$(PY) -m bench.notifier

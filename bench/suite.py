@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import analytics, intake, notifier, pipeline, profiles, scaleout
+from bench import analytics, growth, intake, notifier, pipeline, profiles, scaleout
 from bench.performance import write
 from bench.report import Section, publish_section
 
@@ -31,6 +31,7 @@ SECTIONS: list[tuple[str, Callable[[bool], Section]]] = [
     ("pipeline", pipeline.section),
     ("notifier", notifier.section),
     ("scale-out", scaleout.section),
+    ("growth", growth.section),
     ("profiles", profiles.section),
 ]
 REPORT = Path("docs/performance.md")

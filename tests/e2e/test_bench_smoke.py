@@ -23,6 +23,7 @@ SECTION_TITLES = (
     "## Pipeline: ",
     "## Notifier: ",
     "## Scale-out: ",
+    "## Cost against responses already stored: ",
     "## Where the time goes: ",
 )
 
@@ -58,6 +59,7 @@ def test_bench_quick_writes_every_section_with_plots(stack: Stack, tmp_path: Pat
         "pipeline",
         "notifier",
         "scaleout",
+        "growth",
         "profiles",
     }
     graphs = tmp_path / "bench-results" / "flamegraphs"

@@ -1,0 +1,218 @@
+"""`python -m bench.growth`: does analytics' cost grow with the responses already stored?
+
+For each size in `STORED` (0, 100,000 and 1,000,000; `QUICK_STORED` in a smoke run), a fresh
+database is preloaded with that many stored responses (their raw documents, inserted directly:
+what a long campaign leaves behind), then:
+
+- **applied rate**: an analytics process counts `NEW` new responses from a topic filled before
+  it starts; the clock runs from its start to the last one counted;
+- **catch-up after SIGKILL**: an analytics process counts `CATCH_UP` more, added to the same
+  topic, and is SIGKILLed once its first batch of them is counted (work in progress: the batch
+  it was applying is read again); a new process is started and the clock runs from its start
+  until all are counted.
+
+Targets (issue "Performance"): at the largest size each figure within 1.5x of its value at 0.
+A step that read the whole collection per response or per batch would show here first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+from rich.progress import Progress
+
+from bench.analytics import response
+from bench.load import (
+    drop_database,
+    free_port,
+    listening,
+    new_webhook_secret,
+    service_environment,
+    start_all,
+    stop,
+)
+from bench.report import Measurement, Section, Verdict, run_alone
+from bench.scaleout import counted
+from bench.topics import fill
+from services.analytics.aggregates import OVERALL, Positioned
+from services.analytics.documents import raw_document
+from services.analytics.store import RESPONSES, AnalyticsStore
+from shared import mongo
+from shared.events import SurveyResponse
+from shared.kafka import delete_topics, ensure_topics, topics_with_dlq
+
+STORED = (0, 100_000, 1_000_000)
+QUICK_STORED = (0, 2_000, 10_000)
+NEW, QUICK_NEW = 20_000, 2_000
+CATCH_UP, QUICK_CATCH_UP = 10_000, 5_000  # several of the consumer's batches (2,000)
+PRELOAD_BATCH = 1000
+TARGET_GROWTH = 1.5
+KILL_POLL_SECONDS = 0.2
+
+
+def received_now() -> str:
+    """The time stamp of responses received now."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def bodies(prefix: str, count: int, seed: int) -> list[dict[str, object]]:
+    """`count` varied responses with ids under `prefix`, received now."""
+    rng, received = random.Random(seed), received_now()
+    made = []
+    for number in range(count):
+        body = response(rng, number, received)
+        body["response_id"] = f"generic:{prefix}-{number}"
+        made.append(body)
+    return made
+
+
+async def preload(mongodb_url: str, database: str, stored: int, progress: Progress) -> None:
+    """Insert the raw documents of `stored` responses, as analytics keeps them."""
+    client = mongo.new_client(mongodb_url)
+    collection = mongo.database(client, database)[RESPONSES]
+    task = progress.add_task(f"preloading {stored:,} stored responses", total=stored)
+    try:
+        for start in range(0, stored, PRELOAD_BATCH):
+            documents = [
+                raw_document(Positioned(SurveyResponse.model_validate(body), 0, start + n))
+                for n, body in enumerate(bodies(f"stored-{start}", PRELOAD_BATCH, start))
+            ][: stored - start]
+            await collection.insert_many(documents, ordered=False)
+            progress.advance(task, len(documents))
+    finally:
+        progress.remove_task(task)
+        await client.close()
+
+
+async def total(mongodb_url: str, database: str) -> int:
+    """The overall count analytics shows in `database`."""
+    client = mongo.new_client(mongodb_url)
+    try:
+        overall = await AnalyticsStore(mongo.database(client, database)).aggregate(OVERALL)
+        return int(overall.get("total", 0)) if overall else 0
+    finally:
+        await client.close()
+
+
+def analytics_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """One analytics process on its own port, ready."""
+    port = free_port()
+    command = [sys.executable, "-m", "services.analytics"]
+    return start_all([(command, env | listening({"analytics": port}), port)])[0]
+
+
+def applied_rate(env: dict[str, str], events: int) -> float:
+    """Responses/s of one process from its start to `events` counted."""
+    started = time.perf_counter()
+    process = analytics_process(env)
+    try:
+        asyncio.run(counted(env["MONGODB_URL"], env["MONGODB_DATABASE"], events))
+        return events / (time.perf_counter() - started)
+    finally:
+        stop(process)
+
+
+def catch_up_seconds(env: dict[str, str], before: int, events: int) -> float:
+    """SIGKILL a process once it counted a first batch of `events` more, then the seconds a new
+    one takes from its start until all of them are counted."""
+    url, database = env["MONGODB_URL"], env["MONGODB_DATABASE"]
+    victim = analytics_process(env)
+    try:
+        while (shown := asyncio.run(total(url, database))) <= before:
+            if victim.poll() is not None:
+                raise RuntimeError(f"analytics exited ({victim.returncode}) before the kill")
+            time.sleep(KILL_POLL_SECONDS)
+    finally:
+        victim.kill()
+        victim.wait()
+    if shown >= before + events:
+        raise RuntimeError(
+            "the process counted everything before it was killed: nothing to catch up"
+        )
+    started = time.perf_counter()
+    process = analytics_process(env)
+    try:
+        asyncio.run(counted(url, database, before + events))
+        return time.perf_counter() - started
+    finally:
+        stop(process)
+
+
+def measure_at(stored: int, quick: bool, run: str, progress: Progress) -> tuple[float, float]:
+    """Preload `stored`, then the applied rate and the catch-up time; the database is dropped."""
+    new, more = (QUICK_NEW, QUICK_CATCH_UP) if quick else (NEW, CATCH_UP)
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
+    env = service_environment(f"{run}-{stored}", new_webhook_secret()) | {
+        "MONGODB_URL": os.environ.get("MONGODB_URL", "mongodb://localhost:27017")
+    }
+    topic = env["TOPIC_RESPONSES"]
+    # One topic and one group throughout: analytics counts a database's responses from one
+    # topic, by position, so the catch-up continues where the rate's process left off.
+    env |= {"ANALYTICS_GROUP_ID": f"bench-{run}-{stored}"}
+    try:
+        asyncio.run(ensure_topics(bootstrap, topics_with_dlq(topic)))
+        asyncio.run(preload(env["MONGODB_URL"], env["MONGODB_DATABASE"], stored, progress))
+        asyncio.run(fill(bootstrap, topic, bodies("new", new, 1)))
+        rate = applied_rate(env, new)
+        asyncio.run(fill(bootstrap, topic, bodies("more", more, 2)))
+        seconds = catch_up_seconds(env, new, more)
+    finally:
+        asyncio.run(drop_database(env["MONGODB_DATABASE"]))
+        asyncio.run(delete_topics(bootstrap, f"bench-{run}-{stored}."))
+    print(f"{stored:,} stored: {rate:,.0f} responses/s, catch-up {seconds:.1f} s")
+    return rate, seconds
+
+
+def section(quick: bool = False) -> Section:
+    """Both figures at each size; each held against its value at 0 stored."""
+    run = uuid.uuid4().hex[:8]
+    sizes = QUICK_STORED if quick else STORED
+    with Progress(transient=True) as progress:
+        figures = {stored: measure_at(stored, quick, run, progress) for stored in sizes}
+    more = QUICK_CATCH_UP if quick else CATCH_UP
+    largest = sizes[-1]
+    (rate0, catch0), (rate_max, catch_max) = figures[0], figures[largest]
+    slower, later = rate0 / rate_max, catch_max / catch0
+    return Section(
+        "growth",
+        f"Cost against responses already stored: {', '.join(f'{s:,}' for s in sizes)}",
+        [
+            Measurement(f"applied with {s:,} stored", r, "responses/s")
+            for s, (r, _) in figures.items()
+        ]
+        + [
+            Measurement(f"catch-up of {more:,} after SIGKILL with {s:,} stored", c, "s")
+            for s, (_, c) in figures.items()
+        ],
+        [
+            Verdict(
+                f"applied rate at 0 / at {largest:,} stored",
+                slower,
+                TARGET_GROWTH,
+                slower <= TARGET_GROWTH,
+            ),
+            Verdict(
+                f"catch-up at {largest:,} / at 0 stored",
+                later,
+                TARGET_GROWTH,
+                later <= TARGET_GROWTH,
+            ),
+        ],
+        ["each figure starts an analytics process: its start-up (about 2 s) is in the time"],
+    )
+
+
+def main() -> None:
+    """`python -m bench.growth`."""
+    run_alone(section)
+
+
+if __name__ == "__main__":
+    main()
