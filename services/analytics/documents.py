@@ -41,18 +41,37 @@ def responses_query(
     return query
 
 
-def raw_document(item: Positioned, keys: EmailKeys | None = None) -> Document:
+TRACKED = "tracked"
+
+
+def raw_id(response: SurveyResponse) -> str:
+    """The `_id` of the stored revision of a response (`revision_id`)."""
+    return revision_id(response.identity, response.revision)
+
+
+def revision_id(identity: str, revision: int) -> str:
+    """The `_id` of one revision of a stored response: its identity for revision 1 (as before
+    revisions existed), `<identity>#r<n>` for the others."""
+    return identity if revision == 1 else f"{identity}#r{revision}"
+
+
+def raw_document(
+    item: Positioned, keys: EmailKeys | None = None, tracked: bool = False
+) -> Document:
     """What is kept of a response: no focal-point name or email ever reaches analytics' data.
 
     With `keys`, the keyed hash of the focal point's address (`focal_point_key`) lets an erasure
     request find the response's free answers (`services.analytics.erasure`); `personal`
-    marks a response whose answers the retention sweep has not anonymised yet."""
+    marks a response whose answers the retention sweep has not anonymised yet. `tracked`:
+    counted through its state's changes (`states.py`), not by its position alone."""
     document = item.response.model_dump(mode="json", exclude={"focal_point"})
     focal_point = item.response.focal_point
     if keys is not None and focal_point is not None:
         document["focal_point_key"] = keys.key(str(focal_point.email))
     document["personal"] = True
-    document["_id"] = item.response.identity
+    document["_id"] = raw_id(item.response)
+    if tracked:
+        document[TRACKED] = True
     document["has_focal_point"] = item.response.focal_point is not None
     document["consenting_focal_point"] = item.response.consenting_focal_point is not None
     document["position"] = item.position
@@ -61,7 +80,9 @@ def raw_document(item: Positioned, keys: EmailKeys | None = None) -> Document:
 
 def from_raw_document(document: Document) -> SurveyResponse:
     """The response back from its raw document, for recounts."""
-    fields = {key: value for key, value in document.items() if key not in ("_id", "position")}
+    fields = {
+        key: value for key, value in document.items() if key not in ("_id", "position", TRACKED)
+    }
     # Documents stored before the identity held the survey kept the response id as `_id`.
     # Read as the consumer read it: codes newer than this taxonomy stay counted under their code.
     return SurveyResponse.model_validate(

@@ -36,7 +36,7 @@ import contextlib
 import hashlib
 import secrets
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +46,8 @@ from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError
 
 from services.analytics.aggregates import (
     OVERALL,
+    Counted,
     document_increments,
-    increments,
     survey_key,
 )
 from services.analytics.aggregates import Positioned as Positioned
@@ -66,6 +66,7 @@ from services.analytics.audit import (
     watermarks,
 )
 from services.analytics.documents import (
+    TRACKED,
     from_raw_document,
     layouts,
     main_counters,
@@ -73,6 +74,7 @@ from services.analytics.documents import (
     part_ids,
     positioned_from_raw,
     raw_document,
+    raw_id,
     version_id,
 )
 from services.analytics.parts import (
@@ -85,13 +87,23 @@ from services.analytics.parts import (
     next_layout,
     split_increments,
 )
-from shared.events import SurveyResponse
+from services.analytics.states import (
+    Change,
+    State,
+    after_response,
+    after_review,
+    legacy_state,
+)
+from shared.events import ResponseReview, SurveyResponse
 from shared.failures import Disposition, classify_write_error, unstorable
 from shared.mongo import Document
 from shared.personal import EmailKeys
 
 RESPONSES = "analytics_responses"
 AGGREGATES = "analytics_aggregates"
+# The chains of response states (`states.py`): one immutable entry per change, `_id`
+# `<identity>@<seq>`, the unique insert that decides which writer's change comes next.
+STATES = "analytics_response_states"
 # Each generation of parts is a collection `analytics_aggregate_parts-<key hash>-<field>-<version
 # that compacted>-<writer token>`.
 AGGREGATE_PARTS = "analytics_aggregate_parts"
@@ -155,10 +167,66 @@ class StoreRefusedError(Exception):
 
 @dataclass(frozen=True)
 class Recorded:
-    """A batch of raw responses stored: what counts, and what the database refused."""
+    """A batch of raw responses stored: what counts, and what the database refused;
+    `inserted`: the raw `_id`s this call stored (no earlier message had)."""
 
     counted: list[Positioned]
     refused: list[tuple[Positioned, str]]
+    inserted: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class PositionedReview:
+    """A review and where it sits (its partition shifted: `states.review_partition`)."""
+
+    review: ResponseReview
+    partition: int
+    offset: int
+
+
+Message = Positioned | PositionedReview
+
+
+def _identity(message: Message) -> str:
+    return message.response.identity if isinstance(message, Positioned) else message.review.identity
+
+
+def _survey(message: Message) -> str:
+    return (
+        message.response.survey_id if isinstance(message, Positioned) else message.review.survey_id
+    )
+
+
+def state_id(identity: str, seq: int) -> str:
+    """The `_id` of one entry of a response's chain of states."""
+    return f"{identity}@{seq:08d}"
+
+
+def change_of(document: Document) -> Change:
+    """A chain entry as a change."""
+    before = document.get("before")
+    position = document["position"]
+    return Change(
+        identity=document["identity"],
+        seq=int(document["seq"]),
+        before=None if before is None else State.from_document(before),
+        after=State.from_document(document["after"]),
+        partition=int(position["partition"]),
+        offset=int(position["offset"]),
+    )
+
+
+def change_document(change: Change) -> Document:
+    """A change as its chain entry."""
+    return {
+        "_id": state_id(change.identity, change.seq),
+        "identity": change.identity,
+        "seq": change.seq,
+        "survey_id": change.survey_id,
+        "position": change.position,
+        "before": None if change.before is None else change.before.document(),
+        "after": change.after.document(),
+    }
 
 
 class AnalyticsStore:
@@ -169,6 +237,8 @@ class AnalyticsStore:
         self._keys = keys  # None: responses are stored without `focal_point_key`
         self._responses = db[RESPONSES]
         self._aggregates = db[AGGREGATES]
+        self._states = db[STATES]
+        self._indexed = False
         # The newest version of each document this process has seen: a starting point for
         # probing, so a steady writer reads one document per write.
         self._known: dict[str, tuple[int, Document]] = {}
@@ -185,7 +255,7 @@ class AnalyticsStore:
             raise StoreRefusedError(recorded.refused[0][1])
         return recorded.counted
 
-    async def record_each(self, batch: list[Positioned]) -> Recorded:
+    async def record_each(self, batch: list[Positioned], tracked: bool = False) -> Recorded:
         """Store the raw responses, each on its own: those the database refuses for what they
         are (`shared.failures`) are left out and returned with the reason, the others are
         stored. Returns those that count at their own position.
@@ -195,7 +265,7 @@ class AnalyticsStore:
         A transient failure raises, for the whole batch to be read again."""
         if not batch:
             return Recorded([], [])
-        documents = [raw_document(item, self._keys) for item in batch]
+        documents = [raw_document(item, self._keys, tracked) for item in batch]
         refused: dict[int, str] = {}
         try:
             errors = await self._insert_unordered(documents, list(range(len(documents))))
@@ -217,17 +287,159 @@ class AnalyticsStore:
                 duplicates = True
         stored = [item for i, item in enumerate(batch) if i not in refused]
         out = [(batch[i], why) for i, why in sorted(refused.items())]
+        failed = {index for index, _ in errors} | set(refused)
+        inserted = frozenset(documents[i]["_id"] for i in range(len(batch)) if i not in failed)
         if not duplicates:
-            return Recorded(stored, out)
-        ids = [item.response.identity for item in stored]
+            return Recorded(stored, out, inserted)
+        ids = [raw_id(item.response) for item in stored]
         positions = {
             document["_id"]: document["position"]
             async for document in self._responses.find({"_id": {"$in": ids}}, {"position": 1})
         }
-        counted = [
-            item for item in stored if positions.get(item.response.identity) == item.position
-        ]
-        return Recorded(counted, out)
+        counted = [item for item in stored if positions.get(raw_id(item.response)) == item.position]
+        return Recorded(counted, out, inserted)
+
+    async def ensure_indexes(self) -> None:
+        """The index the chains are read by (MongoDB uses it; FerretDB scans regardless)."""
+        if not self._indexed:
+            await self._states.create_index("identity")
+            self._indexed = True
+
+    async def track(
+        self, messages: list[Message], inserted: frozenset[str] = frozenset()
+    ) -> list[Change | Positioned]:
+        """The changes of response states these messages cause, each stored once in its
+        response's chain (`states.py`); what the aggregates then apply. A message whose change
+        is in the chain already (a replay) gives that change again; one that changes nothing
+        gives nothing. A response stored before states existed, read again at its own position,
+        counts as it did then (its `Positioned`). `inserted`: raw `_id`s this batch stored
+        first, whose responses cannot have been stored before states existed.
+
+        Per round, one read of the chains of the batch's responses and one insert of at most
+        one entry per response; a response whose entry lost the race (another consumer, or a
+        zombie, changed it meanwhile) is read again and decided on top of the winner's."""
+        await self.ensure_indexes()
+        queues: dict[str, list[Message]] = {}
+        for message in messages:
+            queues.setdefault(_identity(message), []).append(message)
+        if not queues:
+            return []
+        # A response whose revision 1 this batch stored first was never tracked before and
+        # was not stored before states existed: its chain is taken as empty without a read
+        # (the common case costs no read, as before). Were it not (a review, or a later
+        # revision, came first), the insert of entry 1 loses and the chain is read then.
+        fresh = {
+            message.response.identity
+            for message in messages
+            if isinstance(message, Positioned)
+            and message.response.revision == 1
+            and raw_id(message.response) in inserted
+        }
+        chains = await self._chains([identity for identity in queues if identity not in fresh])
+        legacy = await self._legacy(
+            [
+                identity
+                for identity in queues
+                if not chains.get(identity) and identity not in inserted
+            ]
+        )
+        result: list[Change | Positioned] = []
+        while queues:
+            entries: dict[str, Change] = {}
+            for identity in list(queues):
+                queue, chain = queues[identity], chains.setdefault(identity, [])
+                while queue and identity not in entries:
+                    message = queue[0]
+                    found = next(
+                        (
+                            change
+                            for change in chain
+                            if (change.partition, change.offset)
+                            == (message.partition, message.offset)
+                        ),
+                        None,
+                    )
+                    if found is not None:  # a replay: the change it caused before
+                        result.append(found)
+                        queue.pop(0)
+                        continue
+                    old = legacy.get(identity)
+                    if (
+                        not chain
+                        and old is not None
+                        and isinstance(message, Positioned)
+                        and old[1] == message.position
+                    ):
+                        result.append(message)  # counted as before states existed
+                        queue.pop(0)
+                        continue
+                    before = chain[-1].after if chain else (old[0] if old else None)
+                    base = before or State(survey_id=_survey(message))
+                    after = (
+                        after_response(base, message.response)
+                        if isinstance(message, Positioned)
+                        else after_review(base, message.review)
+                    )
+                    if after is None:
+                        queue.pop(0)
+                        continue
+                    seq = chain[-1].seq + 1 if chain else 1
+                    entries[identity] = Change(
+                        identity, seq, before, after, message.partition, message.offset
+                    )
+                if not queue and identity not in entries:
+                    del queues[identity]
+            if not entries:
+                break
+            lost = await self._insert_states(list(entries.values()))
+            for identity, change in entries.items():
+                if identity in lost:
+                    continue
+                chains[identity].append(change)
+                result.append(change)
+                queues[identity].pop(0)
+                if not queues[identity]:
+                    del queues[identity]
+            if lost:
+                chains.update(await self._chains(sorted(lost)))
+        return result
+
+    async def _insert_states(self, changes: list[Change]) -> set[str]:
+        """Insert these chain entries; the identities whose entry lost the race."""
+        try:
+            await self._states.insert_many(
+                [change_document(change) for change in changes], ordered=False
+            )
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if exc.details.get("writeConcernErrors") or any(
+                error.get("code") != DUPLICATE_KEY for error in errors
+            ):
+                raise
+            return {changes[error["index"]].identity for error in errors}
+        return set()
+
+    async def _chains(self, identities: list[str]) -> dict[str, list[Change]]:
+        """The chains of these responses, each in order."""
+        chains: dict[str, list[Change]] = {identity: [] for identity in identities}
+        if not identities:
+            return chains
+        async for document in self._states.find({"identity": {"$in": identities}}):
+            chains[document["identity"]].append(change_of(document))
+        for chain in chains.values():
+            chain.sort(key=lambda change: change.seq)
+        return chains
+
+    async def _legacy(self, identities: list[str]) -> dict[str, tuple[State, dict[str, int]]]:
+        """The responses among these stored before states existed: their state, position."""
+        if not identities:
+            return {}
+        found: dict[str, tuple[State, dict[str, int]]] = {}
+        query = {"_id": {"$in": identities}, TRACKED: {"$exists": False}}
+        async for document in self._responses.find(query, {"answers": 0}):
+            item = positioned_from_raw(document)
+            found[item.response.identity] = (legacy_state(item.response), item.position)
+        return found
 
     async def _insert_unordered(
         self, documents: list[Document], indexes: list[int]
@@ -247,18 +459,19 @@ class AnalyticsStore:
             return [(indexes[error["index"]], error) for error in errors]
         return []
 
-    async def apply(self, counted: list[Positioned]) -> None:
-        """Add the counted responses to every aggregate they touch, each exactly once."""
-        documents: defaultdict[str, list[Positioned]] = defaultdict(list)
+    async def apply(self, counted: Sequence[Counted]) -> None:
+        """Add the counted responses (or changes of their states) to every aggregate they
+        touch, each exactly once."""
+        documents: defaultdict[str, list[Counted]] = defaultdict(list)
         for item in counted:
-            documents[survey_key(item.response.survey_id)].append(item)
+            documents[survey_key(item.survey_id)].append(item)
         # The surveys' documents side by side, the overall one last: everything at or below the
         # overall watermarks is then in every document (the boundary `rebuild` relies on).
         await asyncio.gather(*(self._apply_to(key, items) for key, items in documents.items()))
         if counted:
             await self._apply_to(OVERALL, counted)
 
-    async def _apply_to(self, key: str, items: list[Positioned]) -> None:
+    async def _apply_to(self, key: str, items: Sequence[Counted]) -> None:
         partitions = {item.partition for item in items}
         # Straight on top of the version this process wrote or read last: the insert itself
         # tells whether it is still the newest, which saves a read per document and batch
@@ -520,11 +733,38 @@ class AnalyticsStore:
                 latest[key] = document
         return latest
 
-    async def positioned(self, query: Document | None = None) -> AsyncIterator[Positioned]:
+    async def positioned(
+        self, query: Document | None = None, legacy: bool = False
+    ) -> AsyncIterator[Positioned]:
         """The stored responses matching `query` with their counting positions, free text left
-        out (recounts never need it)."""
+        out (recounts never need it). `legacy`: only those stored before states existed, which
+        count by their position alone."""
+        if legacy:
+            query = {"$and": [query or {}, {TRACKED: {"$exists": False}}]}
         async for document in self._responses.find(query or {}, {"answers": 0}):
             yield positioned_from_raw(document)
+
+    async def changes(self, query: Document | None = None) -> AsyncIterator[Change]:
+        """The changes of response states matching `query` (on `survey_id`, `position`)."""
+        async for document in self._states.find(query or {}):
+            yield change_of(document)
+
+    async def counted(self, query: Document | None = None) -> AsyncIterator[Counted]:
+        """Everything the aggregates count, matching `query`: the responses stored before
+        states existed, and every change of a response's state."""
+        async for item in self.positioned(query, legacy=True):
+            yield item
+        async for change in self.changes(query):
+            yield change
+
+    async def raw_for(self, ids: list[str]) -> dict[str, Document]:
+        """Stored responses by raw `_id` (answers included), for operators' review queue."""
+        if not ids:
+            return {}
+        return {
+            document["_id"]: document
+            async for document in self._responses.find({"_id": {"$in": ids}})
+        }
 
     async def raw_documents(self, query: Document, fields: list[str]) -> AsyncIterator[Document]:
         """Only `fields` (and `position`) of the stored responses matching `query`."""
@@ -569,9 +809,15 @@ class AnalyticsStore:
         return [(key, await self._latest(key)) for key in sorted(keys)]
 
     async def raw_responses(self) -> Iterable[SurveyResponse]:
-        """Every stored response (for recounts)."""
+        """Every stored response, every revision (for recounts)."""
         return [from_raw_document(document) async for document in self._responses.find()]
 
     async def recount(self) -> dict[str, Counter[str]]:
-        """The increments of every stored response, as a rebuild or a verify sees them."""
-        return increments(await self.raw_responses())
+        """What every counted response and change adds to each document, all of them applied:
+        the newest state of every response (`states.py`), as a rebuild after catching up sees
+        it."""
+        totals: dict[str, Counter[str]] = {}
+        async for item in self.counted():
+            for key in (survey_key(item.survey_id), OVERALL):
+                totals.setdefault(key, Counter()).update(item.delta(key))
+        return totals
