@@ -185,8 +185,10 @@ class Change:
     def delta(self, key: str) -> Counter[str]:
         """What it adds to one aggregate document."""
         if key not in self._deltas:
-            self._deltas[key] = difference(
-                contribution(self.after, key), contribution(self.before, key)
+            after = contribution(self.after, key)
+            # A first change (most of them) adds its state's contribution as it is.
+            self._deltas[key] = (
+                after if self.before is None else difference(after, contribution(self.before, key))
             )
         return self._deltas[key]
 

@@ -66,15 +66,18 @@ from services.analytics.audit import (
     watermarks,
 )
 from services.analytics.documents import (
+    FIRST,
+    PLACEHOLDER,
     TRACKED,
+    displaced_id,
     from_raw_document,
     layouts,
     main_counters,
     part_id,
     part_ids,
+    placeholder_document,
     positioned_from_raw,
     raw_document,
-    raw_id,
     version_id,
 )
 from services.analytics.parts import (
@@ -216,6 +219,36 @@ def change_of(document: Document) -> Change:
     )
 
 
+def first_change(response: SurveyResponse, partition: int, offset: int) -> Change:
+    """The first entry of a response's chain when its revision 1 came first: that revision,
+    with the review it carries, at the position of the message that carried it."""
+    after = after_response(State(survey_id=response.survey_id), response)
+    if after is None:  # revisions start at 1: a first revision always changes a fresh state
+        raise ValueError(f"revision {response.revision} of {response.identity} changes nothing")
+    return Change(response.identity, 1, None, after, partition, offset)
+
+
+def first_of(document: Document) -> Change:
+    """The first entry of a chain, from the revision 1 stored first under its identity."""
+    item = positioned_from_raw(document)
+    return first_change(item.response, item.partition, item.offset)
+
+
+def _claims(found: Mapping[str, Document], raw: str) -> bool:
+    """Whether a placeholder is stored under this raw `_id`."""
+    return bool(found.get(raw, {}).get(PLACEHOLDER))
+
+
+@dataclass
+class Chains:
+    """What `track` knows of some responses: their chains, those stored before states existed
+    (state, position), and the identities something is stored under."""
+
+    chains: dict[str, list[Change]]
+    legacy: dict[str, tuple[State, dict[str, int]]]
+    claimed: set[str]
+
+
 def change_document(change: Change) -> Document:
     """A change as its chain entry."""
     return {
@@ -291,13 +324,43 @@ class AnalyticsStore:
         inserted = frozenset(documents[i]["_id"] for i in range(len(batch)) if i not in failed)
         if not duplicates:
             return Recorded(stored, out, inserted)
-        ids = [raw_id(item.response) for item in stored]
-        positions = {
-            document["_id"]: document["position"]
-            async for document in self._responses.find({"_id": {"$in": ids}}, {"position": 1})
+        kept = [i for i in range(len(batch)) if i not in refused]
+        ids = {i: str(documents[i]["_id"]) for i in kept}
+        found = await self._stored(list(ids.values()))
+        # A revision 1 whose identity a placeholder claimed is stored beside it.
+        moved = {
+            i: displaced_id(batch[i].response.identity) for i in kept if _claims(found, ids[i])
         }
-        counted = [item for item in stored if positions.get(raw_id(item.response)) == item.position]
+        if moved:
+            beside = [
+                {**{k: v for k, v in documents[i].items() if k != FIRST}, "_id": moved[i]}
+                for i in moved
+            ]
+            errors = await self._insert_unordered(beside, list(moved))
+            for index, error in errors:
+                if classify_write_error(error) is Disposition.DEAD_LETTER:
+                    refused[index] = f"refused by the database: {error.get('errmsg', '')}"
+            failed = {index for index, _ in errors}
+            inserted = inserted | {moved[i] for i in moved if i not in failed}
+            ids.update(moved)
+            found.update(await self._stored(list(moved.values())))
+        out = [(batch[i], why) for i, why in sorted(refused.items())]
+        counted = [
+            batch[i]
+            for i in kept
+            if i not in refused and found.get(ids[i], {}).get("position") == batch[i].position
+        ]
         return Recorded(counted, out, inserted)
+
+    async def _stored(self, ids: list[str]) -> dict[str, Document]:
+        """The position (or placeholder mark) stored under each of these raw `_id`s."""
+        if not ids:
+            return {}
+        projection = {"position": 1, PLACEHOLDER: 1}
+        return {
+            document["_id"]: document
+            async for document in self._responses.find({"_id": {"$in": ids}}, projection)
+        }
 
     async def ensure_indexes(self) -> None:
         """The index the chains are read by (MongoDB uses it; FerretDB scans regardless)."""
@@ -313,36 +376,40 @@ class AnalyticsStore:
         is in the chain already (a replay) gives that change again; one that changes nothing
         gives nothing. A response stored before states existed, read again at its own position,
         counts as it did then (its `Positioned`). `inserted`: raw `_id`s this batch stored
-        first, whose responses cannot have been stored before states existed.
+        first.
 
-        Per round, one read of the chains of the batch's responses and one insert of at most
-        one entry per response; a response whose entry lost the race (another consumer, or a
-        zombie, changed it meanwhile) is read again and decided on top of the winner's."""
-        await self.ensure_indexes()
+        A chain starts under the response's identity in the responses collection, whose unique
+        `_id` decides which message was first: a revision 1 stored there (`FIRST`) is itself
+        the chain's first entry, so the common case (a new response) costs no write and no
+        read beyond its raw insert; a review or a later revision that comes first stores a
+        placeholder there, and the chain starts in the states collection. Every later change
+        is an entry of the states collection, whose unique `_id` (`<identity>@<seq>`) lets one
+        writer win each place in the chain.
+
+        Per round, one read of the chains of the batch's responses that are not new, and one
+        insert of at most one entry per response; a response whose entry (or placeholder) lost
+        the race (another consumer, or a zombie, changed it meanwhile) is read again and
+        decided on top of the winner's."""
         queues: dict[str, list[Message]] = {}
         for message in messages:
             queues.setdefault(_identity(message), []).append(message)
         if not queues:
             return []
-        # A response whose revision 1 this batch stored first was never tracked before and
-        # was not stored before states existed: its chain is taken as empty without a read
-        # (the common case costs no read, as before). Were it not (a review, or a later
-        # revision, came first), the insert of entry 1 loses and the chain is read then.
-        fresh = {
-            message.response.identity
-            for message in messages
-            if isinstance(message, Positioned)
-            and message.response.revision == 1
-            and raw_id(message.response) in inserted
-        }
-        chains = await self._chains([identity for identity in queues if identity not in fresh])
-        legacy = await self._legacy(
-            [
-                identity
-                for identity in queues
-                if not chains.get(identity) and identity not in inserted
-            ]
-        )
+        chains: dict[str, list[Change]] = {}
+        for message in messages:
+            if (
+                isinstance(message, Positioned)
+                and message.response.revision == 1
+                and message.response.identity in inserted
+            ):
+                identity = message.response.identity
+                chains[identity] = [
+                    first_change(message.response, message.partition, message.offset)
+                ]
+        fresh = set(chains)
+        read = await self._read([identity for identity in queues if identity not in fresh])
+        chains.update(read.chains)
+        legacy, claimed = read.legacy, read.claimed | fresh
         result: list[Change | Positioned] = []
         while queues:
             entries: dict[str, Change] = {}
@@ -391,7 +458,11 @@ class AnalyticsStore:
                     del queues[identity]
             if not entries:
                 break
-            lost = await self._insert_states(list(entries.values()))
+            lost = await self._claim([c for i, c in entries.items() if i not in claimed])
+            claimed |= set(entries)  # a placeholder or a revision 1 is there now, either way
+            lost |= await self._insert_states(
+                [change for identity, change in entries.items() if identity not in lost]
+            )
             for identity, change in entries.items():
                 if identity in lost:
                     continue
@@ -401,11 +472,34 @@ class AnalyticsStore:
                 if not queues[identity]:
                     del queues[identity]
             if lost:
-                chains.update(await self._chains(sorted(lost)))
+                again = await self._read(sorted(lost))
+                chains.update(again.chains)
+                legacy.update(again.legacy)
         return result
+
+    async def _claim(self, changes: list[Change]) -> set[str]:
+        """Store a placeholder under the identity of each of these responses, which start a
+        chain before any revision 1 of theirs is stored; the identities where something was
+        stored first."""
+        if not changes:
+            return set()
+        documents = [placeholder_document(c.identity, c.survey_id) for c in changes]
+        try:
+            await self._responses.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if exc.details.get("writeConcernErrors") or any(
+                error.get("code") != DUPLICATE_KEY for error in errors
+            ):
+                raise
+            return {changes[error["index"]].identity for error in errors}
+        return set()
 
     async def _insert_states(self, changes: list[Change]) -> set[str]:
         """Insert these chain entries; the identities whose entry lost the race."""
+        if not changes:
+            return set()
+        await self.ensure_indexes()
         try:
             await self._states.insert_many(
                 [change_document(change) for change in changes], ordered=False
@@ -419,27 +513,27 @@ class AnalyticsStore:
             return {changes[error["index"]].identity for error in errors}
         return set()
 
-    async def _chains(self, identities: list[str]) -> dict[str, list[Change]]:
-        """The chains of these responses, each in order."""
-        chains: dict[str, list[Change]] = {identity: [] for identity in identities}
+    async def _read(self, identities: list[str]) -> Chains:
+        """The chains of these responses, each in order: their first entry from what is stored
+        under their identity (a revision 1 stored first, a placeholder, or a response stored
+        before states existed), the others from the states collection."""
+        read = Chains({identity: [] for identity in identities}, {}, set())
         if not identities:
-            return chains
-        async for document in self._states.find({"identity": {"$in": identities}}):
-            chains[document["identity"]].append(change_of(document))
-        for chain in chains.values():
-            chain.sort(key=lambda change: change.seq)
-        return chains
-
-    async def _legacy(self, identities: list[str]) -> dict[str, tuple[State, dict[str, int]]]:
-        """The responses among these stored before states existed: their state, position."""
-        if not identities:
-            return {}
-        found: dict[str, tuple[State, dict[str, int]]] = {}
-        query = {"_id": {"$in": identities}, TRACKED: {"$exists": False}}
+            return read
+        query = {"_id": {"$in": identities}}
         async for document in self._responses.find(query, {"answers": 0}):
-            item = positioned_from_raw(document)
-            found[item.response.identity] = (legacy_state(item.response), item.position)
-        return found
+            identity = str(document["_id"])
+            read.claimed.add(identity)
+            if document.get(FIRST):
+                read.chains[identity].append(first_of(document))
+            elif not document.get(TRACKED):
+                item = positioned_from_raw(document)
+                read.legacy[identity] = (legacy_state(item.response), item.position)
+        async for document in self._states.find({"identity": {"$in": identities}}):
+            read.chains[document["identity"]].append(change_of(document))
+        for chain in read.chains.values():
+            chain.sort(key=lambda change: change.seq)
+        return read
 
     async def _insert_unordered(
         self, documents: list[Document], indexes: list[int]
@@ -751,9 +845,11 @@ class AnalyticsStore:
 
     async def counted(self, query: Document | None = None) -> AsyncIterator[Counted]:
         """Everything the aggregates count, matching `query`: the responses stored before
-        states existed, and every change of a response's state."""
-        async for item in self.positioned(query, legacy=True):
-            yield item
+        states existed, and every change of a response's state (the first ones of most
+        responses are their revision 1, stored first: `track`). One pass over each collection."""
+        firsts = {"$or": [{TRACKED: {"$exists": False}}, {FIRST: True}]}
+        async for document in self._responses.find({"$and": [query or {}, firsts]}, {"answers": 0}):
+            yield first_of(document) if document.get(FIRST) else positioned_from_raw(document)
         async for change in self.changes(query):
             yield change
 
@@ -761,10 +857,8 @@ class AnalyticsStore:
         """Stored responses by raw `_id` (answers included), for operators' review queue."""
         if not ids:
             return {}
-        return {
-            document["_id"]: document
-            async for document in self._responses.find({"_id": {"$in": ids}})
-        }
+        query = {"_id": {"$in": ids}, PLACEHOLDER: {"$exists": False}}
+        return {document["_id"]: document async for document in self._responses.find(query)}
 
     async def raw_documents(self, query: Document, fields: list[str]) -> AsyncIterator[Document]:
         """Only `fields` (and `position`) of the stored responses matching `query`."""

@@ -25,7 +25,7 @@ from services.analytics.aggregates import (
     survey_of,
 )
 from services.analytics.audit import counters_of, flatten, nest
-from services.analytics.documents import revision_id
+from services.analytics.documents import STORED_ONLY, displaced_id, revision_id
 from services.analytics.models import (
     Filters,
     Overview,
@@ -139,13 +139,15 @@ async def review_queue(
     )
     shown = waiting[:limit]
     ids = [revision_id(identity, state.revision) for state, identity in shown]
-    stored = await store.raw_for(ids)
+    # A revision 1 that came after a review or a later revision is stored beside a placeholder.
+    beside = [displaced_id(identity) for state, identity in shown if state.revision == 1]
+    stored = await store.raw_for(ids + beside)
     responses = []
     for (state, identity), raw in zip(shown, ids, strict=True):
-        document = stored.get(raw)
+        document = stored.get(raw) or stored.get(displaced_id(identity))
         if document is None:
             continue  # the change is counted but its raw revision is not readable
-        response = {k: v for k, v in document.items() if k not in ("_id", "position", "tracked")}
+        response = {k: v for k, v in document.items() if k not in STORED_ONLY}
         responses.append(
             QueuedResponse(
                 survey_id=state.survey_id,
