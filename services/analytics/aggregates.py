@@ -59,8 +59,12 @@ class Positioned:
     def delta(self, key: str) -> Counter[str]:
         """What the response adds to one aggregate document (`document_increments` of it)."""
         counters: Counter[str] = Counter()
-        _count(counters, key, self.paths, self.response.survey_id)
+        self.count_into(counters, key)
         return counters
+
+    def count_into(self, counters: Counter[str], key: str) -> None:
+        """Add `delta(key)` to `counters`."""
+        _count(counters, key, self.paths, self.response.survey_id)
 
 
 SURVEY_PREFIX = "survey:"
@@ -141,12 +145,14 @@ class Counted(Protocol):
 
     def delta(self, key: str) -> Counter[str]: ...
 
+    def count_into(self, counters: Counter[str], key: str) -> None: ...
+
 
 def document_increments(key: str, items: Iterable[Counted]) -> Counter[str]:
     """What these responses or changes add to one document (negative counts kept)."""
     delta: Counter[str] = Counter()
     for item in items:
-        delta.update(item.delta(key))
+        item.count_into(delta, key)  # straight into one counter: most batches are new responses
     return delta
 
 

@@ -99,9 +99,12 @@ def arrival_rank(response: SurveyResponse) -> tuple[int, str]:
 def revision_state(response: SurveyResponse, base: State | None = None) -> State:
     """`base` (or a fresh state) holding this revision's content."""
     who = response.respondent
-    return replace(
-        base or State(survey_id=response.survey_id),
+    # One constructor call: a new response (most of them) goes through here once.
+    return State(
+        survey_id=response.survey_id,
         revision=response.revision,
+        status=base.status if base else "pending",
+        rank=base.rank if base else NO_RANK,
         paths=tuple(response_paths(response)),
         country=who.country,
         respondent_type=who.type,
@@ -140,8 +143,14 @@ def after_review(state: State, review: ResponseReview) -> State | None:
 def contribution(state: State | None, key: str) -> Counter[str]:
     """What a state adds to one aggregate document (its survey's, or the overall one)."""
     counters: Counter[str] = Counter()
+    contribute(counters, state, key)
+    return counters
+
+
+def contribute(counters: Counter[str], state: State | None, key: str) -> None:
+    """Add `contribution(state, key)` to `counters`."""
     if state is None or state.revision == 0:
-        return counters
+        return
     if state.status == "rejected":
         counters["by_review.rejected"] += 1
     elif state.counted:
@@ -150,7 +159,6 @@ def contribution(state: State | None, key: str) -> Counter[str]:
             counters["by_review.approved"] += 1
         if key == OVERALL:
             counters[f"surveys.{state.survey_id}"] += 1
-    return counters
 
 
 def difference(after: Counter[str], before: Counter[str]) -> Counter[str]:
@@ -181,6 +189,13 @@ class Change:
     def position(self) -> dict[str, int]:
         """Where the message that caused it sits (review partitions shifted)."""
         return {"partition": self.partition, "offset": self.offset}
+
+    def count_into(self, counters: Counter[str], key: str) -> None:
+        """Add `delta(key)` to `counters`."""
+        if self.before is None:  # a first change (most of them): no intermediate counter
+            contribute(counters, self.after, key)
+        else:
+            counters.update(self.delta(key))
 
     def delta(self, key: str) -> Counter[str]:
         """What it adds to one aggregate document."""
