@@ -22,11 +22,13 @@ pytestmark = pytest.mark.integration
 async def test_on_response_rejected_on_arrival_registers_nobody(stack: Stack, run_id: str) -> None:
     client = mongo.new_client(stack.mongodb_url)
     db = mongo.database(client, f"test_{run_id}")
-    registry = Registry(db)
+    # About reviews, not double opt-in (tested in test_notifier_consent.py): addresses count as
+    # confirmed here.
+    settings = notifier_settings(stack, run_id, smtp_port=9, double_opt_in=False)
+    registry = Registry(db, settings.email_keys(), require_confirmation=False)
+    await registry.ensure_indexes()
     deliveries = Deliveries(db, timedelta(seconds=60))
-    notifier = Notifier(
-        notifier_settings(stack, run_id, smtp_port=9), registry, deliveries, Mailer("127.0.0.1", 9)
-    )
+    notifier = Notifier(settings, registry, deliveries, Mailer("127.0.0.1", 9))
     rejected = f"rejected-{run_id}@example.org"
     pending = f"pending-{run_id}@example.org"
     try:
@@ -36,7 +38,10 @@ async def test_on_response_rejected_on_arrival_registers_nobody(stack: Stack, ru
         await notifier.on_response(response(2, pending, at=T0))
         announced = pilot(f"pilot-{run_id}")
         created = await notifier.on_pilot(announced)
-        registered = (await registry.get(rejected), await registry.get(pending))
+        registered = (
+            await registry.get(registry.key(rejected)),
+            await registry.get(registry.key(pending)),
+        )
     finally:
         await client.drop_database(f"test_{run_id}")
         await client.close()
