@@ -6,9 +6,12 @@ of the partner ranking) and its latest review (status and rank). Every message t
 state (a newer revision, a later review) becomes a *change*: the state before and the state
 after, stored once as an immutable entry of the response's chain (`store.py`: the entry's
 unique `_id` is the compare-and-set, as the aggregate versions are), tagged with the Kafka
-position of the message that caused it. What a change adds to a document is the contribution
-of the state after minus that of the state before; the aggregate documents apply it by that
-position under their watermarks, exactly once, like any counted response.
+position of the message that caused it. The first entry of most chains is the raw revision 1
+itself, stored first under the response's identity: its change (nothing before, that revision
+after) is computed from it, so a new response costs no write beyond its raw insert. What a
+change adds to a document is the contribution of the state after minus that of the state
+before; the aggregate documents apply it by that position under their watermarks, exactly once,
+like any counted response.
 
 So a late older revision changes nothing (the state already holds a newer one), a review older
 than the latest one changes nothing, and a replay of a message finds the change it caused

@@ -17,7 +17,14 @@ from services.analytics import maintenance
 from services.analytics.aggregates import OVERALL, survey_key
 from services.analytics.audit import flatten
 from services.analytics.states import review_partition
-from services.analytics.store import AnalyticsStore, Message, Positioned, PositionedReview
+from services.analytics.store import (
+    RESPONSES,
+    STATES,
+    AnalyticsStore,
+    Message,
+    Positioned,
+    PositionedReview,
+)
 from shared import mongo
 from shared.events import ResponseReview, SurveyResponse
 from shared.mongo import Document
@@ -195,3 +202,44 @@ async def test_track_response_stored_before_states_existed_corrected_exactly(
     assert (counters["by_review.rejected"], counters["by_review.approved"]) == (1, 1)
     assert (await maintenance.verify(store)).drifts == []
     assert +(await store.recount())[PRIORITIES] == +counters
+
+
+async def test_track_new_responses_write_nothing_but_their_raw_documents(
+    client: AsyncMongoClient[Document], run_id: str
+) -> None:
+    store = new_store(client, run_id)
+    db = mongo.database(client, f"test_{run_id}")
+    new = [response(f"n{n}", 1, "VN", n) for n in range(5)]
+    await consume(store, new)
+    await consume(store, new)  # replayed: each is its own first entry again
+
+    assert await db[STATES].count_documents({}) == 0
+    assert await db[RESPONSES].count_documents({}) == 5
+    assert (await running(store))["total"] == 5
+    # A later review is the first entry written beside the raw documents.
+    await consume(store, [review("n0", "rejected", 9, 0)])
+    assert await db[STATES].count_documents({}) == 1
+    assert (await running(store))["total"] == 4
+    assert (await maintenance.verify(store)).drifts == []
+
+
+async def test_track_first_revision_after_a_review_stored_beside_its_placeholder(
+    client: AsyncMongoClient[Document], run_id: str
+) -> None:
+    store = new_store(client, run_id)
+    db = mongo.database(client, f"test_{run_id}")
+    await consume(store, [review("late", "approved", 3, 0)])
+    placeholder = await db[RESPONSES].find_one({"_id": f"{SURVEY}/generic:late"})
+    await consume(store, [response("late", 1, "KE", 0), response("late", 1, "KE", 1)])
+    await consume(store, [response("late", 1, "KE", 0)])  # replayed
+
+    counters = await running(store)
+    assert placeholder is not None and placeholder.get("placeholder") is True
+    assert await db[RESPONSES].count_documents({"_id": f"{SURVEY}/generic:late#r1"}) == 1
+    assert (counters["total"], counters["by_country.KE"], counters["by_review.approved"]) == (
+        1,
+        1,
+        1,
+    )
+    assert +(await store.recount())[PRIORITIES] == +counters
+    assert (await maintenance.verify(store)).drifts == []
