@@ -21,14 +21,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.load import with_random_secrets
+from bench.load import drop_database, with_random_secrets
 from bench.report import Measurement, Section, Verdict, run_alone
 from bench.topics import consume_only, fill
 from services.analytics.aggregates import OVERALL, Positioned
 from services.analytics.app import create_app
 from services.analytics.documents import raw_document
 from services.analytics.settings import AnalyticsSettings
-from services.analytics.store import AnalyticsStore
+from services.analytics.wiring import wire
 from shared import mongo
 from shared.events import SurveyResponse
 from shared.kafka import delete_topics, ensure_topics, topics_with_dlq
@@ -98,26 +98,35 @@ async def insert_only(settings: AnalyticsSettings, bodies: list[dict[str, Any]])
         await client.close()
 
 
+async def counted(settings: AnalyticsSettings, events: int) -> None:
+    """Return once the overall total in the settings' database reaches `events`."""
+    wiring = wire(settings)
+    deadline = time.perf_counter() + TIME_LIMIT_SECONDS
+    try:
+        while True:
+            overall = await wiring.store.aggregate(OVERALL)
+            total = overall.get("total", 0) if overall else 0
+            if total >= events:
+                return
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"analytics counted {total} of {events}")
+            # Each look reads the aggregates collection the consumer writes to (a scan on
+            # FerretDB), so it looks once a second: at most 1% of a run of 100 s.
+            await asyncio.sleep(POLL_SECONDS)
+    finally:
+        await wiring.close()
+
+
 async def analytics(settings: AnalyticsSettings, events: int) -> float:
     """Responses/s applied by the service's own consumer, from start to the last one counted."""
-    client = mongo.new_client(settings.mongodb_url)
-    store = AnalyticsStore(mongo.database(client, settings.mongodb_database))
     app = create_app(settings)
     try:
         started = time.perf_counter()
         async with app.router.lifespan_context(app):
-            while True:
-                overall = await store.aggregate(OVERALL)
-                if overall is not None and overall.get("total", 0) >= events:
-                    return events / (time.perf_counter() - started)
-                if time.perf_counter() - started > TIME_LIMIT_SECONDS:
-                    raise TimeoutError(f"analytics counted {overall and overall.get('total')}")
-                # Each look reads the aggregates collection the consumer writes to (a scan on
-                # FerretDB), so it looks once a second: at most 1% of a run of 100 s.
-                await asyncio.sleep(POLL_SECONDS)
+            await counted(settings, events)
+            return events / (time.perf_counter() - started)
     finally:
-        await client.drop_database(settings.mongodb_database)
-        await client.close()
+        await drop_database(settings.mongodb_database)
 
 
 async def measure(quick: bool = False) -> Section:

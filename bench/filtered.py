@@ -25,7 +25,7 @@ from services.analytics.models import Filters
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.snapshots import Snapshots
 from services.analytics.store import AnalyticsStore
-from shared import mongo
+from services.analytics.wiring import wire
 from shared.events import SurveyResponse
 
 RESPONSES = int(os.environ.get("BENCH_RESPONSES", "20000"))
@@ -75,10 +75,10 @@ async def timed(label: str, call: Callable[[], Awaitable[object]]) -> list[float
 
 async def main() -> None:
     """Fill a fresh database, time both ways, drop it."""
-    settings = with_random_secrets(AnalyticsSettings)
     database = f"bench_filtered_{uuid.uuid4().hex[:8]}"
-    client = mongo.new_client(settings.mongodb_url)
-    store = AnalyticsStore(mongo.database(client, database))
+    settings = with_random_secrets(AnalyticsSettings, mongodb_database=database)
+    wiring = wire(settings)
+    client, store = wiring.client, wiring.store
     try:
         started = time.perf_counter()
         await fill(store, 0, RESPONSES)

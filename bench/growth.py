@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 from rich.progress import Progress
 
-from bench.analytics import response
+from bench.analytics import counted, response
 from bench.load import (
     drop_database,
     free_port,
@@ -39,11 +39,13 @@ from bench.load import (
     stop,
 )
 from bench.report import Measurement, Section, Verdict, run_alone
-from bench.scaleout import counted
+from bench.scaleout import analytics_settings
 from bench.topics import fill
 from services.analytics.aggregates import OVERALL, Positioned
 from services.analytics.documents import raw_document
-from services.analytics.store import RESPONSES, AnalyticsStore
+from services.analytics.settings import AnalyticsSettings
+from services.analytics.store import RESPONSES
+from services.analytics.wiring import wire
 from shared import mongo
 from shared.events import SurveyResponse
 from shared.kafka import delete_topics, ensure_topics, topics_with_dlq
@@ -91,14 +93,14 @@ async def preload(mongodb_url: str, database: str, stored: int, progress: Progre
         await client.close()
 
 
-async def total(mongodb_url: str, database: str) -> int:
-    """The overall count analytics shows in `database`."""
-    client = mongo.new_client(mongodb_url)
+async def total(settings: AnalyticsSettings) -> int:
+    """The overall count analytics shows in the settings' database."""
+    wiring = wire(settings)
     try:
-        overall = await AnalyticsStore(mongo.database(client, database)).aggregate(OVERALL)
+        overall = await wiring.store.aggregate(OVERALL)
         return int(overall.get("total", 0)) if overall else 0
     finally:
-        await client.close()
+        await wiring.close()
 
 
 def analytics_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -113,7 +115,7 @@ def applied_rate(env: dict[str, str], events: int) -> float:
     started = time.perf_counter()
     process = analytics_process(env)
     try:
-        asyncio.run(counted(env["MONGODB_URL"], env["MONGODB_DATABASE"], events))
+        asyncio.run(counted(analytics_settings(env), events))
         return events / (time.perf_counter() - started)
     finally:
         stop(process)
@@ -122,10 +124,10 @@ def applied_rate(env: dict[str, str], events: int) -> float:
 def catch_up_seconds(env: dict[str, str], before: int, events: int) -> float:
     """SIGKILL a process once it counted a first batch of `events` more, then the seconds a new
     one takes from its start until all of them are counted."""
-    url, database = env["MONGODB_URL"], env["MONGODB_DATABASE"]
+    settings = analytics_settings(env)
     victim = analytics_process(env)
     try:
-        while (shown := asyncio.run(total(url, database))) <= before:
+        while (shown := asyncio.run(total(settings))) <= before:
             if victim.poll() is not None:
                 raise RuntimeError(f"analytics exited ({victim.returncode}) before the kill")
             time.sleep(KILL_POLL_SECONDS)
@@ -139,7 +141,7 @@ def catch_up_seconds(env: dict[str, str], before: int, events: int) -> float:
     started = time.perf_counter()
     process = analytics_process(env)
     try:
-        asyncio.run(counted(url, database, before + events))
+        asyncio.run(counted(settings, before + events))
         return time.perf_counter() - started
     finally:
         stop(process)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.analytics import QUICK_EVENTS, TIME_LIMIT_SECONDS, responses
+from bench.analytics import QUICK_EVENTS, counted, responses
 from bench.load import (
     CONCURRENCY,
     REPO,
@@ -42,12 +42,11 @@ from bench.load import (
     signed_requests,
     start_all,
     stop,
+    with_random_secrets,
 )
 from bench.report import Measurement, Section, run_alone
 from bench.topics import fill
-from services.analytics.aggregates import OVERALL
-from services.analytics.store import AnalyticsStore
-from shared import mongo
+from services.analytics.settings import AnalyticsSettings
 from shared.kafka import delete_topics, ensure_topics, topics_with_dlq
 
 EVENTS = int(os.environ.get("SCALE_EVENTS", "30000"))
@@ -56,7 +55,6 @@ INTAKE_COUNTS = (1, 2)
 PARTITIONS = 6
 REQUESTS = int(os.environ.get("SCALE_REQUESTS", "3000"))
 QUICK_REQUESTS = 300
-POLL_SECONDS = 1.0
 STACK_SERVERS = ("kafka", "ferretdb")
 
 
@@ -68,6 +66,15 @@ class Run:
     rate: float
     unit: str
     cores: dict[str, float]
+
+
+def analytics_settings(env: dict[str, str]) -> AnalyticsSettings:
+    """The settings of analytics processes started with `env`, as this process reads them."""
+    return with_random_secrets(
+        AnalyticsSettings,
+        mongodb_url=env["MONGODB_URL"],
+        mongodb_database=env["MONGODB_DATABASE"],
+    )
 
 
 def stack_processes() -> dict[str, psutil.Process]:
@@ -120,25 +127,6 @@ def analytics_servers(
     return servers
 
 
-async def counted(mongodb_url: str, database: str, events: int) -> None:
-    """Return once the overall total of `database` reaches `events`."""
-    client = mongo.new_client(mongodb_url)
-    store = AnalyticsStore(mongo.database(client, database))
-    deadline = time.perf_counter() + TIME_LIMIT_SECONDS
-    try:
-        while True:
-            overall = await store.aggregate(OVERALL)
-            total = overall.get("total", 0) if overall else 0
-            if total >= events:
-                return
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"analytics counted {total} of {events}")
-            # A look reads the aggregates the consumers write (a scan on FerretDB): once a second.
-            await asyncio.sleep(POLL_SECONDS)
-    finally:
-        await client.close()
-
-
 def analytics_run(env: dict[str, str], count: int, events: int) -> Run:
     """`count` analytics processes from start to the last of `events` counted."""
     cores: dict[str, float] = {}
@@ -147,7 +135,7 @@ def analytics_run(env: dict[str, str], count: int, events: int) -> Run:
     try:
         with metered(stack_processes() | {"this benchmark": psutil.Process()}, cores):
             processes = start_all(analytics_servers(env, count))
-            asyncio.run(counted(env["MONGODB_URL"], env["MONGODB_DATABASE"], events))
+            asyncio.run(counted(analytics_settings(env), events))
             wall = time.perf_counter() - started
             # Started with the clock: all their CPU time so far is the run's.
             for number, process in enumerate(processes, start=1):

@@ -14,7 +14,7 @@ from services.analytics.aggregates import OVERALL
 from services.analytics.app import create_app
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import AnalyticsStore
-from shared import mongo
+from services.analytics.wiring import wire
 from shared.serve import serve
 from shared.settings import load_settings
 
@@ -46,11 +46,11 @@ def main(argv: list[str] | None = None) -> int:
 @asynccontextmanager
 async def _store(settings: AnalyticsSettings) -> AsyncIterator[AnalyticsStore]:
     """The store for one maintenance command; the client is closed however it ends."""
-    client = mongo.new_client(settings.mongodb_url)
+    wiring = wire(settings)
     try:
-        yield AnalyticsStore(mongo.database(client, settings.mongodb_database))
+        yield wiring.store
     finally:
-        await client.close()
+        await wiring.close()
 
 
 async def _verify(settings: AnalyticsSettings) -> int:

@@ -1,11 +1,11 @@
-"""The analytics composition root: MongoDB store, Kafka subscriber and HTTP app."""
+"""The analytics HTTP app on top of `wiring.wire`: the Kafka subscribers, the retention sweep
+and the API and dashboard."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -14,11 +14,10 @@ from fastapi.staticfiles import StaticFiles
 
 from services.analytics.api import router
 from services.analytics.consumer import reviews_group_id, subscribe
-from services.analytics.erasure import AnalyticsErasure
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.snapshots import Snapshots
-from services.analytics.store import AnalyticsStore
 from services.analytics.views import running_views
+from services.analytics.wiring import wire
 from shared import mongo
 from shared.auth import BearerAuth
 from shared.erasures import subscribe_erasures
@@ -41,11 +40,8 @@ DASHBOARD = Path(__file__).with_name("dashboard")
 def create_app(settings: AnalyticsSettings) -> FastAPI:
     """The analytics app; the consumer runs inside the app's lifespan."""
     install_redaction(settings)
-    client = mongo.new_client(settings.mongodb_url)
-    db = mongo.database(client, settings.mongodb_database)
-    personal_for = timedelta(days=settings.personal_data_retention_days)
-    store = AnalyticsStore(db, settings.email_keys(), personal_for)
-    erasure = AnalyticsErasure(db, settings.erasure_step_delay_seconds)
+    wiring = wire(settings)
+    client, store, erasure = wiring.client, wiring.store, wiring.erasure
     security = kafka_security(settings)
     broker = new_broker(settings.kafka_bootstrap_servers, client_id="analytics", security=security)
     subscribe(broker, settings, store)
@@ -68,7 +64,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
             sweep_periodically(
                 "analytics",
                 erasure.sweep,
-                personal_for,
+                wiring.personal_for,
                 settings.retention_sweep_seconds,
             ),
             name="retention",
@@ -89,7 +85,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
                 task.cancel()
             snapshots.close()
             await broker.stop()
-            await client.close()
+            await wiring.close()
 
     app = FastAPI(
         title="Cities survey analytics",
