@@ -37,7 +37,7 @@ import hashlib
 import secrets
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -230,18 +230,9 @@ def first_change(response: SurveyResponse, partition: int, offset: int) -> Chang
 
 
 def first_of(document: Document) -> Change:
-    """The first entry of a chain, from the revision 1 stored first under its identity.
-
-    The stored document keeps no focal point (`documents.raw_document`), only whether there was
-    one and whether it consented: the state takes those from it."""
+    """The first entry of a chain, from the revision 1 stored first under its identity."""
     item = positioned_from_raw(document)
-    change = first_change(item.response, item.partition, item.offset)
-    after = replace(
-        change.after,
-        consenting=bool(document.get("consenting_focal_point", False)),
-        has_focal_point=bool(document.get("has_focal_point", False)),
-    )
-    return replace(change, after=after)
+    return first_change(item.response, item.partition, item.offset)
 
 
 def _claims(found: Mapping[str, Document], raw: str) -> bool:
