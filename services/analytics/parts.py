@@ -199,9 +199,8 @@ def next_layout(
 
 
 def merged(parts: Iterable[Mapping[str, int]]) -> Counter[str]:
-    """The sum of parts' counters (counters that sum to zero left out; negative ones kept: a
-    delta part of a correction takes a count away from a city)."""
+    """The sum of parts' counters (counters that sum to zero left out)."""
     total: Counter[str] = Counter()
     for part in parts:
         total.update(part)
-    return Counter({name: n for name, n in total.items() if n})
+    return +total
