@@ -80,3 +80,5 @@ def subscribe(broker: KafkaBroker, settings: AnalyticsSettings, store: Analytics
             await asyncio.sleep(RETRY_PAUSE_SECONDS)  # no busy loop while MongoDB is away
             raise
         logger.debug("batch of %d applied, %d counted", len(batch), counted)
+        if settings.analytics_commit_delay_seconds:
+            await asyncio.sleep(settings.analytics_commit_delay_seconds)  # fault tests only

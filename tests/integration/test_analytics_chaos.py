@@ -165,7 +165,9 @@ class Fleet:
 
 @pytest.fixture
 async def fleet(stack: Stack, run_id: str, tmp_path: Path) -> AsyncIterator[Fleet]:
-    environment = stack.environment(run_id)
+    # Applied but uncommitted work lasts a moment longer than on its own, so that a kill lands
+    # in it even when a quiet machine applies and commits a batch within a few milliseconds.
+    environment = stack.environment(run_id) | {"ANALYTICS_COMMIT_DELAY_SECONDS": "0.3"}
     await ensure_topics(stack.kafka, [environment["TOPIC_RESPONSES"]])
     client = mongo.new_client(stack.mongodb_url)
     store = AnalyticsStore(mongo.database(client, environment["MONGODB_DATABASE"]))
