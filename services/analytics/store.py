@@ -453,7 +453,15 @@ class AnalyticsStore:
             if newer is None:
                 break
             if newer.get(SUPERSEDED):  # far behind: jump to a recent version
-                version, document = await self._from_head(key)
+                ahead, found = await self._from_head(key)
+                if ahead <= version:
+                    # The head is no help: it lags (a writer died before moving it) and names a
+                    # version a dead writer left whole (it died before making it a tombstone).
+                    # Probing on from there would come back here for ever: one scan instead.
+                    ahead, found = await self._newest_by_scan(key)
+                if ahead <= version:
+                    break  # nothing newer than what is known here is whole
+                version, document = ahead, found
                 continue
             version, document = version + 1, newer
         if document is not None:
@@ -470,11 +478,15 @@ class AnalyticsStore:
         document = await self._aggregates.find_one({"_id": version_id(key, version)})
         if document is None or document.get(SUPERSEDED):
             # The head lagged behind the superseded versions: one scan finds the newest.
-            document = await self._aggregates.find_one(
-                {KEY: key, SUPERSEDED: {"$exists": False}}, sort=[(VERSION, -1)]
-            )
-            version = int(document[VERSION]) if document else 0
+            return await self._newest_by_scan(key)
         return version, document
+
+    async def _newest_by_scan(self, key: str) -> tuple[int, Document | None]:
+        """The newest version that is not a tombstone, by one scan of the chain."""
+        document = await self._aggregates.find_one(
+            {KEY: key, SUPERSEDED: {"$exists": False}}, sort=[(VERSION, -1)]
+        )
+        return (int(document[VERSION]) if document else 0), document
 
     async def _newest_whole(self, key: str) -> Document | None:
         """The newest version with the counters of its parts in place (`by_city` as in the

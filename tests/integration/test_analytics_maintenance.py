@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -176,3 +177,34 @@ async def test_single_document_format_continued_by_next_write(
     assert after is not None
     assert after["total"] == 2
     assert after["surveys"] == {"cities-2024-priorities": 2}
+
+
+async def test_aggregate_lagging_head_on_a_dead_writers_version_reads_the_newest(
+    stack: Stack, run_id: str, client: AsyncMongoClient[Document]
+) -> None:
+    writer = AnalyticsStore(client[f"test_{run_id}"])
+    for n in range(6):  # one version of each document per batch
+        await writer.apply(await writer.record([Positioned(event(60 + n), 0, n)]))
+    newest = await writer.aggregate(OVERALL)
+    aggregates = client[f"test_{run_id}"][AGGREGATES]
+    head = await aggregates.find_one({"_id": OVERALL})
+    assert head is not None and head["latest"] == 6
+    whole = await aggregates.find_one({"_id": version_id(OVERALL, 6)})
+    assert whole is not None
+    # A writer killed after inserting version 3 and before making version 1 a tombstone is
+    # what leaves such a version whole; the head lags on it when the writers that moved it
+    # died too, or when a `$max` lost a race on a server without atomic updates.
+    await aggregates.replace_one(
+        {"_id": version_id(OVERALL, 3)}, {**whole, "_id": version_id(OVERALL, 3), "version": 3}
+    )
+    await aggregates.update_one({"_id": OVERALL}, {"$set": {"latest": 3}})
+    assert (await aggregates.find_one({"_id": version_id(OVERALL, 4)}) or {}).get("superseded")
+
+    reader = AnalyticsStore(client[f"test_{run_id}"])
+    read = await asyncio.wait_for(reader.aggregate(OVERALL), timeout=60)
+    await writer.apply(await writer.record([Positioned(event(70), 0, 6)]))
+    after = await asyncio.wait_for(reader.aggregate(OVERALL), timeout=60)
+
+    assert read == newest
+    assert after is not None and newest is not None
+    assert after["total"] == newest["total"] + 1
