@@ -151,7 +151,7 @@ async def bench_matching(url: str, sizes: list[int]) -> tuple[list[Measurement],
                 return match(PILOT, buckets)
 
             async def per_document() -> list[str]:
-                return [d["_id"] async for d in registry.matching(candidates_query(PILOT))]
+                return [r.key async for r in registry.matching(candidates_query(PILOT))]
 
             pure_s, _ = await timed(pure, 5)
             ours_s, ours = await timed(lambda: registry.candidates(PILOT), 3)

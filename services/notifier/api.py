@@ -69,16 +69,17 @@ async def list_deliveries(
     deliveries = await people.deliveries_of(pilot_id)
     return {
         "pilot_id": pilot_id,
-        "counts": dict(Counter(d["state"] for d in deliveries)),
+        "counts": dict(Counter(d.state for d in deliveries)),
         "deliveries": [
             {
-                # Absent once the delivery was anonymised (erasure, retention).
-                "focal_point": d.get("email_key"),
-                "state": d["state"],
-                "attempts": d["attempts"],
-                "last_error": d.get("last_error"),
+                # None once the delivery was anonymised (erasure).
+                "focal_point": d.email_key,
+                "state": d.state,
+                "attempts": d.attempts,
+                # None once stripped by retention, as is the message id.
+                "last_error": d.last_error,
                 # Deliveries sent together in one digest share it.
-                "message_id": d.get("message_id"),
+                "message_id": d.message_id,
             }
             for d in deliveries
         ],

@@ -44,7 +44,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.notifier.claims import Claims
-from services.notifier.records import CONFIRMATION, Delivery
+from services.notifier.records import CONFIRMATION, Delivery, DeliveryStatus
 from shared.mongo import Document
 from shared.observability import EMAILS
 
@@ -260,14 +260,16 @@ class Deliveries:
                 {**back, "$unset": {"lease_until": ""}},
             )
 
-    async def for_pilot(self, pilot_id: str) -> list[Document]:
-        """Every delivery of one pilot."""
-        return [d async for d in self._deliveries.find({"pilot_id": pilot_id}).sort("_id")]
+    async def for_pilot(self, pilot_id: str) -> list[DeliveryStatus]:
+        """Every delivery of one pilot, by id (anonymised copies included)."""
+        found = self._deliveries.find({"pilot_id": pilot_id}).sort("_id")
+        return [DeliveryStatus.from_document(d) async for d in found]
 
-    async def of_focal_point(self, email_key: str) -> list[Document]:
-        """Every delivery of one focal point (what was sent to them, for their own page)."""
+    async def of_focal_point(self, email_key: str) -> list[DeliveryStatus]:
+        """Every delivery of one focal point, oldest first (what was sent to them, for their
+        own page)."""
         found = self._deliveries.find({"email_key": email_key}).sort("created_at", ASCENDING)
-        return [d async for d in found]
+        return [DeliveryStatus.from_document(d) async for d in found]
 
     async def _set(self, keys: Sequence[str], **fields: Any) -> None:
         # One update per key: `{_id: value}` is the filter every supported server looks up

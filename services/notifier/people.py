@@ -9,9 +9,8 @@ from datetime import datetime
 
 from services.notifier import consent, unsubscribe
 from services.notifier.ports import DeliveriesPort, RegistryPort
-from services.notifier.records import CONFIRMATION, FocalPoint
+from services.notifier.records import DeliveryStatus, FocalPoint
 from services.notifier.unsubscribe import LinkKeys
-from shared.mongo import Document
 
 
 @dataclass(frozen=True)
@@ -63,16 +62,16 @@ class People:
         """What was sent to the person, oldest first."""
         sent = []
         for delivery in await self.deliveries.of_focal_point(email_key):
-            if delivery.get("state") != "sent":
+            if delivery.state != "sent":
                 continue
-            if delivery.get("kind") == CONFIRMATION:
+            if delivery.pilot_id is None:  # the email of a confirmation request
                 what = None
             else:
-                pilot = await self.registry.pilot(str(delivery["pilot_id"]))
-                what = pilot.title if pilot else str(delivery["pilot_id"])
-            sent.append(Sent(what, delivery.get("sent_at")))
+                pilot = await self.registry.pilot(delivery.pilot_id)
+                what = pilot.title if pilot else delivery.pilot_id
+            sent.append(Sent(what, delivery.sent_at))
         return sent
 
-    async def deliveries_of(self, pilot_id: str) -> list[Document]:
+    async def deliveries_of(self, pilot_id: str) -> list[DeliveryStatus]:
         """Every delivery of one pilot (the operators' list)."""
         return await self.deliveries.for_pilot(pilot_id)

@@ -52,6 +52,84 @@ class Delivery:
         )
 
 
+@dataclass(frozen=True)
+class DeliveryStatus:
+    """Where one stored delivery stands, as the operators' list and a person's page show it: a
+    pilot email (`pilot_id`) or the email of confirmation request `request`, its state and what
+    happened to it. Read from every shape `deliveries` and `erasure` store: fresh, claimed,
+    settled, stripped by retention (no `codes`, `last_error`, `message_id`) or anonymised by an
+    erasure (no `email_key`, no `next_attempt_at`)."""
+
+    key: str  # the record's `_id`
+    state: str  # pending | sending | sent | failed | suppressed | cancelled (erased unsent)
+    attempts: int
+    created_at: datetime
+    email_key: str | None = None  # None once anonymised (erasure)
+    pilot_id: str | None = None  # None for the email of a confirmation request
+    request: int | None = None
+    codes: tuple[str, ...] = ()
+    held: int = 0
+    next_attempt_at: datetime | None = None
+    sent_at: datetime | None = None
+    failed_at: datetime | None = None
+    settled_at: datetime | None = None  # when it was suppressed
+    last_error: str | None = None  # the SMTP reply, or the reason it was suppressed
+    message_id: str | None = None  # shared by the deliveries of one digest
+    erasure_id: str | None = None
+    erased_at: datetime | None = None
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> DeliveryStatus:
+        """The record of a stored delivery document (`deliveries`), whatever its shape."""
+        confirmation = document.get("kind") == CONFIRMATION
+        # An erasure copies a confirmation's `request` as it found it, so it may be null.
+        request = document.get("request") if confirmation else None
+        return cls(
+            key=str(document["_id"]),
+            state=str(document["state"]),
+            attempts=int(document["attempts"]),
+            created_at=document["created_at"],
+            email_key=_text(document.get("email_key")),
+            pilot_id=None if confirmation else str(document["pilot_id"]),
+            request=None if request is None else int(request),
+            codes=tuple(document.get("codes", ())),
+            held=int(document.get("held", 0)),
+            next_attempt_at=document.get("next_attempt_at"),
+            sent_at=document.get("sent_at"),
+            failed_at=document.get("failed_at"),
+            settled_at=document.get("settled_at"),
+            last_error=_text(document.get("last_error")),
+            message_id=_text(document.get("message_id")),
+            erasure_id=_text(document.get("erasure_id")),
+            erased_at=document.get("erased_at"),
+        )
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """One address on the suppression list, by its focal point's key (`suppressions`): why
+    (a `suppressions.Reason` value), from which source, the provider's report id, when."""
+
+    key: str  # the focal point's `email_key`: the record's `_id`
+    reason: str  # as stored, so a listing never fails on a reason it does not know
+    source: str  # "smtp", or the provider that reported it
+    at: datetime
+    report_id: str | None = None  # None when the SMTP server refused at send time
+    detail: str | None = None
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Suppression:
+        """The record of a stored suppression document (`notifier_suppressions`)."""
+        return cls(
+            key=str(document["_id"]),
+            reason=str(document["reason"]),
+            source=str(document["source"]),
+            at=document["at"],
+            report_id=_text(document.get("report_id")),
+            detail=_text(document.get("detail")),
+        )
+
+
 class Item(NamedTuple):
     """One pilot of an email: the pilot, the codes it matched, its delivery's key."""
 
@@ -111,3 +189,7 @@ class FocalPoint:
     def is_latest(self, survey_id: str, response_id: str) -> bool:
         """Whether the record comes from that response (not from a later one)."""
         return (self.survey_id, self.response_id) == (survey_id, response_id)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

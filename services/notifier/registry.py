@@ -156,9 +156,9 @@ class Registry:
         links = await self._links.delete_many({"email_key": key})
         return {"focal_points": held, "link_ids": links.deleted_count}
 
-    async def reindex(self, document: Document) -> None:
+    async def reindex(self, record: Record) -> None:
         """Copy a stored record into the match index unless a newer copy is there (`rekey`)."""
-        await self._copy_to_index(record_of(document))
+        await self._copy_to_index(record)
 
     async def _copy_to_index(self, record: Record) -> None:
         """Copy `record` into the match index unless a newer copy is there."""
@@ -323,11 +323,13 @@ class Registry:
             )
         return len(keys)
 
-    def matching(self, query: dict[str, Any]) -> AsyncIterator[Document]:
-        """Focal points that satisfy a query, one document each (`matching.candidates_query`
-        uses the `codes` index on MongoDB). Pilots are matched through `candidates`, which
-        needs few reads on every server; this stays for checks and the benchmark's baseline."""
-        return aiter(self._focal_points.find(query))
+    async def matching(self, query: dict[str, Any]) -> AsyncIterator[Record]:
+        """Focal points that satisfy a query, one record each, read one document each
+        (`matching.candidates_query` uses the `codes` index on MongoDB). Pilots are matched
+        through `candidates`, which needs few reads on every server; this stays for checks and
+        the benchmark's baseline."""
+        async for document in self._focal_points.find(query):
+            yield record_of(document)
 
     async def remember_pilot(self, pilot: PilotAnnounced) -> None:
         """Keep the pilot, so that a focal point who registers later can still be told of it."""

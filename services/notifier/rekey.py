@@ -29,7 +29,7 @@ from pymongo.errors import DuplicateKeyError
 from services.notifier.claims import CLAIMS
 from services.notifier.deliveries import DELIVERIES, delivery_id
 from services.notifier.matching import decode_bucket, encode_bucket
-from services.notifier.registry import FOCAL_POINTS, LINK_IDS, MATCH_INDEX, Registry
+from services.notifier.registry import FOCAL_POINTS, LINK_IDS, MATCH_INDEX, Registry, record_of
 from shared.mongo import Document
 from shared.personal import EmailKeys
 
@@ -64,7 +64,9 @@ async def rekey(
         record = merged(old, await focal_points.find_one({"_id": key}), key)
         await focal_points.replace_one({"_id": key}, record, upsert=True)
         await focal_points.delete_one({"_id": old["_id"]})
-        await registry.reindex(record)
+        # The merged document is stored as it is (fields this version does not read stay);
+        # the index gets the typed record read from it, as after any other change.
+        await registry.reindex(record_of(record))
         moved["focal_points"] += 1
     async for bucket in db[MATCH_INDEX].find({}):
         entries = decode_bucket(bucket["data"]) if bucket.get("data") else {}

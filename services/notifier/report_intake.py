@@ -68,14 +68,14 @@ class ReportIntake:
             "counts": await self.suppressions.counts(),
             "suppressions": [
                 {
-                    "focal_point": d["_id"],
-                    "reason": d["reason"],
-                    "source": d["source"],
-                    "report_id": d.get("report_id"),
-                    "at": d["at"].isoformat(),
-                    "detail": d.get("detail"),
+                    "focal_point": s.key,
+                    "reason": s.reason,
+                    "source": s.source,
+                    "report_id": s.report_id,
+                    "at": s.at.isoformat(),
+                    "detail": s.detail,
                 }
-                for d in listed
+                for s in listed
             ],
         }
 

@@ -29,12 +29,12 @@ from collections import Counter as Tally
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from prometheus_client import Counter, Gauge
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.notifier.records import Suppression
 from shared.mongo import Document
 
 SUPPRESSIONS = "notifier_suppressions"
@@ -123,6 +123,21 @@ def reason_of(event: Event) -> Reason:
     }[event]
 
 
+def document_of(record: Suppression) -> Document:
+    """The stored document of a suppression: what `Suppression.from_document` reads back. The
+    format is unchanged: `report_id` is stored also when null, `detail` only when given."""
+    document: Document = {
+        "_id": record.key,
+        "reason": record.reason,
+        "source": record.source,
+        "report_id": record.report_id,
+        "at": record.at,
+    }
+    if record.detail:
+        document["detail"] = record.detail
+    return document
+
+
 class Suppressions:
     """The suppression list and the provider reports behind it."""
 
@@ -144,26 +159,20 @@ class Suppressions:
         now: datetime | None = None,
     ) -> bool:
         """Put `email_key` on the list; False when it already was (the first record stays)."""
-        record: dict[str, Any] = {
-            "_id": email_key,
-            "reason": str(reason),
-            "source": source,
-            "report_id": report_id,
-            "at": now or datetime.now(UTC),
-        }
-        if detail:
-            record["detail"] = detail
+        at = now or datetime.now(UTC)
+        record = Suppression(email_key, str(reason), source, at, report_id, detail or None)
         try:
-            await self._suppressions.insert_one(record)
+            await self._suppressions.insert_one(document_of(record))
         except DuplicateKeyError:
             return False
         self._snapshot.setdefault(email_key, f"{reason} ({source})")
         SUPPRESSED.labels(str(reason), source).inc()
         return True
 
-    async def get(self, email_key: str) -> Document | None:
+    async def get(self, email_key: str) -> Suppression | None:
         """The suppression of `email_key`, if any (one read of the list)."""
-        return await self._suppressions.find_one({"_id": email_key})
+        found = await self._suppressions.find_one({"_id": email_key})
+        return None if found is None else Suppression.from_document(found)
 
     async def keys(self) -> set[str]:
         """Every suppressed key, read now (one read of the list, for matching a whole pilot)."""
@@ -196,10 +205,10 @@ class Suppressions:
         self._snapshot.pop(email_key, None)
         return removed.deleted_count > 0
 
-    async def listing(self, limit: int) -> list[Document]:
+    async def listing(self, limit: int) -> list[Suppression]:
         """The suppressions, newest first, at most `limit`."""
         cursor = self._suppressions.find().sort("at", -1).limit(limit)
-        return [d async for d in cursor]
+        return [Suppression.from_document(d) async for d in cursor]
 
     async def counts(self) -> dict[str, int]:
         """How many addresses are suppressed, by reason."""

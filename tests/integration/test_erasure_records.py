@@ -107,7 +107,7 @@ async def test_notifier_erasure_twice_changes_nothing_more(
         "deliveries_cancelled": 2,
     }
     assert email.lower() not in json.dumps(after_first, ensure_ascii=False).lower()
-    counts = sorted([d["state"] for p in ("p0", "p1", "p2") for d in await deliveries.for_pilot(p)])
+    counts = sorted([d.state for p in ("p0", "p1", "p2") for d in await deliveries.for_pilot(p)])
     assert counts == ["cancelled", "cancelled", "sent"]
 
 
@@ -149,7 +149,7 @@ async def test_notifier_erasure_read_after_a_newer_consent_keeps_it(
 
     assert record["state"] == "done" and record["removed"] == {"newer_consent": 1}
     assert kept is not None and kept.email == email and kept.consent is True
-    assert [d["state"] for d in await deliveries.for_pilot("p")] == ["pending"]
+    assert [d.state for d in await deliveries.for_pilot("p")] == ["pending"]
 
 
 async def test_notifier_erasure_then_new_consent_link_written_again(
@@ -228,8 +228,11 @@ async def test_retention_sweeps_anonymise_only_old_records(
 
     assert swept == [1, 1] and again == [0, 0]
     assert old not in text and recent in text
-    [kept] = [d for d in await deliveries.for_pilot("p") if d["email_key"] == keys.key(old)]
-    assert kept["state"] == "failed" and "codes" not in kept and "last_error" not in kept
+    [kept] = [d for d in await deliveries.for_pilot("p") if d.email_key == keys.key(old)]
+    # The stored document itself: retention removes the fields, not only their values.
+    stored = await db["notifier_deliveries"].find_one({"_id": kept.key})
+    assert kept.state == "failed" and stored is not None
+    assert "codes" not in stored and "last_error" not in stored
 
 
 class AddressKeys(EmailKeys):
@@ -264,7 +267,7 @@ async def test_rekey_records_by_address_moved_to_keyed_hash(
     assert await registry.candidates(pilot("p", eligible_countries=[])) == [
         (keys.key(people[0]), ["climate-resilience"])
     ]
-    states = {d["_id"]: d["state"] for d in await deliveries.for_pilot("p")}
+    states = {d.key: d.state for d in await deliveries.for_pilot("p")}
     assert states == {f"p|{keys.key(people[0])}": "sent", f"p|{keys.key(people[1])}": "pending"}
     unsubscribed = await registry.get(keys.key(people[1]))
     assert unsubscribed is not None and unsubscribed.unsubscribed is True

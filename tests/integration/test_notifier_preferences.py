@@ -85,10 +85,10 @@ async def test_weekly_digest_held_until_its_time_then_one_email_once(
     try:
         for delivery in held:
             await client[f"test_{run_id}"][DELIVERIES].update_one(
-                {"_id": delivery["_id"]},
+                {"_id": delivery.key},
                 {
                     "$set": {
-                        "created_at": delivery["created_at"] - timedelta(days=7),
+                        "created_at": delivery.created_at - timedelta(days=7),
                         "next_attempt_at": datetime.now(UTC) - timedelta(seconds=1),
                     }
                 },
@@ -106,15 +106,15 @@ async def test_weekly_digest_held_until_its_time_then_one_email_once(
     settings = notifier.settings
     for delivery in held:
         due = consent.next_digest_at(
-            delivery["created_at"], settings.digest_weekday, settings.digest_hour
+            delivery.created_at, settings.digest_weekday, settings.digest_hour
         )
-        assert (delivery["state"], delivery["next_attempt_at"]) == ("pending", due)
+        assert (delivery.state, delivery.next_attempt_at) == ("pending", due)
         assert due.weekday() == settings.digest_weekday and due > datetime.now(UTC)
     assert nothing_due is False
     assert before_time == []
     assert again is False
-    assert [d["state"] for d in sent] == ["sent", "sent"]
-    assert sent[0]["message_id"] == sent[1]["message_id"]
+    assert [d.state for d in sent] == ["sent", "sent"]
+    assert sent[0].message_id == sent[1].message_id
     assert len(inbox) == 1
     assert inbox[0]["Subject"] == "2 new pilots for your city"
     body = message_from_bytes(await mailbox.raw(inbox[0]["ID"]), policy=policy.default)

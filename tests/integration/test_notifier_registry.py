@@ -169,8 +169,8 @@ async def test_send_due_after_withdrawal_fails_pending_delivery(
     finally:
         await client.close()
 
-    assert delivery["state"] == "failed"
-    assert "consent" in delivery["last_error"]
+    assert delivery.state == "failed"
+    assert delivery.last_error is not None and "consent" in delivery.last_error
 
 
 @pytest.fixture
@@ -222,7 +222,7 @@ async def test_withdrawal_stops_all_mail_until_consent_again(
         await confirm_focal_points(client, mailbox, leaving)
         back = await eventually(lambda: mailbox.messages_to(leaving), lambda m: len(m) == 2)
 
-    assert [d["email_key"] for d in second] == [registry.key(staying)]
+    assert [d.email_key for d in second] == [registry.key(staying)]
     assert after_withdrawal == 1
     assert {m["Subject"] for m in back} == {f"New pilot for your city: {pilot('p').title}"}
 
@@ -341,7 +341,7 @@ async def test_claim_due_two_replicas_each_delivery_once(stack: Stack, run_id: s
             await client.close()
 
     assert sorted(first + second) == sorted(f"p|person-{n}@example.org" for n in range(30))
-    assert {(r["state"], r["attempts"]) for r in records} == {("sending", 1)}
+    assert {(r.state, r.attempts) for r in records} == {("sending", 1)}
 
 
 async def test_claim_due_abandoned_claim_passed_over_after_lease(stack: Stack, run_id: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from services.notifier.records import Suppression
 from services.notifier.report_formats import Parsed
 from services.notifier.report_intake import Recorded, ReportIntake, outcome
 from services.notifier.settings import NotifierSettings
@@ -24,7 +25,7 @@ class SuppressionList:
     being recorded by another request."""
 
     seen: set[tuple[str, str]] = field(default_factory=set)
-    suppressed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    suppressed: dict[str, Suppression] = field(default_factory=dict)
     busy: set[str] = field(default_factory=set)
     limits: list[int] = field(default_factory=list)
 
@@ -35,16 +36,12 @@ class SuppressionList:
         new = (report.report_id, report.email_key) not in self.seen
         self.seen.add((report.report_id, report.email_key))
         if report.event is not Event.SOFT_BOUNCE:
-            self.suppressed[report.email_key] = {
-                "_id": report.email_key,
-                "reason": report.event.value,
-                "source": report.provider,
-                "report_id": report.report_id,
-                "at": AT,
-            }
+            self.suppressed[report.email_key] = Suppression(
+                report.email_key, report.event.value, report.provider, AT, report.report_id
+            )
         return Applied(new, report.email_key in self.suppressed)
 
-    async def listing(self, limit: int) -> list[dict[str, Any]]:
+    async def listing(self, limit: int) -> list[Suppression]:
         return list(self.suppressed.values())[:limit]
 
     async def counts(self) -> dict[str, int]:
