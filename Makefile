@@ -66,7 +66,7 @@ test-unit: venv ## Unit tests only (no servers)
 	@$(VENV)/bin/pytest tests/unit -q
 
 test: venv lint browser ## Lint, then unit, integration and end-to-end tests against real servers
-	@$(VENV)/bin/pytest -q -ra
+	@$(VENV)/bin/pytest -q -ra --durations=30
 
 clean: down ## Stop everything and delete the local stack's data and the environment
 	rm -rf .stack $(VENV)

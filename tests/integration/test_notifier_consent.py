@@ -179,7 +179,15 @@ async def test_register_form_response_cannot_resubscribe_unsubscribed(
         held = await pilot_states(client, second.pilot_id)
         # The form response asked the person (a new confirmation email); only their click lifts
         # the unsubscribe, and the open pilot announced meanwhile then reaches them.
-        await confirm_focal_points(client, mailbox, person)
+        try:
+            await confirm_focal_points(client, mailbox, person)
+        except AssertionError as missing:
+            # What the notifier did about it, for whoever reads a failure.
+            deliveries = await app.state.notifier.deliveries.of_focal_point(registry.key(person))
+            raise AssertionError(
+                f"{missing}; record after the form: {after_form}; now: "
+                f"{await registry.get(registry.key(person))}; deliveries: {deliveries}"
+            ) from missing
         await eventually(
             lambda: pilot_states(client, second.pilot_id), lambda c: c == {"sent": 1}, within=60
         )
