@@ -38,6 +38,9 @@ class Notifier:
     async def on_response(self, response: SurveyResponse) -> int:
         """Register the response's focal point; returns the deliveries it got: a confirmation
         request (double opt-in) or, once confirmed, the open pilots that match."""
+        if response.review == "rejected":
+            # Rejected on arrival (Kobo: not approved): nobody is mailed because of it.
+            return 0
         record = await self.registry.register(response)
         if record is None:
             return 0
