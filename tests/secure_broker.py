@@ -54,7 +54,8 @@ def service_acls(environment: dict[str, str]) -> list[Acl]:
     DESCRIBE."""
     responses, pilots = environment["TOPIC_RESPONSES"], environment["TOPIC_PILOTS"]
     erasures, reviews = environment["TOPIC_ERASURES"], environment["TOPIC_REVIEWS"]
-    notifier_groups = f"{environment['NOTIFIER_GROUP_ID']}."  # .registry, .pilots, .erasures
+    # .registry, .pilots, .erasures, .reviews
+    notifier_groups = f"{environment['NOTIFIER_GROUP_ID']}."
     return [
         Acl("intake", "WRITE", "TOPIC", responses),
         Acl("intake", "WRITE", "TOPIC", pilots),
@@ -75,6 +76,8 @@ def service_acls(environment: dict[str, str]) -> list[Acl]:
         Acl("notifier", "WRITE", "TOPIC", topics.dlq(pilots)),
         Acl("notifier", "READ", "TOPIC", erasures),
         Acl("notifier", "WRITE", "TOPIC", topics.dlq(erasures)),
+        Acl("notifier", "READ", "TOPIC", reviews),
+        Acl("notifier", "WRITE", "TOPIC", topics.dlq(reviews)),
         Acl("notifier", "READ", "GROUP", notifier_groups, "PREFIXED"),
         *(
             Acl("topics", operation, "TOPIC", name)

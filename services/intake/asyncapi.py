@@ -64,8 +64,9 @@ def specification(bootstrap_servers: str = "localhost:9092") -> str:
             "one with the highest `order` (nanoseconds on the intake's clock, ties by "
             "`review_id`) wins, whatever order they arrive in; a response's own `review` "
             "(Kobo's validation status) counts as a review taken at its `received_at`. Rejected "
-            "and retracted responses are left out of the counts; a later review brings them back. "
-            f"Consumed by analytics; poison records go to `{topics.dlq(topics.REVIEWS)}`."
+            "and retracted responses are left out of the counts, and their focal points get no "
+            "mail because of them; a later review brings them back. Consumed by analytics and "
+            f"the notifier; poison records go to `{topics.dlq(topics.REVIEWS)}`."
         ),
         schema=ResponseReview,
     )
