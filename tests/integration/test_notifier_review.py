@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.notifier.deliveries import Deliveries
-from services.notifier.mailer import Mailer
 from services.notifier.notifier import Notifier
 from services.notifier.registry import Registry
 from shared import mongo
@@ -40,9 +39,7 @@ async def parts(stack: Stack, run_id: str) -> AsyncIterator[Parts]:
     registry = Registry(db, settings.email_keys(), require_confirmation=False)
     await registry.ensure_indexes()
     deliveries = Deliveries(db, timedelta(seconds=60))
-    yield Parts(
-        registry, deliveries, Notifier(settings, registry, deliveries, Mailer("127.0.0.1", 9))
-    )
+    yield Parts(registry, deliveries, Notifier(settings, registry, deliveries))
     await client.drop_database(f"test_{run_id}")
     await client.close()
 
