@@ -137,9 +137,11 @@ async def measure(quick: bool = False) -> Section:
     # The benchmark serves no HTTP: random values for the secrets the service requires.
     base = with_random_secrets(AnalyticsSettings)
     topic = f"bench-{run}.survey.responses.v1"
+    reviews = f"bench-{run}.survey.reviews.v1"
     settings = base.model_copy(
         update={
             "topic_responses": topic,
+            "topic_reviews": reviews,
             "topic_erasures": f"bench-{run}.privacy.erasures.v1",
             "mongodb_database": f"bench_analytics_{run}",
             "analytics_group_id": f"bench-analytics-{run}",
@@ -159,7 +161,7 @@ async def measure(quick: bool = False) -> Section:
         applied = await analytics(settings, events)
         print(f"analytics: {applied:,.0f} responses/s")
     finally:
-        # Its own topics, the service's erasures topic included.
+        # Its own topics, the service's reviews and erasures topics included.
         await delete_topics(base.kafka_bootstrap_servers, f"bench-{run}.")
     to_inserts = applied / inserted
     return Section(

@@ -284,6 +284,7 @@ def service_environment(run: str, webhook_secret: str) -> dict[str, str]:
         "MONGODB_DATABASE": f"bench_{run}",
         "TOPIC_RESPONSES": f"bench-{run}.survey.responses.v1",
         "TOPIC_PILOTS": f"bench-{run}.pilots.announced.v1",
+        "TOPIC_REVIEWS": f"bench-{run}.survey.reviews.v1",
         "TOPIC_ERASURES": f"bench-{run}.privacy.erasures.v1",
         "ANALYTICS_GROUP_ID": f"bench-analytics-{run}",
         "NOTIFIER_GROUP_ID": f"bench-notifier-{run}",

@@ -293,6 +293,7 @@ async def bench_registry(count: int) -> tuple[list[Measurement], list[Verdict]]:
         NotifierSettings,
         topic_responses=f"bench-{run}.survey.responses.v1",
         topic_pilots=f"bench-{run}.pilots.announced.v1",
+        topic_reviews=f"bench-{run}.survey.reviews.v1",
         topic_erasures=f"bench-{run}.privacy.erasures.v1",
         mongodb_database=f"bench_registry_{run}",
         notifier_group_id=f"bench-notifier-{run}",

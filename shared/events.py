@@ -50,6 +50,12 @@ WELL_FORMED_CODE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 Source = Literal["generic", "kobotoolbox", "typeform", "jotform", "google-forms"]
 Language = Literal["en", "fr", "es", "ar", "zh", "ru"]
+# What a reviewer says of a response; `retracted` only comes from a retraction (DELETE).
+ReviewStatus = Literal["pending", "approved", "rejected"]
+ReviewDecision = Literal["pending", "approved", "rejected", "retracted"]
+REVIEW_STATUSES: Final = ("pending", "approved", "rejected")
+# A revision is an integer from 1; platforms may use a time in seconds as one (Kobo edits).
+MAX_REVISION: Final = 2**53
 
 
 # Bidi controls that reorder the text after them (embeddings, overrides and their pop, isolates).
@@ -215,6 +221,16 @@ class FocalPoint(_Event):
     consent: bool
 
 
+def _first(value: Any) -> bool:
+    # Revision 1 is written as events were before revisions existed (absent reads as 1).
+    return bool(value == 1)
+
+
+def _absent(value: Any) -> bool:
+    # An optional field that says nothing is written as before the field existed.
+    return value is None
+
+
 class SurveyResponse(_Event):
     """One unique survey response, normalised: the value of `survey.responses.v1`."""
 
@@ -235,6 +251,22 @@ class SurveyResponse(_Event):
         default_factory=list, max_length=40
     )
     answers: dict[str, Any] = Field(default_factory=dict, max_length=200)
+    revision: int = Field(
+        default=1,
+        exclude_if=_first,
+        ge=1,
+        le=MAX_REVISION,
+        strict=True,
+        description="Which revision of the response this is: a higher one replaces a lower one "
+        "of the same survey and `response_id`; 1 when absent (events written before it existed).",
+    )
+    review: ReviewStatus | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="The review status the platform gave the response on arrival (Kobo's "
+        "validation status); absent: none said (pending until a review says otherwise). It "
+        "counts as a review taken at `received_at`.",
+    )
     schema_version: SchemaVersion = SCHEMA_VERSION
 
     @property
@@ -249,6 +281,35 @@ class SurveyResponse(_Event):
         if self.focal_point is None or not self.focal_point.consent:
             return None
         return self.focal_point
+
+
+class ResponseReview(_Event):
+    """A review or a retraction of one response: the value of `survey.reviews.v1` (key
+    `<survey_id>/<response_id>`).
+
+    Reviews of a response are ordered by `order` (nanoseconds since the epoch on the intake's
+    clock when it took the review), ties broken by `review_id`: the latest review wins whatever
+    order the events arrive in. `retracted` takes a response out of every count, like
+    `rejected`; a later review brings it back."""
+
+    review_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    survey_id: Slug
+    response_id: Identifier
+    status: ReviewDecision
+    note: str = Field(default="", max_length=2000)
+    reviewed_at: UtcDatetime
+    order: int = Field(ge=0, le=2**63 - 1, strict=True)
+    schema_version: SchemaVersion = SCHEMA_VERSION
+
+    @property
+    def identity(self) -> str:
+        """The reviewed response's identity (as `SurveyResponse.identity`), the event's key."""
+        return f"{self.survey_id}/{self.response_id}"
+
+    @property
+    def rank(self) -> tuple[int, str]:
+        """What decides which of two reviews of one response is the latest."""
+        return (self.order, self.review_id)
 
 
 CallUrl = Annotated[HttpUrl, PlainSerializer(str, return_type=str)]

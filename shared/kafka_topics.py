@@ -16,7 +16,10 @@ def main() -> None:
     topics are left as they are)."""
     settings = ServiceSettings()
     names = topics_with_dlq(
-        settings.topic_responses, settings.topic_pilots, settings.topic_erasures
+        settings.topic_responses,
+        settings.topic_pilots,
+        settings.topic_reviews,
+        settings.topic_erasures,
     )
     asyncio.run(
         ensure_topics(

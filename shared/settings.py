@@ -150,6 +150,7 @@ class ServiceSettings(BaseSettings):
     topic_responses: str = topics.RESPONSES
     topic_pilots: str = topics.PILOTS
     topic_erasures: str = topics.ERASURES
+    topic_reviews: str = topics.REVIEWS
     # For the topics created by `python -m shared.kafka_topics` or by a service that finds one
     # missing; existing topics keep theirs. One broker locally, 3 (or more) in production.
     kafka_topic_partitions: int = Field(default=topics.PARTITIONS, ge=1)

@@ -3,6 +3,7 @@
 RESPONSES = "survey.responses.v1"
 PILOTS = "pilots.announced.v1"
 ERASURES = "privacy.erasures.v1"
+REVIEWS = "survey.reviews.v1"
 PARTITIONS = 6
 
 

@@ -53,28 +53,35 @@ def service_acls(environment: dict[str, str]) -> list[Acl]:
     it, for the topics and consumer groups that `environment` names. READ and WRITE imply
     DESCRIBE."""
     responses, pilots = environment["TOPIC_RESPONSES"], environment["TOPIC_PILOTS"]
-    erasures = environment["TOPIC_ERASURES"]
-    notifier_groups = f"{environment['NOTIFIER_GROUP_ID']}."  # .registry, .pilots, .erasures
+    erasures, reviews = environment["TOPIC_ERASURES"], environment["TOPIC_REVIEWS"]
+    # .registry, .pilots, .erasures, .reviews
+    notifier_groups = f"{environment['NOTIFIER_GROUP_ID']}."
     return [
         Acl("intake", "WRITE", "TOPIC", responses),
         Acl("intake", "WRITE", "TOPIC", pilots),
         Acl("intake", "WRITE", "TOPIC", erasures),
+        Acl("intake", "WRITE", "TOPIC", reviews),
         Acl("analytics", "READ", "TOPIC", responses),
         Acl("analytics", "WRITE", "TOPIC", topics.dlq(responses)),
         Acl("analytics", "READ", "GROUP", environment["ANALYTICS_GROUP_ID"]),
         Acl("analytics", "READ", "TOPIC", erasures),
         Acl("analytics", "WRITE", "TOPIC", topics.dlq(erasures)),
         Acl("analytics", "READ", "GROUP", f"{environment['ANALYTICS_GROUP_ID']}.erasures"),
+        Acl("analytics", "READ", "TOPIC", reviews),
+        Acl("analytics", "WRITE", "TOPIC", topics.dlq(reviews)),
+        Acl("analytics", "READ", "GROUP", f"{environment['ANALYTICS_GROUP_ID']}.reviews"),
         Acl("notifier", "READ", "TOPIC", responses),
         Acl("notifier", "READ", "TOPIC", pilots),
         Acl("notifier", "WRITE", "TOPIC", topics.dlq(responses)),
         Acl("notifier", "WRITE", "TOPIC", topics.dlq(pilots)),
         Acl("notifier", "READ", "TOPIC", erasures),
         Acl("notifier", "WRITE", "TOPIC", topics.dlq(erasures)),
+        Acl("notifier", "READ", "TOPIC", reviews),
+        Acl("notifier", "WRITE", "TOPIC", topics.dlq(reviews)),
         Acl("notifier", "READ", "GROUP", notifier_groups, "PREFIXED"),
         *(
             Acl("topics", operation, "TOPIC", name)
-            for name in topics_with_dlq(responses, pilots, erasures)
+            for name in topics_with_dlq(responses, pilots, erasures, reviews)
             for operation in ("CREATE", "DESCRIBE")
         ),
     ]

@@ -76,6 +76,7 @@ class Stack:
             "TOPIC_RESPONSES": f"test-{run_id}.survey.responses.v1",
             "TOPIC_PILOTS": f"test-{run_id}.pilots.announced.v1",
             "TOPIC_ERASURES": f"test-{run_id}.privacy.erasures.v1",
+            "TOPIC_REVIEWS": f"test-{run_id}.survey.reviews.v1",
             "SMTP_HOST": self.smtp_host,
             "SMTP_PORT": str(self.smtp_port),
             "ANALYTICS_GROUP_ID": f"analytics-{run_id}",

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 from shared.events import SurveyResponse
 from shared.taxonomy import load_taxonomy
@@ -50,6 +50,21 @@ class Positioned:
         """`response_paths` of the response, computed once for its survey's document and the
         overall one."""
         return response_paths(self.response)
+
+    @property
+    def survey_id(self) -> str:
+        """The response's survey."""
+        return self.response.survey_id
+
+    def delta(self, key: str) -> Counter[str]:
+        """What the response adds to one aggregate document (`document_increments` of it)."""
+        counters: Counter[str] = Counter()
+        self.count_into(counters, key)
+        return counters
+
+    def count_into(self, counters: Counter[str], key: str) -> None:
+        """Add `delta(key)` to `counters`."""
+        _count(counters, key, self.paths, self.response.survey_id)
 
 
 SURVEY_PREFIX = "survey:"
@@ -115,11 +130,29 @@ def increments(responses: Iterable[SurveyResponse]) -> dict[str, Counter[str]]:
     return by_document
 
 
-def document_increments(key: str, items: Iterable[Positioned]) -> Counter[str]:
-    """`increments(...)[key]` of these responses, from the paths each computed once."""
+class Counted(Protocol):
+    """What the aggregate documents apply: a response counted at its position, or a change of
+    a response's state (`states.Change`), each with what it adds to a document."""
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def survey_id(self) -> str: ...
+
+    def delta(self, key: str) -> Counter[str]: ...
+
+    def count_into(self, counters: Counter[str], key: str) -> None: ...
+
+
+def document_increments(key: str, items: Iterable[Counted]) -> Counter[str]:
+    """What these responses or changes add to one document (negative counts kept)."""
     delta: Counter[str] = Counter()
     for item in items:
-        _count(delta, key, item.paths, item.response.survey_id)
+        item.count_into(delta, key)  # straight into one counter: most batches are new responses
     return delta
 
 
@@ -154,16 +187,30 @@ def summary(
             shaped[field] = _cities(counters, city_limit)
             shaped["distinct_cities"] = sum(1 for n in counters.values() if n)
         elif field == "by_day":
-            shaped[field] = {day: counters[day] for day in sorted(counters)}
+            shaped[field] = {day: counters[day] for day in sorted(counters) if counters[day]}
         else:
             shaped[field] = _ranked(counters)
     for field in MATRIX_FIELDS:
-        shaped[field] = {
-            row: _ranked(cells) for row, cells in sorted(document.get(field, {}).items())
-        }
+        rows = {row: _ranked(cells) for row, cells in sorted(document.get(field, {}).items())}
+        shaped[field] = {row: cells for row, cells in rows.items() if cells}
     if survey_id is None:
         shaped["surveys"] = _ranked(document.get("surveys", {}))
+    shaped["by_review"] = by_review(document)
     return shaped
+
+
+def by_review(document: Mapping[str, Any]) -> dict[str, int]:
+    """Responses by review status. A document counts `total` (not rejected) and
+    `by_review.approved` / `.rejected`; the pending ones are the rest of the total, unless a
+    view counting approved ones only says how many are pending (`by_review.pending`)."""
+    counted = document.get("by_review", {})
+    approved = int(counted.get("approved", 0))
+    pending = counted.get("pending")
+    return {
+        "pending": int(document.get("total", 0)) - approved if pending is None else int(pending),
+        "approved": approved,
+        "rejected": int(counted.get("rejected", 0)),
+    }
 
 
 def limit_cities(shaped: Mapping[str, Any], city_limit: int | None) -> dict[str, Any]:
@@ -175,8 +222,10 @@ def limit_cities(shaped: Mapping[str, Any], city_limit: int | None) -> dict[str,
 
 
 def _ranked(counters: Mapping[str, int]) -> dict[str, int]:
-    # Largest first, then by code, so the JSON reads like a chart.
-    return {key: int(n) for key, n in sorted(counters.items(), key=lambda kv: (-kv[1], kv[0]))}
+    # Largest first, then by code, so the JSON reads like a chart. A value a correction took
+    # back to zero is left out, as if never counted.
+    ranked = sorted(counters.items(), key=lambda kv: (-kv[1], kv[0]))
+    return {key: int(n) for key, n in ranked if n}
 
 
 def _cities(counters: Mapping[str, int], limit: int | None) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import pycountry
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,6 +13,7 @@ from services.analytics.models import (
     Filters,
     Overview,
     PartnerRanking,
+    ReviewQueue,
     SurveySummary,
     SurveyTotal,
     TaxonomyCodes,
@@ -43,6 +44,10 @@ CountryQuery = Annotated[
 ]
 TypeQuery = Annotated[
     str | None, Query(description="respondent type code (taxonomy `respondent_types`)")
+]
+ReviewQuery = Annotated[
+    Literal["approved"] | None,
+    Query(description="`approved`: approved responses only (valid-only figures; operators)"),
 ]
 CITY_LIMIT = 1000
 CityLimitQuery = Annotated[
@@ -115,9 +120,10 @@ async def survey_summary(
     country: CountryQuery = None,
     respondent_type: TypeQuery = None,
     city_limit: CityLimitQuery = CITY_LIMIT,
+    review: ReviewQuery = None,
 ) -> SurveySummary:
     """Unique responses of one survey; filtered by country and respondent type if asked."""
-    if country is not None or respondent_type is not None:
+    if country is not None or respondent_type is not None or review is not None:
         require_operator(principal)
     if (
         survey_id not in load_taxonomy().surveys
@@ -128,7 +134,7 @@ async def survey_summary(
     return await views.survey_summary(
         snapshots,
         survey_id,
-        checked.model_copy(update={"survey_id": survey_id}),
+        checked.model_copy(update={"survey_id": survey_id, "review": review}),
         public=principal is None,
         city_limit=city_limit,
     )
@@ -148,11 +154,12 @@ async def overview(
     country: CountryQuery = None,
     respondent_type: TypeQuery = None,
     city_limit: CityLimitQuery = CITY_LIMIT,
+    review: ReviewQuery = None,
 ) -> Overview:
     """Unique responses over every survey, with responses per survey; filtered if asked."""
-    if survey_id is not None or country is not None or respondent_type is not None:
+    if any(value is not None for value in (survey_id, country, respondent_type, review)):
         require_operator(principal)
-    checked = filters(survey_id, country, respondent_type)
+    checked = filters(survey_id, country, respondent_type).model_copy(update={"review": review})
     return await views.overview(snapshots, checked, public=principal is None, city_limit=city_limit)
 
 
@@ -178,6 +185,23 @@ async def partners(
             errors=[{"field": "theme", "message": f"unknown theme {code!r}"} for code in unknown],
         )
     return await views.partners(snapshots, list(dict.fromkeys(theme)), checked.country, limit)
+
+
+@router.get("/review-queue", response_model=ReviewQueue, responses=PROBLEMS)
+async def review_queue(
+    snapshots: SnapshotsDep,
+    store: StoreDep,
+    operator: Operator,
+    survey_id: Annotated[str | None, Query(description="one survey only")] = None,
+    country: CountryQuery = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="most responses listed")] = 100,
+) -> ReviewQueue:
+    """Responses waiting for review (pending, not retracted), oldest first, each at its newest
+    revision with its answers (no focal-point name or email: analytics never holds them).
+    Operators only."""
+    del operator
+    checked = filters(survey_id, country, None)
+    return await views.review_queue(snapshots, store, checked, limit)
 
 
 @router.get("/taxonomy", response_model=TaxonomyCodes)

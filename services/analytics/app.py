@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.analytics.api import router
-from services.analytics.consumer import subscribe
+from services.analytics.consumer import reviews_group_id, subscribe
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.snapshots import Snapshots
 from services.analytics.views import running_views
@@ -52,10 +52,13 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await ensure_topics(
             settings.kafka_bootstrap_servers,
-            topics_with_dlq(settings.topic_responses, settings.topic_erasures),
+            topics_with_dlq(
+                settings.topic_responses, settings.topic_reviews, settings.topic_erasures
+            ),
             security=security,
         )
         await erasure.ensure_indexes()
+        await store.ensure_indexes()
         await broker.start()
         retention = asyncio.create_task(
             sweep_periodically(
@@ -71,6 +74,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
             [
                 (settings.analytics_group_id, settings.topic_responses),
                 (erasures_group, settings.topic_erasures),
+                (reviews_group_id(settings), settings.topic_reviews),
             ],
             security=security,
         )

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.analytics.aggregates import OVERALL, Positioned, increments, survey_key
+from services.analytics.aggregates import OVERALL, Counted, survey_key
 
 Marks = dict[int, int]
 WATERMARKS = "applied"
@@ -93,18 +93,16 @@ def nest_copy(document: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def recount_within(
-    items: Iterable[Positioned], marks: Callable[[str], Mapping[int, int]]
+    items: Iterable[Counted], marks: Callable[[str], Mapping[int, int]]
 ) -> dict[str, Counter[str]]:
-    """Increments per document of the stored responses at or below that document's watermarks."""
-    by_document: dict[str, list[Positioned]] = {}
+    """Increments per document of the counted responses and changes of response states at or
+    below that document's watermarks."""
+    by_document: dict[str, Counter[str]] = {}
     for item in items:
-        for key in (survey_key(item.response.survey_id), OVERALL):
+        for key in (survey_key(item.survey_id), OVERALL):
             if item.offset <= marks(key).get(item.partition, -1):
-                by_document.setdefault(key, []).append(item)
-    return {
-        key: increments(item.response for item in documented)[key]
-        for key, documented in by_document.items()
-    }
+                by_document.setdefault(key, Counter()).update(item.delta(key))
+    return by_document
 
 
 def drifts(

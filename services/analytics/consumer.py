@@ -1,4 +1,6 @@
-"""The analytics subscriber: a batch of records in -> raw responses -> aggregate increments.
+"""The analytics subscribers: a batch of records in -> raw responses -> changes of the
+responses' states -> aggregate increments. Reviews (`survey.reviews.v1`) go the same way from
+the second step (`states.py`).
 
 Offsets are committed only after both steps succeeded; on an error the batch is read again,
 which the store makes harmless (see `store.py`). No record stops its partition: one that is not
@@ -19,8 +21,9 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from services.analytics.settings import AnalyticsSettings
-from services.analytics.store import AnalyticsStore, Positioned
-from shared.events import SurveyResponse
+from services.analytics.states import review_partition
+from services.analytics.store import AnalyticsStore, Positioned, PositionedReview
+from shared.events import ResponseReview, SurveyResponse
 from shared.kafka import REFUSED, Rejection, decode_event, keep_raw, send_to_dlq
 
 logger = logging.getLogger(__name__)
@@ -48,12 +51,29 @@ async def handle_batch(
             continue
         valid.append(Positioned(event, record.partition, record.offset))
         by_position[record.partition, record.offset] = record
-    recorded = await store.record_each(valid)
+    recorded = await store.record_each(valid, tracked=True)
     for item, error in recorded.refused:
         record = by_position[item.partition, item.offset]
         await send_to_dlq(broker, record, error, reason=REFUSED, group=group)
-    await store.apply(recorded.counted)
-    return len(recorded.counted)
+    changes = await store.track(list(recorded.counted), recorded.inserted)
+    await store.apply(changes)
+    return len(changes)
+
+
+async def handle_reviews(
+    records: list[Record], store: AnalyticsStore, broker: KafkaBroker, group: str | None = None
+) -> int:
+    """Apply one batch of reviews and retractions; returns how many changed a response."""
+    reviews: list[PositionedReview] = []
+    for record in records:
+        event = decode_event(ResponseReview, record.value)
+        if isinstance(event, Rejection):
+            await send_to_dlq(broker, record, event.error, reason=event.reason, group=group)
+            continue
+        reviews.append(PositionedReview(event, review_partition(record.partition), record.offset))
+    changes = await store.track(list(reviews))
+    await store.apply(changes)
+    return len(changes)
 
 
 def subscribe(broker: KafkaBroker, settings: AnalyticsSettings, store: AnalyticsStore) -> None:
@@ -82,3 +102,34 @@ def subscribe(broker: KafkaBroker, settings: AnalyticsSettings, store: Analytics
         logger.debug("batch of %d applied, %d counted", len(batch), counted)
         if settings.analytics_commit_delay_seconds:
             await asyncio.sleep(settings.analytics_commit_delay_seconds)  # fault tests only
+
+    reviews_group = reviews_group_id(settings)
+
+    @broker.subscriber(
+        settings.topic_reviews,
+        group_id=reviews_group,
+        batch=True,
+        max_records=settings.analytics_batch_size,
+        fetch_min_bytes=FETCH_MIN_BYTES,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=keep_raw,
+    )
+    async def on_reviews(message: KafkaMessage) -> None:
+        records = message.raw_message
+        batch = list(records) if isinstance(records, tuple) else [records]
+        try:
+            changed = await handle_reviews(batch, store, broker, reviews_group)
+        except Exception:
+            logger.exception("batch of %d reviews failed; it will be read again", len(batch))
+            await asyncio.sleep(RETRY_PAUSE_SECONDS)
+            raise
+        logger.debug("batch of %d reviews applied, %d changed a response", len(batch), changed)
+        if settings.analytics_commit_delay_seconds:
+            await asyncio.sleep(settings.analytics_commit_delay_seconds)  # fault tests only
+
+
+def reviews_group_id(settings: AnalyticsSettings) -> str:
+    """The consumer group of the reviews: the analytics group's, with `.reviews`."""
+    return f"{settings.analytics_group_id}.reviews"

@@ -42,8 +42,46 @@ def responses_query(
     return query
 
 
+TRACKED = "tracked"
+# A revision 1 stored under the response's identity, by the first message about it: it is
+# itself the first entry of the response's chain of states (`store.py`), written by no other
+# write than its own insert.
+FIRST = "first"
+# Stored under a response's identity by a review or a later revision that came before any
+# revision 1: it claims the identity, so that the response's chain starts in the states
+# collection, and a revision 1 arriving later is stored beside it (`displaced_id`).
+PLACEHOLDER = "placeholder"
+# What a raw document holds beside the response's own fields.
+STORED_ONLY = ("_id", "position", TRACKED, FIRST)
+
+
+def raw_id(response: SurveyResponse) -> str:
+    """The `_id` of the stored revision of a response (`revision_id`)."""
+    return revision_id(response.identity, response.revision)
+
+
+def revision_id(identity: str, revision: int) -> str:
+    """The `_id` of one revision of a stored response: its identity for revision 1 (as before
+    revisions existed), `<identity>#r<n>` for the others."""
+    return identity if revision == 1 else f"{identity}#r{revision}"
+
+
+def displaced_id(identity: str) -> str:
+    """The `_id` of a revision 1 that found a placeholder under its identity."""
+    return f"{identity}#r1"
+
+
+def placeholder_document(identity: str, survey_id: str) -> Document:
+    """The placeholder claiming `identity` (`PLACEHOLDER`)."""
+    return {"_id": identity, "survey_id": survey_id, TRACKED: True, PLACEHOLDER: True}
+
+
 def raw_document(
-    item: Positioned, keys: EmailKeys | None = None, personal_after: datetime | None = None
+    item: Positioned,
+    keys: EmailKeys | None = None,
+    tracked: bool = False,
+    *,
+    personal_after: datetime | None = None,
 ) -> Document:
     """What is kept of a response: no focal-point name or email ever reaches analytics' data.
 
@@ -53,7 +91,8 @@ def raw_document(
     response with neither is never swept: nothing in it is about a person). A response received
     before `personal_after` (a campaign imported or replayed past its retention) is stored
     anonymised at once: updating it later would cost the local MongoDB-wire server a collection
-    scan per response."""
+    scan per response. `tracked`: counted through its state's changes (`states.py`), not by its
+    position alone."""
     document = item.response.model_dump(mode="json", exclude={"focal_point"})
     focal_point = item.response.focal_point
     if personal_after is not None and item.response.received_at < personal_after:
@@ -62,7 +101,11 @@ def raw_document(
     elif keys is not None and focal_point is not None:
         document["focal_point_key"] = keys.key(str(focal_point.email))
     document["personal"] = "focal_point_key" in document or bool(document.get("answers"))
-    document["_id"] = item.response.identity
+    document["_id"] = raw_id(item.response)
+    if tracked:
+        document[TRACKED] = True
+        if item.response.revision == 1:
+            document[FIRST] = True
     document["has_focal_point"] = item.response.focal_point is not None
     document["consenting_focal_point"] = item.response.consenting_focal_point is not None
     document["position"] = item.position
@@ -71,7 +114,7 @@ def raw_document(
 
 def from_raw_document(document: Document) -> SurveyResponse:
     """The response back from its raw document, for recounts."""
-    fields = {key: value for key, value in document.items() if key not in ("_id", "position")}
+    fields = {key: value for key, value in document.items() if key not in STORED_ONLY}
     # Documents stored before the identity held the survey kept the response id as `_id`.
     # Read as the consumer read it: codes newer than this taxonomy stay counted under their code.
     return SurveyResponse.model_validate(

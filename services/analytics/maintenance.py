@@ -16,6 +16,10 @@ rebuild
     aggregate documents are lost altogether, reset the consumer group to the earliest offsets
     instead: a replay recounts exactly (the stored positions decide what counts).
 
+    Revisions and reviews are counted as the consumers count them: the changes of the
+    responses' states (`states.py`), each by the position of the message that caused it, and
+    the responses stored before states existed by their own position.
+
     The high-cardinality counters (`by_city`) belong to their document's versions (see
     `parts.py`), so they follow the same boundary: each rebuilt version names freshly written
     parts. The rebuild then deletes the parts no version names (left by writers that died).
@@ -53,7 +57,7 @@ async def verify(store: AnalyticsStore) -> Audit:
     """Compare every counter of every aggregate document with a recount."""
     running = await store.aggregates()  # before the raw responses: see the module docstring
     marks = {key: watermarks(document) for key, document in running.items()}
-    items = [item async for item in store.positioned()]
+    items = [item async for item in store.counted()]
     recount = recount_within(items, lambda key: marks.get(key, {}))
     found = drifts(running, recount)
     counters = sum(len(counter) for counter in recount.values())
@@ -64,7 +68,7 @@ async def rebuild(store: AnalyticsStore) -> dict[str, Counter[str]]:
     """Recompute every aggregate document from the raw responses; returns what was written."""
     running = await store.aggregates()
     boundary = watermarks(running.get(OVERALL))
-    items = [item async for item in store.positioned()]
+    items = [item async for item in store.counted()]
     recount = recount_within(items, lambda _: boundary)
     documents: dict[str, Document] = {
         key: {**nest(counters), WATERMARKS: watermark_fields(boundary)}

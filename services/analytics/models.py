@@ -3,7 +3,7 @@ email, organisation or free-text answer has a field here."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
 
@@ -27,10 +27,19 @@ class Filters(BaseModel):
     survey_id: str | None = None
     country: str | None = None
     respondent_type: str | None = None
+    review: Literal["approved"] | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,  # answers without it read as before
+        description="`approved`: approved responses only (the valid-only figures); absent: "
+        "every response that is not rejected",
+    )
 
 
 class _Counts(BaseModel):
-    total: int = Field(description="unique responses")
+    total: int = Field(
+        description="unique responses, each at its newest revision: those not rejected (not "
+        "retracted either), or the approved ones with `review=approved`"
+    )
     by_respondent_type: Counts
     by_country: Counts
     by_city: list[CityCount] = Field(
@@ -44,6 +53,11 @@ class _Counts(BaseModel):
     country_priorities: dict[str, Counts] = Field(description="country -> SDG code -> responses")
     type_themes: dict[str, Counts] = Field(
         description="respondent type -> theme (needed or of interest) -> responses"
+    )
+    by_review: Counts = Field(
+        default_factory=lambda: {"pending": 0, "approved": 0, "rejected": 0},
+        description="responses by review status: `pending` and `approved` are counted in "
+        "`total` (by default), `rejected` ones are not; retracted ones nowhere",
     )
     filters: Filters = Field(default_factory=Filters)
     computed_from: Computed = Field(
@@ -145,3 +159,26 @@ class TaxonomyCodes(BaseModel):
     themes: list[str]
     modalities: list[str]
     surveys: list[str]
+
+
+class QueuedResponse(BaseModel):
+    """A response waiting for review, at its newest revision."""
+
+    survey_id: str
+    response_id: str
+    revision: int
+    country: str
+    respondent_type: str
+    city: str
+    submitted_at: str
+    response: dict[str, Any] = Field(
+        description="the stored response: codes, respondent and every other answer"
+    )
+
+
+class ReviewQueue(BaseModel):
+    """Responses waiting for review (operators only)."""
+
+    filters: Filters
+    pending: int = Field(description="pending responses matching the filters")
+    responses: list[QueuedResponse] = Field(description="the oldest first, at most `limit`")

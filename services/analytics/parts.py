@@ -199,8 +199,9 @@ def next_layout(
 
 
 def merged(parts: Iterable[Mapping[str, int]]) -> Counter[str]:
-    """The sum of parts' counters (counters that sum to zero left out)."""
+    """The sum of parts' counters (counters that sum to zero left out; negative ones kept: a
+    delta part of a correction takes a count away from a city)."""
     total: Counter[str] = Counter()
     for part in parts:
         total.update(part)
-    return +total
+    return Counter({name: n for name, n in total.items() if n})

@@ -28,10 +28,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from services.analytics.aggregates import survey_key, survey_of
-from services.analytics.audit import recount_within, watermarks
+from services.analytics.aggregates import Counted, Positioned, survey_key, survey_of
+from services.analytics.audit import watermarks
 from services.analytics.models import Filters
 from services.analytics.partners import CityResponse, city_response
+from services.analytics.states import Change, State, contribution, legacy_state
 from services.analytics.store import AnalyticsStore
 from services.analytics.suppression import suppress_views
 from shared.mongo import Document
@@ -156,27 +157,82 @@ def _marks(documents: Mapping[str, Document]) -> dict[str, Marks]:
 
 @dataclass(frozen=True)
 class Cube:
-    """Counters of each (survey, country, respondent type) of the counted responses."""
+    """Counters of each (survey, country, respondent type) of the counted responses, and of
+    the approved ones alone (`approved`)."""
 
     cells: dict[CubeCell, Counter[str]]
     marks: dict[str, Marks] = field(default_factory=dict)  # the state it counts
+    approved: dict[CubeCell, Counter[str]] = field(default_factory=dict)
 
     def sum(self, filters: Filters) -> dict[str, Counter[str]]:
-        """Counters per survey document key of the responses matching `filters`."""
-        wanted = (filters.survey_id, filters.country, filters.respondent_type)
-        found: defaultdict[str, Counter[str]] = defaultdict(Counter)
-        for cell, counters in self.cells.items():
-            if all(want is None or want == have for want, have in zip(wanted, cell, strict=True)):
-                found[survey_key(cell[0])].update(counters)
-        return dict(found)
+        """Counters per survey document key of the responses matching `filters`; with
+        `review=approved` those of the approved ones, with every review status counted."""
+        found = _summed(self.cells, filters)
+        if filters.review != "approved":
+            return found
+        approved = _summed(self.approved, filters)
+        for key, counters in found.items():
+            only = approved.setdefault(key, Counter())
+            for status in ("approved", "rejected"):
+                only[f"by_review.{status}"] = counters[f"by_review.{status}"]
+            only["by_review.pending"] = counters["total"] - counters["by_review.approved"]
+        return approved
+
+
+def _summed(cells: Mapping[CubeCell, Counter[str]], filters: Filters) -> dict[str, Counter[str]]:
+    wanted = (filters.survey_id, filters.country, filters.respondent_type)
+    found: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    for cell, counters in cells.items():
+        if all(want is None or want == have for want, have in zip(wanted, cell, strict=True)):
+            found[survey_key(cell[0])].update(counters)
+    return dict(found)
+
+
+def _shares(item: Counted, key: str) -> list[tuple[CubeCell, Counter[str], bool]]:
+    """What a counted response or change adds to which cell: (cell, counters, approved)."""
+    if isinstance(item, Positioned):
+        who = item.response.respondent
+        return [((item.response.survey_id, who.country, who.type), item.delta(key), False)]
+    assert isinstance(item, Change)
+    shares = []
+    for state, sign in ((item.before, -1), (item.after, 1)):
+        if state is None or state.revision == 0:
+            continue
+        counters = contribution(state, key)
+        if sign < 0:
+            counters = Counter({path: -n for path, n in counters.items()})
+        cell = (state.survey_id, state.country, state.respondent_type)
+        shares.append((cell, counters, state.status == "approved"))
+    return shares
 
 
 @dataclass(frozen=True)
-class PartnerRows:
-    """Each counted response's share of the partner ranking."""
+class Latest:
+    """The newest counted state of each response (by chain order), within the watermarks."""
 
-    rows: list[CityResponse]
+    states: dict[str, tuple[int, State]]
     marks: dict[str, Marks]
+
+
+def _latest_of(item: Counted) -> tuple[str, int, State]:
+    if isinstance(item, Positioned):
+        return item.response.identity, 0, legacy_state(item.response)
+    assert isinstance(item, Change)
+    return item.identity, item.seq, item.after
+
+
+def partner_row(state: State) -> CityResponse:
+    """One counted response's share of the partner ranking."""
+    taxonomy = load_taxonomy()
+    return city_response(
+        state.country,
+        state.city,
+        state.organization,
+        state.consenting,
+        state.codes,
+        taxonomy.themes,
+        taxonomy.modalities,
+    )
 
 
 class Snapshots:
@@ -188,11 +244,11 @@ class Snapshots:
         self._running = running
         self._public: _Slot[dict[str, dict[str, Any]]] = _Slot()
         self._cube: _Slot[Cube] = _Slot()
-        self._partners: _Slot[PartnerRows] = _Slot()
+        self._latest: _Slot[Latest] = _Slot()
 
     def close(self) -> None:
         """Stop the refreshes under way (the service is stopping)."""
-        for slot in (self._public, self._cube, self._partners):
+        for slot in (self._public, self._cube, self._latest):
             slot.cancel()
 
     async def documents(self) -> dict[str, Document]:
@@ -208,8 +264,15 @@ class Snapshots:
         return await self._cube.get(documents, self.documents, self._count)
 
     async def partner_rows(self, documents: Mapping[str, Document]) -> list[CityResponse]:
-        """Each counted response's share of the partner ranking."""
-        return (await self._partners.get(documents, self.documents, self._rows)).rows
+        """Each counted response's share of the partner ranking: its newest revision, unless
+        rejected or retracted."""
+        latest = await self._latest.get(documents, self.documents, self._newest)
+        return [partner_row(state) for _, state in latest.states.values() if state.counted]
+
+    async def latest(self, documents: Mapping[str, Document]) -> dict[str, State]:
+        """The newest state of every response the documents count (by identity)."""
+        latest = await self._latest.get(documents, self.documents, self._newest)
+        return {identity: state for identity, (_, state) in latest.states.items()}
 
     async def _suppressed(self, documents: Mapping[str, Document]) -> dict[str, dict[str, Any]]:
         return suppress_views(await self._running(documents), self.min_cell)
@@ -219,56 +282,46 @@ class Snapshots:
         base = self._cube.value
         query, since = _extension(base.marks if base else None, marks)
         if query is None:
-            return Cube(base.cells if base else {}, marks)
-        cells = dict(base.cells) if base and since else {}
-        copied: set[CubeCell] = set()  # cells of `base` are served meanwhile: copy, never change
-        # One response at a time: the pass holds the cube, never the responses.
-        async for item in self._store.positioned(query):
-            key = survey_key(item.response.survey_id)
+            return Cube(base.cells if base else {}, marks, base.approved if base else {})
+        extend = bool(base and since)
+        every = dict(base.cells) if base and extend else {}
+        approved = dict(base.approved) if base and extend else {}
+        copied: set[tuple[bool, CubeCell]] = set()  # cells of `base` are served: copy them
+        # One response or change at a time: the pass holds the cube, never the responses.
+        async for item in self._store.counted(query):
+            key = survey_key(item.survey_id)
             if item.offset <= since.get(key, {}).get(item.partition, -1):
                 continue  # in `base` already
             # The same watermarks as the running documents: never a response stored but not
             # counted yet, so a filter matching everything gives the running numbers.
-            counted = recount_within([item], lambda document: marks.get(document, {}))
-            if key in counted:
-                who = item.response.respondent
-                cell = (item.response.survey_id, who.country, who.type)
-                if cell not in copied:
-                    cells[cell] = Counter(cells.get(cell, Counter()))
-                    copied.add(cell)
-                cells[cell].update(counted[key])
-        return Cube(cells, marks)
+            if item.offset > marks.get(key, {}).get(item.partition, -1):
+                continue
+            for cell, counters, is_approved in _shares(item, key):
+                targets = [(False, every)] + ([(True, approved)] if is_approved else [])
+                for which, cells in targets:
+                    if (which, cell) not in copied:
+                        cells[cell] = Counter(cells.get(cell, Counter()))
+                        copied.add((which, cell))
+                    cells[cell].update(counters)
+        return Cube(every, marks, approved)
 
-    async def _rows(self, documents: Mapping[str, Document]) -> PartnerRows:
+    async def _newest(self, documents: Mapping[str, Document]) -> Latest:
         marks = _marks(documents)
-        base = self._partners.value
+        base = self._latest.value
         query, since = _extension(base.marks if base else None, marks)
         if query is None:
-            return PartnerRows(base.rows if base else [], marks)
-        taxonomy = load_taxonomy()
-        rows = list(base.rows) if base and since else []
-        async for row in self._store.raw_documents(query, PARTNER_FIELDS):
-            position = row["position"]
-            key = survey_key(row["survey_id"])
-            if position["offset"] > marks.get(key, {}).get(position["partition"], -1):
+            return Latest(base.states if base else {}, marks)
+        states = dict(base.states) if base and since else {}
+        async for item in self._store.counted(query):
+            key = survey_key(item.survey_id)
+            if item.offset > marks.get(key, {}).get(item.partition, -1):
                 continue  # stored, not counted yet
-            if position["offset"] <= since.get(key, {}).get(position["partition"], -1):
+            if item.offset <= since.get(key, {}).get(item.partition, -1):
                 continue  # in `base` already
-            who = row["respondent"]
-            # Responses stored before consent could be withdrawn always had consent.
-            consenting = bool(row.get("consenting_focal_point", row.get("has_focal_point", False)))
-            rows.append(
-                city_response(
-                    who["country"],
-                    who["city"],
-                    who.get("organization"),
-                    consenting,
-                    [*row.get("capacity_needs", []), *row.get("collaboration_interests", [])],
-                    taxonomy.themes,
-                    taxonomy.modalities,
-                )
-            )
-        return PartnerRows(rows, marks)
+            identity, seq, state = _latest_of(item)
+            if identity not in states or states[identity][0] < seq:
+                states[identity] = (seq, state)
+        return Latest(states, marks)
 
 
 def _extension(

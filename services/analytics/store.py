@@ -36,8 +36,8 @@ import contextlib
 import hashlib
 import secrets
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,8 +47,8 @@ from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError
 
 from services.analytics.aggregates import (
     OVERALL,
+    Counted,
     document_increments,
-    increments,
     survey_key,
 )
 from services.analytics.aggregates import Positioned as Positioned
@@ -67,11 +67,16 @@ from services.analytics.audit import (
     watermarks,
 )
 from services.analytics.documents import (
+    FIRST,
+    PLACEHOLDER,
+    TRACKED,
+    displaced_id,
     from_raw_document,
     layouts,
     main_counters,
     part_id,
     part_ids,
+    placeholder_document,
     positioned_from_raw,
     raw_document,
     version_id,
@@ -86,13 +91,23 @@ from services.analytics.parts import (
     next_layout,
     split_increments,
 )
-from shared.events import SurveyResponse
+from services.analytics.states import (
+    Change,
+    State,
+    after_response,
+    after_review,
+    legacy_state,
+)
+from shared.events import ResponseReview, SurveyResponse
 from shared.failures import Disposition, classify_write_error, unstorable
 from shared.mongo import Document
 from shared.personal import EmailKeys
 
 RESPONSES = "analytics_responses"
 AGGREGATES = "analytics_aggregates"
+# The chains of response states (`states.py`): one immutable entry per change, `_id`
+# `<identity>@<seq>`, the unique insert that decides which writer's change comes next.
+STATES = "analytics_response_states"
 # Each generation of parts is a collection `analytics_aggregate_parts-<key hash>-<field>-<version
 # that compacted>-<writer token>`.
 AGGREGATE_PARTS = "analytics_aggregate_parts"
@@ -156,10 +171,105 @@ class StoreRefusedError(Exception):
 
 @dataclass(frozen=True)
 class Recorded:
-    """A batch of raw responses stored: what counts, and what the database refused."""
+    """A batch of raw responses stored: what counts, and what the database refused;
+    `inserted`: the raw `_id`s this call stored (no earlier message had)."""
 
     counted: list[Positioned]
     refused: list[tuple[Positioned, str]]
+    inserted: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class PositionedReview:
+    """A review and where it sits (its partition shifted: `states.review_partition`)."""
+
+    review: ResponseReview
+    partition: int
+    offset: int
+
+
+Message = Positioned | PositionedReview
+
+
+def _identity(message: Message) -> str:
+    return message.response.identity if isinstance(message, Positioned) else message.review.identity
+
+
+def _survey(message: Message) -> str:
+    return (
+        message.response.survey_id if isinstance(message, Positioned) else message.review.survey_id
+    )
+
+
+def state_id(identity: str, seq: int) -> str:
+    """The `_id` of one entry of a response's chain of states."""
+    return f"{identity}@{seq:08d}"
+
+
+def change_of(document: Document) -> Change:
+    """A chain entry as a change."""
+    before = document.get("before")
+    position = document["position"]
+    return Change(
+        identity=document["identity"],
+        seq=int(document["seq"]),
+        before=None if before is None else State.from_document(before),
+        after=State.from_document(document["after"]),
+        partition=int(position["partition"]),
+        offset=int(position["offset"]),
+    )
+
+
+def first_change(response: SurveyResponse, partition: int, offset: int) -> Change:
+    """The first entry of a response's chain when its revision 1 came first: that revision,
+    with the review it carries, at the position of the message that carried it."""
+    after = after_response(State(survey_id=response.survey_id), response)
+    if after is None:  # revisions start at 1: a first revision always changes a fresh state
+        raise ValueError(f"revision {response.revision} of {response.identity} changes nothing")
+    return Change(response.identity, 1, None, after, partition, offset)
+
+
+def first_of(document: Document) -> Change:
+    """The first entry of a chain, from the revision 1 stored first under its identity.
+
+    The stored document keeps no focal point (`documents.raw_document`), only whether there was
+    one and whether it consented: the state takes those from it."""
+    item = positioned_from_raw(document)
+    change = first_change(item.response, item.partition, item.offset)
+    after = replace(
+        change.after,
+        consenting=bool(document.get("consenting_focal_point", False)),
+        has_focal_point=bool(document.get("has_focal_point", False)),
+    )
+    return replace(change, after=after)
+
+
+def _claims(found: Mapping[str, Document], raw: str) -> bool:
+    """Whether a placeholder is stored under this raw `_id`."""
+    return bool(found.get(raw, {}).get(PLACEHOLDER))
+
+
+@dataclass
+class Chains:
+    """What `track` knows of some responses: their chains, those stored before states existed
+    (state, position), and the identities something is stored under."""
+
+    chains: dict[str, list[Change]]
+    legacy: dict[str, tuple[State, dict[str, int]]]
+    claimed: set[str]
+
+
+def change_document(change: Change) -> Document:
+    """A change as its chain entry."""
+    return {
+        "_id": state_id(change.identity, change.seq),
+        "identity": change.identity,
+        "seq": change.seq,
+        "survey_id": change.survey_id,
+        "position": change.position,
+        "before": None if change.before is None else change.before.document(),
+        "after": change.after.document(),
+    }
 
 
 class AnalyticsStore:
@@ -177,6 +287,8 @@ class AnalyticsStore:
         self._retention = retention
         self._responses = db[RESPONSES]
         self._aggregates = db[AGGREGATES]
+        self._states = db[STATES]
+        self._indexed = False
         # The newest version of each document this process has seen: a starting point for
         # probing, so a steady writer reads one document per write.
         self._known: dict[str, tuple[int, Document]] = {}
@@ -193,7 +305,7 @@ class AnalyticsStore:
             raise StoreRefusedError(recorded.refused[0][1])
         return recorded.counted
 
-    async def record_each(self, batch: list[Positioned]) -> Recorded:
+    async def record_each(self, batch: list[Positioned], tracked: bool = False) -> Recorded:
         """Store the raw responses, each on its own: those the database refuses for what they
         are (`shared.failures`) are left out and returned with the reason, the others are
         stored. Returns those that count at their own position.
@@ -204,7 +316,9 @@ class AnalyticsStore:
         if not batch:
             return Recorded([], [])
         expired = datetime.now(UTC) - self._retention if self._retention else None
-        documents = [raw_document(item, self._keys, expired) for item in batch]
+        documents = [
+            raw_document(item, self._keys, tracked, personal_after=expired) for item in batch
+        ]
         refused: dict[int, str] = {}
         try:
             errors = await self._insert_unordered(documents, list(range(len(documents))))
@@ -226,17 +340,220 @@ class AnalyticsStore:
                 duplicates = True
         stored = [item for i, item in enumerate(batch) if i not in refused]
         out = [(batch[i], why) for i, why in sorted(refused.items())]
+        failed = {index for index, _ in errors} | set(refused)
+        inserted = frozenset(documents[i]["_id"] for i in range(len(batch)) if i not in failed)
         if not duplicates:
-            return Recorded(stored, out)
-        ids = [item.response.identity for item in stored]
-        positions = {
-            document["_id"]: document["position"]
-            async for document in self._responses.find({"_id": {"$in": ids}}, {"position": 1})
+            return Recorded(stored, out, inserted)
+        kept = [i for i in range(len(batch)) if i not in refused]
+        ids = {i: str(documents[i]["_id"]) for i in kept}
+        found = await self._stored(list(ids.values()))
+        # A revision 1 whose identity a placeholder claimed is stored beside it.
+        moved = {
+            i: displaced_id(batch[i].response.identity) for i in kept if _claims(found, ids[i])
         }
+        if moved:
+            beside = [
+                {**{k: v for k, v in documents[i].items() if k != FIRST}, "_id": moved[i]}
+                for i in moved
+            ]
+            errors = await self._insert_unordered(beside, list(moved))
+            for index, error in errors:
+                if classify_write_error(error) is Disposition.DEAD_LETTER:
+                    refused[index] = f"refused by the database: {error.get('errmsg', '')}"
+            failed = {index for index, _ in errors}
+            inserted = inserted | {moved[i] for i in moved if i not in failed}
+            ids.update(moved)
+            found.update(await self._stored(list(moved.values())))
+        out = [(batch[i], why) for i, why in sorted(refused.items())]
         counted = [
-            item for item in stored if positions.get(item.response.identity) == item.position
+            batch[i]
+            for i in kept
+            if i not in refused and found.get(ids[i], {}).get("position") == batch[i].position
         ]
-        return Recorded(counted, out)
+        return Recorded(counted, out, inserted)
+
+    async def _stored(self, ids: list[str]) -> dict[str, Document]:
+        """The position (or placeholder mark) stored under each of these raw `_id`s."""
+        if not ids:
+            return {}
+        projection = {"position": 1, PLACEHOLDER: 1}
+        return {
+            document["_id"]: document
+            async for document in self._responses.find({"_id": {"$in": ids}}, projection)
+        }
+
+    async def ensure_indexes(self) -> None:
+        """The index the chains are read by (MongoDB uses it; FerretDB scans regardless)."""
+        if not self._indexed:
+            await self._states.create_index("identity")
+            self._indexed = True
+
+    async def track(
+        self, messages: list[Message], inserted: frozenset[str] = frozenset()
+    ) -> list[Change | Positioned]:
+        """The changes of response states these messages cause, each stored once in its
+        response's chain (`states.py`); what the aggregates then apply. A message whose change
+        is in the chain already (a replay) gives that change again; one that changes nothing
+        gives nothing. A response stored before states existed, read again at its own position,
+        counts as it did then (its `Positioned`). `inserted`: raw `_id`s this batch stored
+        first.
+
+        A chain starts under the response's identity in the responses collection, whose unique
+        `_id` decides which message was first: a revision 1 stored there (`FIRST`) is itself
+        the chain's first entry, so the common case (a new response) costs no write and no
+        read beyond its raw insert; a review or a later revision that comes first stores a
+        placeholder there, and the chain starts in the states collection. Every later change
+        is an entry of the states collection, whose unique `_id` (`<identity>@<seq>`) lets one
+        writer win each place in the chain.
+
+        Per round, one read of the chains of the batch's responses that are not new, and one
+        insert of at most one entry per response; a response whose entry (or placeholder) lost
+        the race (another consumer, or a zombie, changed it meanwhile) is read again and
+        decided on top of the winner's."""
+        queues: dict[str, list[Message]] = {}
+        for message in messages:
+            queues.setdefault(_identity(message), []).append(message)
+        if not queues:
+            return []
+        chains: dict[str, list[Change]] = {}
+        for message in messages:
+            if (
+                isinstance(message, Positioned)
+                and message.response.revision == 1
+                and message.response.identity in inserted
+            ):
+                identity = message.response.identity
+                chains[identity] = [
+                    first_change(message.response, message.partition, message.offset)
+                ]
+        fresh = set(chains)
+        read = await self._read([identity for identity in queues if identity not in fresh])
+        chains.update(read.chains)
+        legacy, claimed = read.legacy, read.claimed | fresh
+        result: list[Change | Positioned] = []
+        while queues:
+            entries: dict[str, Change] = {}
+            for identity in list(queues):
+                queue, chain = queues[identity], chains.setdefault(identity, [])
+                while queue and identity not in entries:
+                    message = queue[0]
+                    found = next(
+                        (
+                            change
+                            for change in chain
+                            if (change.partition, change.offset)
+                            == (message.partition, message.offset)
+                        ),
+                        None,
+                    )
+                    if found is not None:  # a replay: the change it caused before
+                        result.append(found)
+                        queue.pop(0)
+                        continue
+                    old = legacy.get(identity)
+                    if (
+                        not chain
+                        and old is not None
+                        and isinstance(message, Positioned)
+                        and old[1] == message.position
+                    ):
+                        result.append(message)  # counted as before states existed
+                        queue.pop(0)
+                        continue
+                    before = chain[-1].after if chain else (old[0] if old else None)
+                    base = before or State(survey_id=_survey(message))
+                    after = (
+                        after_response(base, message.response)
+                        if isinstance(message, Positioned)
+                        else after_review(base, message.review)
+                    )
+                    if after is None:
+                        queue.pop(0)
+                        continue
+                    seq = chain[-1].seq + 1 if chain else 1
+                    entries[identity] = Change(
+                        identity, seq, before, after, message.partition, message.offset
+                    )
+                if not queue and identity not in entries:
+                    del queues[identity]
+            if not entries:
+                break
+            lost = await self._claim([c for i, c in entries.items() if i not in claimed])
+            claimed |= set(entries)  # a placeholder or a revision 1 is there now, either way
+            lost |= await self._insert_states(
+                [change for identity, change in entries.items() if identity not in lost]
+            )
+            for identity, change in entries.items():
+                if identity in lost:
+                    continue
+                chains[identity].append(change)
+                result.append(change)
+                queues[identity].pop(0)
+                if not queues[identity]:
+                    del queues[identity]
+            if lost:
+                again = await self._read(sorted(lost))
+                chains.update(again.chains)
+                legacy.update(again.legacy)
+        return result
+
+    async def _claim(self, changes: list[Change]) -> set[str]:
+        """Store a placeholder under the identity of each of these responses, which start a
+        chain before any revision 1 of theirs is stored; the identities where something was
+        stored first."""
+        if not changes:
+            return set()
+        documents = [placeholder_document(c.identity, c.survey_id) for c in changes]
+        try:
+            await self._responses.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if exc.details.get("writeConcernErrors") or any(
+                error.get("code") != DUPLICATE_KEY for error in errors
+            ):
+                raise
+            return {changes[error["index"]].identity for error in errors}
+        return set()
+
+    async def _insert_states(self, changes: list[Change]) -> set[str]:
+        """Insert these chain entries; the identities whose entry lost the race."""
+        if not changes:
+            return set()
+        await self.ensure_indexes()
+        try:
+            await self._states.insert_many(
+                [change_document(change) for change in changes], ordered=False
+            )
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if exc.details.get("writeConcernErrors") or any(
+                error.get("code") != DUPLICATE_KEY for error in errors
+            ):
+                raise
+            return {changes[error["index"]].identity for error in errors}
+        return set()
+
+    async def _read(self, identities: list[str]) -> Chains:
+        """The chains of these responses, each in order: their first entry from what is stored
+        under their identity (a revision 1 stored first, a placeholder, or a response stored
+        before states existed), the others from the states collection."""
+        read = Chains({identity: [] for identity in identities}, {}, set())
+        if not identities:
+            return read
+        query = {"_id": {"$in": identities}}
+        async for document in self._responses.find(query, {"answers": 0}):
+            identity = str(document["_id"])
+            read.claimed.add(identity)
+            if document.get(FIRST):
+                read.chains[identity].append(first_of(document))
+            elif not document.get(TRACKED):
+                item = positioned_from_raw(document)
+                read.legacy[identity] = (legacy_state(item.response), item.position)
+        async for document in self._states.find({"identity": {"$in": identities}}):
+            read.chains[document["identity"]].append(change_of(document))
+        for chain in read.chains.values():
+            chain.sort(key=lambda change: change.seq)
+        return read
 
     async def _insert_unordered(
         self, documents: list[Document], indexes: list[int]
@@ -256,18 +573,19 @@ class AnalyticsStore:
             return [(indexes[error["index"]], error) for error in errors]
         return []
 
-    async def apply(self, counted: list[Positioned]) -> None:
-        """Add the counted responses to every aggregate they touch, each exactly once."""
-        documents: defaultdict[str, list[Positioned]] = defaultdict(list)
+    async def apply(self, counted: Sequence[Counted]) -> None:
+        """Add the counted responses (or changes of their states) to every aggregate they
+        touch, each exactly once."""
+        documents: defaultdict[str, list[Counted]] = defaultdict(list)
         for item in counted:
-            documents[survey_key(item.response.survey_id)].append(item)
+            documents[survey_key(item.survey_id)].append(item)
         # The surveys' documents side by side, the overall one last: everything at or below the
         # overall watermarks is then in every document (the boundary `rebuild` relies on).
         await asyncio.gather(*(self._apply_to(key, items) for key, items in documents.items()))
         if counted:
             await self._apply_to(OVERALL, counted)
 
-    async def _apply_to(self, key: str, items: list[Positioned]) -> None:
+    async def _apply_to(self, key: str, items: Sequence[Counted]) -> None:
         partitions = {item.partition for item in items}
         # Straight on top of the version this process wrote or read last: the insert itself
         # tells whether it is still the newest, which saves a read per document and batch
@@ -541,11 +859,38 @@ class AnalyticsStore:
                 latest[key] = document
         return latest
 
-    async def positioned(self, query: Document | None = None) -> AsyncIterator[Positioned]:
+    async def positioned(
+        self, query: Document | None = None, legacy: bool = False
+    ) -> AsyncIterator[Positioned]:
         """The stored responses matching `query` with their counting positions, free text left
-        out (recounts never need it)."""
+        out (recounts never need it). `legacy`: only those stored before states existed, which
+        count by their position alone."""
+        if legacy:
+            query = {"$and": [query or {}, {TRACKED: {"$exists": False}}]}
         async for document in self._responses.find(query or {}, {"answers": 0}):
             yield positioned_from_raw(document)
+
+    async def changes(self, query: Document | None = None) -> AsyncIterator[Change]:
+        """The changes of response states matching `query` (on `survey_id`, `position`)."""
+        async for document in self._states.find(query or {}):
+            yield change_of(document)
+
+    async def counted(self, query: Document | None = None) -> AsyncIterator[Counted]:
+        """Everything the aggregates count, matching `query`: the responses stored before
+        states existed, and every change of a response's state (the first ones of most
+        responses are their revision 1, stored first: `track`). One pass over each collection."""
+        firsts = {"$or": [{TRACKED: {"$exists": False}}, {FIRST: True}]}
+        async for document in self._responses.find({"$and": [query or {}, firsts]}, {"answers": 0}):
+            yield first_of(document) if document.get(FIRST) else positioned_from_raw(document)
+        async for change in self.changes(query):
+            yield change
+
+    async def raw_for(self, ids: list[str]) -> dict[str, Document]:
+        """Stored responses by raw `_id` (answers included), for operators' review queue."""
+        if not ids:
+            return {}
+        query = {"_id": {"$in": ids}, PLACEHOLDER: {"$exists": False}}
+        return {document["_id"]: document async for document in self._responses.find(query)}
 
     async def raw_documents(self, query: Document, fields: list[str]) -> AsyncIterator[Document]:
         """Only `fields` (and `position`) of the stored responses matching `query`."""
@@ -590,9 +935,15 @@ class AnalyticsStore:
         return [(key, await self._latest(key)) for key in sorted(keys)]
 
     async def raw_responses(self) -> Iterable[SurveyResponse]:
-        """Every stored response (for recounts)."""
+        """Every stored response, every revision (for recounts)."""
         return [from_raw_document(document) async for document in self._responses.find()]
 
     async def recount(self) -> dict[str, Counter[str]]:
-        """The increments of every stored response, as a rebuild or a verify sees them."""
-        return increments(await self.raw_responses())
+        """What every counted response and change adds to each document, all of them applied:
+        the newest state of every response (`states.py`), as a rebuild after catching up sees
+        it."""
+        totals: dict[str, Counter[str]] = {}
+        async for item in self.counted():
+            for key in (survey_key(item.survey_id), OVERALL):
+                totals.setdefault(key, Counter()).update(item.delta(key))
+        return totals

@@ -38,7 +38,8 @@ from typing import Any
 Cell = tuple[str, ...]  # (view, field, key...): view "" is the overview, else a survey id
 OVERVIEW = ""
 PARTITIONS_OF_TOTAL = ("by_respondent_type", "by_country", "by_day")
-SHOWN = frozenset({"surveys"})  # responses per survey: not a breakdown by a respondent's trait
+# Responses per survey and per review status: not breakdowns by a respondent's trait.
+SHOWN = frozenset({"surveys", "by_review"})
 
 
 def code_fields(shaped: Mapping[str, Any]) -> list[str]:

@@ -25,9 +25,18 @@ from services.analytics.aggregates import (
     survey_of,
 )
 from services.analytics.audit import counters_of, flatten, nest
-from services.analytics.models import Filters, Overview, PartnerRanking, SurveySummary
+from services.analytics.documents import STORED_ONLY, displaced_id, revision_id
+from services.analytics.models import (
+    Filters,
+    Overview,
+    PartnerRanking,
+    QueuedResponse,
+    ReviewQueue,
+    SurveySummary,
+)
 from services.analytics.partners import rank
 from services.analytics.snapshots import Snapshots
+from services.analytics.states import State
 from services.analytics.store import AnalyticsStore
 from services.analytics.suppression import OVERVIEW, suppress
 from shared.mongo import Document
@@ -110,3 +119,50 @@ async def partners(
         {"themes": themes, "country": country, "cities": len(ranked), "partners": ranked[:limit]},
         from_attributes=True,
     )
+
+
+async def review_queue(
+    snapshots: Snapshots, store: AnalyticsStore, filters: Filters, limit: int
+) -> ReviewQueue:
+    """The pending responses matching `filters`, oldest submission first, with their answers."""
+    latest = await snapshots.latest(await snapshots.documents())
+    waiting = sorted(
+        (
+            (state, identity)
+            for identity, state in latest.items()
+            if state.counted
+            and state.status == "pending"
+            and filters.survey_id in (None, state.survey_id)
+            and filters.country in (None, state.country)
+        ),
+        key=lambda pair: (_day(pair[0]), pair[1]),
+    )
+    shown = waiting[:limit]
+    ids = [revision_id(identity, state.revision) for state, identity in shown]
+    # A revision 1 that came after a review or a later revision is stored beside a placeholder.
+    beside = [displaced_id(identity) for state, identity in shown if state.revision == 1]
+    stored = await store.raw_for(ids + beside)
+    responses = []
+    for (state, identity), raw in zip(shown, ids, strict=True):
+        document = stored.get(raw) or stored.get(displaced_id(identity))
+        if document is None:
+            continue  # the change is counted but its raw revision is not readable
+        response = {k: v for k, v in document.items() if k not in STORED_ONLY}
+        responses.append(
+            QueuedResponse(
+                survey_id=state.survey_id,
+                response_id=identity.partition("/")[2],
+                revision=state.revision,
+                country=state.country,
+                respondent_type=state.respondent_type,
+                city=state.city,
+                submitted_at=str(document.get("submitted_at", "")),
+                response=response,
+            )
+        )
+    return ReviewQueue(filters=filters, pending=len(waiting), responses=responses)
+
+
+def _day(state: State) -> str:
+    # The first `by_day` path holds the submission date: oldest first without reading answers.
+    return next((path for path in state.paths if path.startswith("by_day.")), "")

@@ -1,5 +1,6 @@
 """`python -m services.intake`: serve the intake service; `... import FILE --survey --source`:
-import responses collected before the webhooks were set up."""
+import responses collected before the webhooks were set up; `... review --csv FILE`: review or
+retract many responses at once."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from services.intake.api import admission_of
 from services.intake.app import wire
 from services.intake.backfill import IMPORT_SOURCES, UnreadableFile, run_import
 from services.intake.publisher import BrokerUnavailable
+from services.intake.reviews import CsvReview, ReviewClock, reviews_from_csv
 from services.intake.settings import IntakeSettings
 from services.intake.sources import platforms
 from services.intake.surveys import SurveyCatalog
@@ -40,7 +42,59 @@ def parser() -> argparse.ArgumentParser:
         type=Path,
         help="where to write the invalid responses with their reasons (default FILE.invalid.jsonl)",
     )
+    review = commands.add_parser(
+        "review",
+        help="review or retract responses listed in a CSV file",
+        description=(
+            "Publish one review per line of a CSV file with the columns survey_id, response_id, "
+            "status (pending, approved, rejected or retracted) and optionally note. Lines that "
+            "are refused are listed with their reason; the others are published."
+        ),
+    )
+    review.add_argument("--csv", required=True, type=Path, metavar="FILE", dest="csv_file")
     return cli
+
+
+def review_file(settings: IntakeSettings, path: Path, console: Console) -> int:
+    """Publish the reviews of a CSV file; the exit code: 0 all published, 1 some refused or
+    Kafka unavailable (those published stay published; a review published twice is harmless:
+    the later one of the same status wins)."""
+    if not path.is_file():
+        console.print(f"[red]no such file: {path}")
+        return 1
+    try:
+        lines = reviews_from_csv(path.read_text(encoding="utf-8"), ReviewClock())
+    except (ValueError, UnicodeDecodeError) as exc:
+        console.print(f"[red]{path}: {exc}")
+        return 1
+    return asyncio.run(publish_reviews(settings, lines, console))
+
+
+async def publish_reviews(
+    settings: IntakeSettings, lines: list[CsvReview], console: Console
+) -> int:
+    """Publish the reviews of a bulk file's lines, reporting the refused ones."""
+    catalog = SurveyCatalog.load(settings.surveys_dir)
+    wiring = wire(settings)
+    published = refused = 0
+    try:
+        await wiring.publisher.start()
+        for line in lines:
+            if line.review is not None and catalog.get(line.review.survey_id) is None:
+                line = CsvReview(line.line, None, f"no survey {line.review.survey_id!r}")
+            if line.review is None:
+                console.print(f"line {line.line}: refused: {line.error}")
+                refused += 1
+                continue
+            await wiring.intake.review(line.review)
+            published += 1
+    except BrokerUnavailable as exc:
+        console.print(f"[red]stopped after {published} review(s): {exc}")
+        return 1
+    finally:
+        await wiring.close()
+    console.print(f"reviews published: {published}  refused: {refused}")
+    return 1 if refused else 0
 
 
 async def import_file(settings: IntakeSettings, args: argparse.Namespace, console: Console) -> int:
@@ -77,6 +131,8 @@ async def import_file(settings: IntakeSettings, args: argparse.Namespace, consol
     console.print(
         f"accepted: {summary.accepted}  duplicates: {summary.duplicates}  "
         f"invalid: {len(summary.invalid)}"
+        # Older revisions than ones accepted before (an export older than an earlier import).
+        + (f"  superseded: {summary.superseded}" if summary.superseded else "")
     )
     if summary.invalid:
         console.print(f"invalid responses and their reasons: {invalid_out}")
@@ -109,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "import":
         return asyncio.run(import_file(settings, args, Console()))
+    if args.command == "review":
+        return review_file(settings, args.csv_file, Console())
     from services.intake.app import create_app
     from shared.serve import serve
 

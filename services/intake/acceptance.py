@@ -13,7 +13,8 @@ from pymongo.errors import PyMongoError
 
 from services.intake.claims import Claim, ClaimStore
 from services.intake.publisher import BrokerUnavailable, EventPublisher, Unacknowledged
-from shared.events import PilotAnnounced, SurveyResponse
+from services.intake.revisions import RevisionStore, revision_claim_key
+from shared.events import PilotAnnounced, ResponseReview, SurveyResponse
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ class Outcome(StrEnum):
 
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
+    SUPERSEDED = "superseded"  # a newer revision of the response was accepted before
 
 
 class InFlight(BrokerUnavailable):
@@ -38,18 +40,30 @@ class Intake:
     publisher: EventPublisher
     responses_topic: str
     pilots_topic: str
+    revisions: RevisionStore
+    reviews_topic: str
     # Claims settled in the background, once the broker answers for an unacknowledged event.
     _settling: set[asyncio.Task[None]] = field(default_factory=set, init=False, compare=False)
 
     async def accept_response(self, response: SurveyResponse) -> Outcome:
-        """Publish a validated response unless it was accepted before for the same survey."""
-        return await self._publish_once(
+        """Publish a validated response unless this revision of it was accepted before for the
+        same survey (`DUPLICATE`) or a newer one was (`SUPERSEDED`)."""
+        if await self.revisions.newest(response.identity) > response.revision:
+            return Outcome.SUPERSEDED
+        outcome = await self._publish_once(
             self.responses,
-            response.identity,
+            revision_claim_key(response.identity, response.revision),
             self.responses_topic,
             response.response_id,
             response,
         )
+        if outcome is Outcome.ACCEPTED:
+            await self.revisions.accepted(response.identity, response.revision)
+        return outcome
+
+    async def review(self, review: ResponseReview) -> None:
+        """Publish a review or retraction (each is new: it carries its own `review_id`)."""
+        await self.publisher.publish(self.reviews_topic, review.identity, review)
 
     async def announce_pilot(self, pilot: PilotAnnounced) -> Outcome:
         """Publish a validated pilot unless its `pilot_id` was announced before."""

@@ -62,7 +62,13 @@ router = APIRouter()
 @router.post(
     "/v1/webhooks/{source}/{survey_id}",
     status_code=202,
-    responses={200: {"description": "Already accepted: nothing published"}, **_PROBLEMS},
+    responses={
+        200: {
+            "description": "This revision was accepted before (`duplicate`) or a newer one was "
+            "(`superseded`): nothing published"
+        },
+        **_PROBLEMS,
+    },
 )
 async def receive_webhook(
     source: str, survey_id: str, request: Request, intake: IntakeDep, settings: SettingsDep
@@ -202,7 +208,17 @@ async def publish(outcome: Any) -> Outcome:
     return result
 
 
-def _outcome_response(outcome: Outcome, **ids: str) -> JSONResponse:
-    if outcome is Outcome.DUPLICATE:
-        return JSONResponse({**ids, "status": "duplicate"}, status_code=200)
+async def publish_review(published: Any) -> None:
+    """Await the publishing of a review; Kafka trouble becomes 503 with `Retry-After`."""
+    try:
+        await published
+    except BrokerUnavailable as exc:
+        raise Problem(
+            503, "Service unavailable", str(exc), headers={"Retry-After": RETRY_AFTER_SECONDS}
+        ) from exc
+
+
+def _outcome_response(outcome: Outcome, **ids: str | int) -> JSONResponse:
+    if outcome is not Outcome.ACCEPTED:
+        return JSONResponse({**ids, "status": outcome.value}, status_code=200)
     return JSONResponse({**ids, "status": "accepted"}, status_code=202)

@@ -17,6 +17,9 @@ from services.intake.claims import ClaimStore
 from services.intake.erasure import ERASURES, Erasures
 from services.intake.erasure import router as erasure_router
 from services.intake.publisher import BrokerUnavailable, EventPublisher
+from services.intake.review_api import reviews
+from services.intake.reviews import ReviewClock
+from services.intake.revisions import RevisionStore
 from services.intake.settings import IntakeSettings
 from services.intake.sources import platforms
 from services.intake.surveys import SurveyCatalog
@@ -28,6 +31,7 @@ from shared.observability import instrument
 from shared.redaction import install_redaction
 
 RESPONSE_CLAIMS = "intake_response_claims"
+RESPONSE_REVISIONS = "intake_response_revisions"
 PILOT_CLAIMS = "intake_pilot_claims"
 SETTLE_ON_CLOSE_SECONDS = 2.0  # within the operators' 10 s from SIGTERM to exit
 
@@ -64,6 +68,8 @@ def wire(settings: IntakeSettings) -> Wiring:
         publisher=publisher,
         responses_topic=settings.topic_responses,
         pilots_topic=settings.topic_pilots,
+        revisions=RevisionStore(db[RESPONSE_REVISIONS]),
+        reviews_topic=settings.topic_reviews,
     )
     return Wiring(intake, publisher, client)
 
@@ -107,12 +113,14 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     )
     app.state.catalog = SurveyCatalog.load(settings.surveys_dir)
     app.state.platforms = platforms()
+    app.state.review_clock = ReviewClock()
     install_problem_handlers(app)
     limit_bodies(app, settings.max_body_bytes)
     instrument(app, "intake")
     app.include_router(router)
     app.include_router(operators)
     app.include_router(erasure_router)
+    app.include_router(reviews)
     app.include_router(
         health_router({"kafka": publisher.ping, "mongodb": lambda: mongo.ping(client)})
     )

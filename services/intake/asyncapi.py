@@ -11,7 +11,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from shared import topics
-from shared.events import ErasureRequested, PilotAnnounced, SurveyResponse
+from shared.events import ErasureRequested, PilotAnnounced, ResponseReview, SurveyResponse
 
 
 def specification(bootstrap_servers: str = "localhost:9092") -> str:
@@ -22,9 +22,12 @@ def specification(bootstrap_servers: str = "localhost:9092") -> str:
         topics.RESPONSES,
         title=topics.RESPONSES,
         description=(
-            "One unique, validated survey response, published once after the broker acknowledged "
-            "it (idempotent producer, acks=all). Key: `response_id`. Consumed by analytics and "
-            f"the notifier; poison records go to `{topics.dlq(topics.RESPONSES)}`."
+            "One revision of a validated survey response, published once after the broker "
+            "acknowledged it (idempotent producer, acks=all). Key: `response_id`, so every "
+            "revision of a response is in one partition. A higher `revision` (1 when absent) of "
+            "the same `survey_id` and `response_id` replaces a lower one; consumers keep the "
+            "highest they have seen, whatever order revisions arrive in. Consumed by analytics "
+            f"and the notifier; poison records go to `{topics.dlq(topics.RESPONSES)}`."
         ),
         schema=SurveyResponse,
     )
@@ -49,6 +52,23 @@ def specification(bootstrap_servers: str = "localhost:9092") -> str:
             f"`{topics.dlq(topics.ERASURES)}`."
         ),
         schema=ErasureRequested,
+    )
+    broker.publisher(
+        topics.REVIEWS,
+        title=topics.REVIEWS,
+        description=(
+            "A review (`pending`, `approved`, `rejected`) or a retraction (`retracted`) of one "
+            "response, taken by an operator through `POST /v1/responses/{survey_id}/"
+            "{response_id}/review`, the bulk CSV command, or `DELETE /v1/responses/{survey_id}/"
+            "{response_id}`. Key: `<survey_id>/<response_id>`. Of the reviews of one response the "
+            "one with the highest `order` (nanoseconds on the intake's clock, ties by "
+            "`review_id`) wins, whatever order they arrive in; a response's own `review` "
+            "(Kobo's validation status) counts as a review taken at its `received_at`. Rejected "
+            "and retracted responses are left out of the counts, and their focal points get no "
+            "mail because of them; a later review brings them back. Consumed by analytics and "
+            f"the notifier; poison records go to `{topics.dlq(topics.REVIEWS)}`."
+        ),
+        schema=ResponseReview,
     )
     document = AsyncAPI(
         broker,

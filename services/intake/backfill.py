@@ -4,7 +4,9 @@ webhooks were set up, through the same adapt -> validate -> claim -> publish pat
 Accepted formats: a KoboToolbox JSON export (the data API's `{"results": [...]}` or a list) or CSV
 export (XML values and headers, `/` group separator), a Typeform Responses API JSON (`{"items":
 [...]}`), or JSON lines of canonical responses for `generic`. Re-running an import is safe: what
-was accepted before counts as a duplicate.
+was accepted before counts as a duplicate. An export taken after responses were edited brings
+the edits in: each edited response is a newer revision (Kobo: `meta/deprecatedID`), published
+once; an older revision than one accepted before is counted as superseded.
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ class Summary:
 
     accepted: int = 0
     duplicates: int = 0
+    superseded: int = 0  # an older revision than one accepted before
     invalid: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -203,6 +206,8 @@ async def run_import(
                 summary.accepted += 1
             elif outcome is Outcome.DUPLICATE:
                 summary.duplicates += 1
+            elif outcome is Outcome.SUPERSEDED:
+                summary.superseded += 1
             else:
                 summary.invalid.append({**outcome, "payload": record.payload})
             progress.advance(task)

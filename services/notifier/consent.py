@@ -29,7 +29,7 @@ def confirmed(record: FocalPoint) -> bool:
 
 def receives_pilots(record: FocalPoint, *, require_confirmation: bool = True) -> bool:
     """Whether pilot emails may go to this focal point now."""
-    if not record.consent or record.unsubscribed:
+    if not record.consent or record.unsubscribed or record.withheld:
         return False
     return confirmed(record) or not require_confirmation
 
@@ -77,10 +77,11 @@ def confirmation_step(
     cannot flood their mailbox. Nor does a response that is not the `latest` of the record
     (older than what the registry holds) or was received before the latest request (a replay
     of the topic). An unsubscribed person gets a request too, since confirming is the
-    one way back; the form itself never lifts an unsubscribe.
+    one way back; the form itself never lifts an unsubscribe. Nor while the record is
+    withheld (`reviews`): its approval asks then.
     """
-    if not record.consent:
-        return Step.NOTHING, None
+    if not record.consent or record.withheld:
+        return Step.NOTHING, None  # withheld: the response was rejected, maybe as spam
     if confirmed(record) and not record.unsubscribed:
         return Step.NOTHING, None
     request = record.request

@@ -1,4 +1,5 @@
-"""The notifier's subscribers: responses feed the registry, pilots become deliveries.
+"""The notifier's subscribers: responses feed the registry, reviews withhold or release the
+focal points of the responses they review, pilots become deliveries.
 
 No record stops its partition: one that is not an event or fails validation, or whose write
 the database refuses for what it is (`shared.failures`), goes to the DLQ with the reason and
@@ -21,7 +22,7 @@ from pydantic import BaseModel
 
 from services.notifier.notifier import Notifier
 from services.notifier.settings import NotifierSettings
-from shared.events import PilotAnnounced, SurveyResponse
+from shared.events import PilotAnnounced, ResponseReview, SurveyResponse
 from shared.failures import Disposition, classify
 from shared.kafka import REFUSED, Rejection, decode_event, keep_raw, send_to_dlq
 
@@ -39,12 +40,19 @@ def subscribe(broker: KafkaBroker, settings: NotifierSettings, notifier: Notifie
     }
     registry_group = f"{settings.notifier_group_id}.registry"
     pilots_group = f"{settings.notifier_group_id}.pilots"
+    reviews_group = f"{settings.notifier_group_id}.reviews"
 
     @broker.subscriber(settings.topic_responses, group_id=registry_group, **common)
     async def on_response(message: KafkaMessage) -> None:
         response = await _parse(broker, message, SurveyResponse, registry_group)
         if response is not None:
             await _retrying(broker, message, notifier.on_response(response), registry_group)
+
+    @broker.subscriber(settings.topic_reviews, group_id=reviews_group, **common)
+    async def on_review(message: KafkaMessage) -> None:
+        review = await _parse(broker, message, ResponseReview, reviews_group)
+        if review is not None:
+            await _retrying(broker, message, notifier.on_review(review), reviews_group)
 
     @broker.subscriber(settings.topic_pilots, group_id=pilots_group, **common)
     async def on_pilot(message: KafkaMessage) -> None:

@@ -14,7 +14,7 @@ from services.notifier.matching import shared_codes
 from services.notifier.ports import DeliveriesPort, RegistryPort, SuppressionsPort
 from services.notifier.records import FocalPoint
 from services.notifier.settings import NotifierSettings
-from shared.events import PilotAnnounced, SurveyResponse
+from shared.events import PilotAnnounced, ResponseReview, SurveyResponse
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +38,26 @@ class Notifier:
     async def on_response(self, response: SurveyResponse) -> int:
         """Register the response's focal point; returns the deliveries it got: a confirmation
         request (double opt-in) or, once confirmed, the open pilots that match."""
+        # Rejected on arrival (Kobo: not approved), the record is kept withheld: nobody is
+        # mailed because of it, and an approval later restores it (`on_review`).
         record = await self.registry.register(response)
         if record is None:
             return 0
-        created = await self._request_confirmation(record, response)
+        latest = record.is_latest(response.survey_id, response.response_id)
+        created = await self._request_confirmation(record, latest, response.received_at)
         return created + await self._open_pilots_for(record)
+
+    async def on_review(self, review: ResponseReview) -> int:
+        """Apply a review (or retraction) of a response to the focal point registered from it:
+        rejected or retracted, nobody is mailed because of it; approved again, they are asked
+        to confirm (double opt-in) or get the open pilots that match. Returns the deliveries
+        this created."""
+        created = 0
+        for record, released in await self.registry.review(review):
+            if released:
+                created += await self._request_confirmation(record, True, datetime.now(UTC))
+                created += await self._open_pilots_for(record)
+        return created
 
     async def _open_pilots_for(self, record: FocalPoint) -> int:
         """Deliveries of every open pilot matching `record` (when pilots may go to them)."""
@@ -55,17 +70,20 @@ class Notifier:
             created += await self._deliver(pilot, record.key, codes, suppressed)
         return created
 
-    async def _request_confirmation(self, record: FocalPoint, response: SurveyResponse) -> int:
+    async def _request_confirmation(
+        self, record: FocalPoint, latest: bool, received_at: datetime
+    ) -> int:
         """Ask the owner of a consenting address to confirm it, unless asked already (1 when
-        this made the request's email)."""
+        this made the request's email). `latest`: the record comes from the response at hand,
+        received at `received_at`."""
         if not self.settings.double_opt_in:
             return 0
         settings = self.settings
         step, request = consent.confirmation_step(
             record,
             datetime.now(UTC),
-            latest=record.is_latest(response.survey_id, response.response_id),
-            received_at=response.received_at,
+            latest=latest,
+            received_at=received_at,
             ttl=timedelta(seconds=settings.confirmation_ttl_seconds),
             resend_after=timedelta(seconds=settings.confirmation_resend_seconds),
         )
@@ -101,7 +119,9 @@ class Notifier:
 
     async def expire_unconfirmed(self) -> int:
         """Drop the details of addresses whose confirmation ran out; how many."""
-        expired = await self.registry.expire_unconfirmed(datetime.now(UTC))
+        now = datetime.now(UTC)
+        ttl = timedelta(seconds=self.settings.confirmation_ttl_seconds)
+        expired = await self.registry.expire_unconfirmed(now, withheld_before=now - ttl)
         if expired:
             logger.info("%d unconfirmed focal points expired", expired)
         return expired

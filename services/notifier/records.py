@@ -178,6 +178,10 @@ class FocalPoint:
     survey_id: str | None = None  # with `response_id`, the latest response's identity
     response_id: str | None = None
     submitted_at: datetime | None = None
+    response_revision: int = 1  # the revision of that response (`SurveyResponse.revision`)
+    # Since when the latest review of that response rejects or retracts it (`reviews`): no
+    # mail while it does.
+    withheld_at: datetime | None = None
     revision: int = 0  # bumped by every change; the match index keeps the newest
     request: Request | None = None  # the latest confirmation request
     confirmed_at: datetime | None = None
@@ -185,6 +189,11 @@ class FocalPoint:
     preferences: Preferences | None = None
     erasure_id: str | None = None  # a tombstone: the erasure request that made it
     erased_at: datetime | None = None
+
+    @property
+    def withheld(self) -> bool:
+        """Whether the latest review of the record's response rejects or retracts it."""
+        return self.withheld_at is not None
 
     def is_latest(self, survey_id: str, response_id: str) -> bool:
         """Whether the record comes from that response (not from a later one)."""

@@ -21,7 +21,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.notifier import consent
+from services.notifier import consent, reviews
 from services.notifier.claims import Claims
 from services.notifier.matching import (
     IndexEntry,
@@ -33,7 +33,7 @@ from services.notifier.matching import (
 )
 from services.notifier.records import FocalPoint as Record
 from services.notifier.records import Preferences, Request
-from shared.events import TOLERANT, FocalPoint, PilotAnnounced, SurveyResponse
+from shared.events import TOLERANT, FocalPoint, PilotAnnounced, ResponseReview, SurveyResponse
 from shared.mongo import Document
 from shared.personal import EmailKeys
 
@@ -43,6 +43,8 @@ MATCH_INDEX = "notifier_match_index"
 # Opaque id of a link (`unsubscribe.opaque_id`) -> registry key: a small document per focal point
 # emailed, so a link is resolved without the address in it.
 LINK_IDS = "notifier_link_ids"
+# Every review of a response noted (`reviews`): insert-only, one document per review.
+REVIEWS = "notifier_reviews"
 LINKS_REMEMBERED = 100_000  # link ids a replica keeps in memory (~10 MB at most)
 # Far longer than one bucket write takes: only a writer that died is passed over.
 INDEX_CLAIM_TIMEOUT = timedelta(seconds=30)
@@ -61,6 +63,7 @@ class Registry:
         self._pilots = db[PILOTS]
         self._index = db[MATCH_INDEX]
         self._links = db[LINK_IDS]
+        self._reviews = db[REVIEWS]
         # (link id, record revision) pairs this replica knows are stored: an erasure deletes the
         # link id and moves the revision on, so a person registered again gets it written again.
         self._linked: set[tuple[str, int]] = set()
@@ -75,6 +78,10 @@ class Registry:
         """Indexes that keep matching fast with 100,000 focal points."""
         await self._focal_points.create_index([("codes", ASCENDING)])
         await self._focal_points.create_index([("country", ASCENDING)])
+        await self._focal_points.create_index(
+            [("survey_id", ASCENDING), ("response_id", ASCENDING)]
+        )
+        await self._reviews.create_index([("identity", ASCENDING)])
 
     async def register(self, response: SurveyResponse) -> Record | None:
         """Record the focal point of `response` unless a later response of theirs is already in.
@@ -89,16 +96,25 @@ class Registry:
         if focal_point is None:
             return None
         key = self.key(str(focal_point.email))
+        arrival = reviews.on_arrival(response)
+        if arrival is not None:
+            await self._note(arrival)
+        withheld = await self._withheld(response.identity)
         update = (_consent if focal_point.consent else _withdrawal)(response, focal_point)
+        update = _with_review(update, withheld, datetime.now(UTC))
         try:
             updated = await self._focal_points.find_one_and_update(
                 {
                     "_id": key,
-                    "submitted_at": {"$lt": response.submitted_at},
-                    # A response older than an unsubscribe does not undo it.
-                    "$or": [
-                        {"unsubscribed_at": {"$exists": False}},
-                        {"unsubscribed_at": {"$lt": response.submitted_at}},
+                    "$and": [
+                        _older_than(response),
+                        # A response older than an unsubscribe does not undo it.
+                        {
+                            "$or": [
+                                {"unsubscribed_at": {"$exists": False}},
+                                {"unsubscribed_at": {"$lt": response.submitted_at}},
+                            ]
+                        },
                     ],
                 },
                 update,
@@ -111,9 +127,63 @@ class Registry:
         if updated is None:
             return None
         record = record_of(updated)
+        if record.is_latest(response.survey_id, response.response_id):
+            # A review taken while this was written may have missed the record: read the
+            # reviews again now that it is there (`review` reads the records after noting).
+            record = await self._settle(record, response.identity)
         # Also when nothing changed: the copy may be what a crashed replica left undone.
         await self._copy_to_index(record)
         return record
+
+    async def review(self, review: ResponseReview) -> list[tuple[Record, bool]]:
+        """Note an operator's review (or retraction) of a response and apply it to the focal
+        point registered from that response, if any: each such record as it now stands, and
+        whether this review released it (it may be mailed again). Idempotent."""
+        await self._note(reviews.noted(review))
+        found = self._focal_points.find(
+            {"survey_id": review.survey_id, "response_id": review.response_id}
+        )
+        settled = []
+        async for document in found:
+            before = record_of(document)
+            after = await self._settle(before, review.identity)
+            await self._copy_to_index(after)
+            settled.append((after, before.withheld and not after.withheld))
+        return settled
+
+    async def _settle(self, record: Record, identity: str) -> Record:
+        """`record` withheld or not as the latest review of its response says (one update when
+        that changed); the record as it then stands."""
+        withheld = await self._withheld(identity)
+        if withheld == record.withheld:
+            return record
+        updated = await self._focal_points.find_one_and_update(
+            # Only while the record still comes from that response: a later one replaced it.
+            {"_id": record.key, "survey_id": record.survey_id, "response_id": record.response_id},
+            _with_review({"$inc": {"revision": 1}}, withheld, datetime.now(UTC)),
+            return_document=True,
+        )
+        return record if updated is None else record_of(updated)
+
+    async def _note(self, review: reviews.NotedReview) -> None:
+        document = {
+            "_id": review.key,
+            "identity": review.identity,
+            "status": review.status,
+            "rank": list(review.rank),
+        }
+        with contextlib.suppress(DuplicateKeyError):  # noted already (a redelivery)
+            await self._reviews.insert_one(document)
+
+    async def _withheld(self, identity: str) -> bool:
+        """Whether the latest review noted of that response withholds its focal point."""
+        noted = [
+            reviews.NotedReview(
+                str(d["_id"]), identity, str(d["status"]), (int(d["rank"][0]), str(d["rank"][1]))
+            )
+            async for d in self._reviews.find({"identity": identity})
+        ]
+        return reviews.withholds(noted)
 
     async def unsubscribe(self, key: str) -> bool:
         """Stop all mail to the focal point with registry key `key`; False when there is none."""
@@ -303,14 +373,20 @@ class Registry:
         await self._copy_to_index(record)
         return record
 
-    async def expire_unconfirmed(self, now: datetime) -> int:
+    async def expire_unconfirmed(
+        self, now: datetime, withheld_before: datetime | None = None
+    ) -> int:
         """Mark the addresses never confirmed whose request ran out `expired`, dropping the
         name, address and city (nothing is sent to them); how many. A later consent may
-        ask again."""
+        ask again. So too those withheld since before `withheld_before`, never asked to confirm
+        (a rejected response: perhaps spam, perhaps someone else's address)."""
+        ran_out: list[Document] = [{"confirmation.expires_at": {"$lt": now}}]
+        if withheld_before is not None:
+            ran_out.append({"withheld_at": {"$lt": withheld_before}})
         stale = self._focal_points.find(
             {
                 "confirmed_at": {"$exists": False},
-                "confirmation.expires_at": {"$lt": now},
+                "$or": ran_out,
                 "expired": {"$ne": True},
             },
             {"_id": True},
@@ -355,6 +431,26 @@ class Registry:
         return PilotAnnounced.model_validate(document["pilot"], context=TOLERANT)
 
 
+def _older_than(response: SurveyResponse) -> Document:
+    """The filter of records from a response older than `response`: submitted earlier, or at
+    the same time in a lower revision (a record without one is from revision 1)."""
+    at = response.submitted_at
+    older: list[Document] = [{"submitted_at": {"$lt": at}}]
+    if response.revision > 1:
+        older += [
+            {"submitted_at": at, "response_revision": {"$lt": response.revision}},
+            {"submitted_at": at, "response_revision": {"$exists": False}},
+        ]
+    return {"$or": older}
+
+
+def _with_review(update: dict[str, Any], withheld: bool, now: datetime) -> dict[str, Any]:
+    """`update` that also withholds the record, or releases it."""
+    if withheld:
+        return {**update, "$set": {**update.get("$set", {}), "withheld_at": now}}
+    return {**update, "$unset": {**update.get("$unset", {}), "withheld_at": ""}}
+
+
 def _consent(response: SurveyResponse, focal_point: FocalPoint) -> dict[str, Any]:
     record: dict[str, Any] = {
         "email": str(focal_point.email),
@@ -366,6 +462,7 @@ def _consent(response: SurveyResponse, focal_point: FocalPoint) -> dict[str, Any
         "codes": focal_point_codes(response),
         "survey_id": response.survey_id,  # with the response id, the response's identity
         "response_id": response.response_id,
+        "response_revision": response.revision,
         "submitted_at": response.submitted_at,
     }
     # Unsubscribe is sticky: anyone can type an address into a form, so no response, however
@@ -381,6 +478,7 @@ def _withdrawal(response: SurveyResponse, focal_point: FocalPoint) -> dict[str, 
         "codes": [],
         "survey_id": response.survey_id,
         "response_id": response.response_id,
+        "response_revision": response.revision,
         "submitted_at": response.submitted_at,
     }
     # Without consent the personal data goes; the record stays so that an older response
@@ -413,6 +511,8 @@ def record_of(document: Document) -> Record:
         survey_id=_text(document.get("survey_id")),
         response_id=_text(document.get("response_id")),
         submitted_at=document.get("submitted_at"),
+        response_revision=int(document.get("response_revision", 1)),
+        withheld_at=document.get("withheld_at"),
         revision=int(document.get("revision", 0)),
         request=None
         if not stored
@@ -453,6 +553,10 @@ def document_of(record: Record) -> Document:
         "survey_id": record.survey_id,
         "response_id": record.response_id,
         "submitted_at": record.submitted_at,
+        # Stored only when not the default: records from before revisions and reviews hold
+        # neither.
+        "response_revision": record.response_revision if record.response_revision > 1 else None,
+        "withheld_at": record.withheld_at,
         "revision": record.revision,
         "confirmation": None if record.request is None else _request_document(record.request),
         "confirmed_at": record.confirmed_at,

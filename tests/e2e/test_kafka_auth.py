@@ -72,7 +72,10 @@ async def environment(
 ) -> AsyncIterator[dict[str, str]]:
     """The settings with the ACLs granted and the topics created, as the topic Job does it."""
     names = topics_with_dlq(
-        settings["TOPIC_RESPONSES"], settings["TOPIC_PILOTS"], settings["TOPIC_ERASURES"]
+        settings["TOPIC_RESPONSES"],
+        settings["TOPIC_PILOTS"],
+        settings["TOPIC_ERASURES"],
+        settings["TOPIC_REVIEWS"],
     )
     admin = broker.scram("admin")
     await asyncio.to_thread(broker.grant, service_acls(settings))

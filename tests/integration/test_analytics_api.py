@@ -187,4 +187,4 @@ async def test_openapi_documents_response_models(client: httpx.AsyncClient) -> N
     ok = spec["paths"]["/v1/partners"]["get"]["responses"]["200"]["content"]["application/json"]
     assert ok["schema"] == {"$ref": "#/components/schemas/PartnerRanking"}
     parameters = {p["name"] for p in spec["paths"]["/v1/overview"]["get"]["parameters"]}
-    assert parameters == {"survey_id", "country", "respondent_type", "city_limit"}
+    assert parameters == {"survey_id", "country", "respondent_type", "city_limit", "review"}

@@ -182,3 +182,31 @@ def test_import_command_line_summary_and_exit_code(
     assert len(invalid(out)) == 1
     assert unknown_survey.returncode == 1
     assert "no survey 'no-such-survey'" in unknown_survey.stdout
+
+
+async def test_import_edited_kobo_export_brings_the_edits_in(
+    stack: Stack, settings: IntakeSettings, tmp_path: Path
+) -> None:
+    original = json.loads((FIXTURES / "kobotoolbox-submission.json").read_text(encoding="utf-8"))
+    edited = json.loads(
+        (FIXTURES / "kobotoolbox-submission-edited.json").read_text(encoding="utf-8")
+    )
+    before, after = tmp_path / "export-may.json", tmp_path / "export-june.json"
+    before.write_text(json.dumps({"results": [original]}), encoding="utf-8")
+    after.write_text(json.dumps({"results": [edited]}), encoding="utf-8")
+    out = tmp_path / "invalid.jsonl"
+
+    first = await run(settings, before, "kobotoolbox", out)
+    later = await run(settings, after, "kobotoolbox", out)
+    stale = await run(settings, before, "kobotoolbox", out)  # the old export once more
+
+    assert "accepted: 1  duplicates: 0  invalid: 0" in first[1]
+    assert "accepted: 1  duplicates: 0  invalid: 0" in later[1]  # the edit: a new revision
+    assert "accepted: 0  duplicates: 0  invalid: 0  superseded: 1" in stale[1]
+    records = await read_topic(stack.kafka, settings.topic_responses)
+    events = [SurveyResponse.model_validate_json(record.value) for record in records]
+    assert [(event.revision > 1, event.respondent.country) for event in events] == [
+        (False, "VN"),
+        (True, "TH"),
+    ]
+    assert len({event.response_id for event in events}) == 1

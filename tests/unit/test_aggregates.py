@@ -272,6 +272,8 @@ def test_summary_of_counted_responses(make_event):
                 "urban-planning": 2,
             },
         },
+        # Never reviewed: every counted response is pending.
+        "by_review": {"pending": 3, "approved": 0, "rejected": 0},
     }
 
 
@@ -323,6 +325,7 @@ def test_summary_no_document_all_zero():
         "by_day": {},
         "country_priorities": {},
         "type_themes": {},
+        "by_review": {"pending": 0, "approved": 0, "rejected": 0},
     }
 
 

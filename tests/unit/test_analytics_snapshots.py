@@ -126,3 +126,24 @@ def test_newer_none_when_a_watermark_went_back() -> None:
     # After a rebuild the documents may count less than the previous pass did: read all again.
     assert newer({"survey:a": {0: 10}}, {"survey:a": {0: 9}}) is None
     assert newer({"survey:a": {0: 10}}, {}) is None
+
+
+def test_cube_sum_review_approved_counts_approved_cells_with_every_status() -> None:
+    cube = Cube(
+        {
+            ("a", "VN", "cso"): Counter(
+                {"total": 3, "by_country.VN": 3, "by_review.approved": 1, "by_review.rejected": 2}
+            ),
+            ("a", "KE", "cso"): Counter({"total": 1, "by_country.KE": 1}),
+        },
+        approved={
+            ("a", "VN", "cso"): Counter({"total": 1, "by_country.VN": 1, "by_review.approved": 1})
+        },
+    )
+
+    approved = cube.sum(Filters(review="approved"))["survey:a"]
+
+    assert (approved["total"], approved["by_country.VN"], approved["by_country.KE"]) == (1, 1, 0)
+    # Pending: the counted ones not approved (3 + 1 - 1); rejected as counted.
+    assert (approved["by_review.pending"], approved["by_review.rejected"]) == (3, 2)
+    assert cube.sum(Filters())["survey:a"]["total"] == 4

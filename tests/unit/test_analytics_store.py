@@ -16,6 +16,7 @@ from services.analytics.store import (
     AGGREGATE_PARTS,
     AGGREGATES,
     Positioned,
+    first_of,
     generation_collection,
     generation_of,
     key_hash,
@@ -110,3 +111,12 @@ def test_main_counters_leave_out_cities_held_inline():
     document = {"_id": "all", "total": 2, "by_city": {"VN|Huế": 2}, "parts": {}, "garbage": []}
 
     assert main_counters(document) == {"total": 2}
+
+
+def test_first_of_keeps_whether_the_focal_point_consented(make_event) -> None:
+    # The raw document has no focal point, only the two booleans: the state takes them.
+    consenting = first_of(raw_document(Positioned(make_event(), 0, 3), tracked=True))
+    without = first_of(raw_document(Positioned(make_event(focal_point=None), 0, 4), tracked=True))
+
+    assert consenting.after.consenting and consenting.after.has_focal_point
+    assert not without.after.consenting and not without.after.has_focal_point

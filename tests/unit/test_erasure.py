@@ -121,8 +121,12 @@ def test_raw_document_received_past_retention_stored_anonymised(
     response = make_event(answers={"comments": "call An"})
     received = response.received_at
 
-    late = raw_document(Positioned(response, 0, 1), KEYS, received + timedelta(seconds=1))
-    timely = raw_document(Positioned(response, 0, 1), KEYS, received - timedelta(seconds=1))
+    late = raw_document(
+        Positioned(response, 0, 1), KEYS, personal_after=received + timedelta(seconds=1)
+    )
+    timely = raw_document(
+        Positioned(response, 0, 1), KEYS, personal_after=received - timedelta(seconds=1)
+    )
 
     assert late["answers"] == {} and "focal_point_key" not in late and late["personal"] is False
     assert timely["answers"] == {"comments": "call An"} and timely["personal"] is True

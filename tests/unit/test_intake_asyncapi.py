@@ -16,7 +16,12 @@ def test_specification_every_topic_with_its_event_schema():
     document = yaml.safe_load(specification())
 
     assert document["asyncapi"] == "3.0.0"
-    assert set(document["channels"]) == {topics.RESPONSES, topics.PILOTS, topics.ERASURES}
+    assert set(document["channels"]) == {
+        topics.RESPONSES,
+        topics.PILOTS,
+        topics.REVIEWS,
+        topics.ERASURES,
+    }
     assert {operation["action"] for operation in document["operations"].values()} == {"send"}
     schemas = document["components"]["schemas"]
     assert "response_id" in schemas["SurveyResponse"]["required"]
@@ -24,6 +29,12 @@ def test_specification_every_topic_with_its_event_schema():
     assert {"request_id", "email_key"} <= set(schemas["ErasureRequested"]["required"])
     assert "email" not in schemas["ErasureRequested"]["properties"]
     assert "Key: `response_id`" in document["channels"][topics.RESPONSES]["description"]
+    assert "revision" in schemas["SurveyResponse"]["properties"]
+    review = schemas["ResponseReview"]
+    assert {"review_id", "survey_id", "response_id", "status", "order"} <= set(review["required"])
+    reviews = document["channels"][topics.REVIEWS]["description"]
+    assert "Key: `<survey_id>/<response_id>`" in reviews
+    assert "highest `order`" in reviews
 
 
 def test_committed_document_has_the_same_channels_and_schemas():

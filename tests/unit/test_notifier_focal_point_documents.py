@@ -48,6 +48,7 @@ STORED: dict[str, dict[str, Any]] = {
         "preferences": {"themes": [], "language": "en", "frequency": "immediate", "updated_at": NOW}
     },
     "unsubscribed": CONSENTED | {"unsubscribed": True, "unsubscribed_at": NOW},
+    "revised and withheld": CONSENTED | {"response_revision": 3, "withheld_at": NOW},
     "withdrawn": {
         "_id": "key-1",
         "language": "fr",

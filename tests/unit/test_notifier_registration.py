@@ -17,7 +17,7 @@ from services.notifier.notifier import Notifier
 from services.notifier.people import People
 from services.notifier.records import FocalPoint, Request
 from services.notifier.settings import NotifierSettings
-from shared.events import PilotAnnounced, SurveyResponse
+from shared.events import PilotAnnounced, ResponseReview, SurveyResponse
 
 NOW = datetime.now(UTC)
 
@@ -31,9 +31,14 @@ class Registry:
     pilots: list[PilotAnnounced] = field(default_factory=list)
     requested: list[Request] = field(default_factory=list)
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    released: bool = False  # what `review` says of the record
 
     async def register(self, response: SurveyResponse) -> FocalPoint | None:
         return self.record
+
+    async def review(self, review: ResponseReview) -> list[tuple[FocalPoint, bool]]:
+        self.calls.append(("review", review.status))
+        return [] if self.record is None else [(self.record, self.released)]
 
     async def request_confirmation(self, email_key: str, request: Request) -> None:
         self.requested.append(request)
@@ -196,3 +201,60 @@ async def test_choose_none_unsubscribes_choices_stored(response: SurveyResponse)
     assert await people.choose(record, None) == record
     assert await people.choose(record, choices) == record
     assert registry.calls == [("unsubscribe", "k1"), ("preferences", ("k1", choices))]
+
+
+def approval(response: SurveyResponse) -> ResponseReview:
+    return ResponseReview(
+        review_id="r1",
+        survey_id=response.survey_id,
+        response_id=response.response_id,
+        status="approved",
+        reviewed_at=NOW,
+        order=1,
+    )
+
+
+async def test_on_review_released_record_asked_to_confirm(response: SurveyResponse) -> None:
+    registry = Registry(person(response), released=True)
+    deliveries, woken = Deliveries(), []
+
+    created = await notifier(registry, deliveries, woken).on_review(approval(response))
+
+    assert created == 1 and deliveries.confirmations == [("k1", 1)]
+    assert registry.calls == [("review", "approved")]
+
+
+async def test_on_review_released_confirmed_record_gets_open_pilots(
+    response: SurveyResponse, open_pilot: PilotAnnounced
+) -> None:
+    record = person(response, confirmed_at=NOW)
+    registry = Registry(record, pilots=[open_pilot], released=True)
+    deliveries, woken = Deliveries(), []
+
+    created = await notifier(registry, deliveries, woken).on_review(approval(response))
+
+    assert created == 1 and registry.requested == []
+    assert deliveries.created == [(open_pilot.pilot_id, "k1", ["climate-resilience"])]
+
+
+async def test_on_review_not_released_creates_nothing(
+    response: SurveyResponse, open_pilot: PilotAnnounced
+) -> None:
+    record = person(response, confirmed_at=NOW)
+    registry = Registry(record, pilots=[open_pilot], released=False)
+    deliveries, woken = Deliveries(), []
+
+    created = await notifier(registry, deliveries, woken).on_review(approval(response))
+
+    assert created == 0 and deliveries.created == [] and deliveries.confirmations == []
+
+
+async def test_on_response_withheld_record_asks_nothing_sends_nothing(
+    response: SurveyResponse, open_pilot: PilotAnnounced
+) -> None:
+    record = person(response, withheld_at=NOW)
+    registry, deliveries, woken = Registry(record, pilots=[open_pilot]), Deliveries(), []
+
+    created = await notifier(registry, deliveries, woken).on_response(response)
+
+    assert created == 0 and registry.requested == [] and deliveries.created == []

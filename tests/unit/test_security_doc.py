@@ -31,17 +31,18 @@ def test_document_the_acls_the_broker_test_grants() -> None:
         "TOPIC_RESPONSES": topics.RESPONSES,
         "TOPIC_PILOTS": topics.PILOTS,
         "TOPIC_ERASURES": topics.ERASURES,
+        "TOPIC_REVIEWS": topics.REVIEWS,
         "ANALYTICS_GROUP_ID": AnalyticsSettings.model_fields["analytics_group_id"].default,
         "NOTIFIER_GROUP_ID": NotifierSettings.model_fields["notifier_group_id"].default,
     }
     assert documented_acls() == set(service_acls(defaults))
 
 
-def test_grant_writes_of_responses_pilots_and_erasures_to_the_intake_only() -> None:
+def test_grant_writes_of_responses_pilots_erasures_and_reviews_to_the_intake_only() -> None:
     writers = {
         acl.user
         for acl in documented_acls()
         if acl.operation == "WRITE"
-        and acl.name in (topics.RESPONSES, topics.PILOTS, topics.ERASURES)
+        and acl.name in (topics.RESPONSES, topics.PILOTS, topics.ERASURES, topics.REVIEWS)
     }
     assert writers == {"intake"}

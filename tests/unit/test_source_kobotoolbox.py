@@ -11,7 +11,12 @@ from services.intake.sources import Rejected
 from services.intake.sources.kobotoolbox import PLATFORM
 from services.intake.surveys import SourceDefinition, SurveyDefinition
 from shared.events import SurveyResponse
-from tests.fixtures.platforms import json_delivery, kobo_submission
+from tests.fixtures.platforms import (
+    json_delivery,
+    kobo_edited_submission,
+    kobo_submission,
+    kobo_validation_statuses,
+)
 
 SECRET = "kobo-secret-1"
 RECEIVED_AT = datetime(2024, 5, 2, 10, 31, 2, tzinfo=UTC)
@@ -260,3 +265,64 @@ def test_adapt_survey_labels_add_choice_names():
 @pytest.mark.parametrize("body", [b"[]", b"not json"])
 def test_adapt_malformed_body_rejected_400(body):
     assert rejection(adapt, body).status == 400
+
+
+# revisions and validation status
+
+
+def test_adapt_unedited_submission_is_revision_1_without_review():
+    response = SurveyResponse.model_validate(adapt(kobo_submission()))
+
+    assert (response.response_id, response.revision, response.review) == (
+        "kobotoolbox:faa38eee-4e3f-419e-bac0-e95f1085d998",
+        1,
+        None,
+    )
+
+
+def test_adapt_edited_submission_keeps_response_id_as_a_newer_revision():
+    edited = SurveyResponse.model_validate(adapt(kobo_edited_submission()))
+
+    assert edited.response_id == "kobotoolbox:faa38eee-4e3f-419e-bac0-e95f1085d998"
+    # The edit's time (the form's `end`) in seconds: any later edit is a higher revision.
+    assert edited.revision == int(datetime(2024, 5, 3, 2, 12, 40, tzinfo=UTC).timestamp())
+    assert (edited.respondent.country, edited.respondent.city) == ("TH", "Bangkok")
+
+
+def test_adapt_edited_submission_prefers_root_uuid_and_last_edited():
+    submission = kobo_edited_submission() | {
+        "meta/rootUuid": "uuid:11111111-2222-3333-4444-555555555555",
+        "meta/deprecatedID": "uuid:99999999-2222-3333-4444-555555555555",
+        "_last_edited": "2024-06-01T08:00:00",
+    }
+    edited = SurveyResponse.model_validate(adapt(submission))
+
+    assert edited.response_id == "kobotoolbox:11111111-2222-3333-4444-555555555555"
+    assert edited.revision == int(datetime(2024, 6, 1, 8, tzinfo=UTC).timestamp())
+
+
+@pytest.mark.parametrize(
+    ("uid", "review"),
+    [
+        ("validation_status_approved", "approved"),
+        ("validation_status_not_approved", "rejected"),
+        ("validation_status_on_hold", "pending"),
+    ],
+)
+def test_adapt_validation_status_becomes_review_on_arrival(uid, review):
+    status = kobo_validation_statuses()[uid]
+    response = SurveyResponse.model_validate(
+        adapt(kobo_submission() | {"_validation_status": status})
+    )
+
+    assert response.review == review
+
+
+@pytest.mark.parametrize("status", [{}, None, "", {"uid": "validation_status_unknown"}])
+def test_adapt_no_validation_status_says_no_review(status):
+    response = SurveyResponse.model_validate(
+        adapt(kobo_submission() | {"_validation_status": status})
+    )
+
+    assert response.review is None
+    assert "review" not in response.model_dump(mode="json")

@@ -3,6 +3,17 @@
 Kobo signs nothing: the REST Service sends the secret as the basic-auth password (any user name)
 or as a custom `X-Webhook-Token` header. Fields are XLSForm names with group slash paths; select
 values are XLSForm choice names (`sdg_11`, `urban_planning`, `vn`).
+
+Edits: an edited submission keeps its Kobo `_id` but gets a new `meta/instanceID`, and names the
+one it replaces in `meta/deprecatedID`. Its response id stays that of the first submission
+(`meta/rootUuid` where Kobo writes it, else the replaced instance), and its revision is the time
+of the edit in seconds (`_last_edited`, else the form's `end`, else `_submission_time`), so a
+later edit is a higher revision and the unedited submission is revision 1. Without
+`meta/rootUuid`, a second edit names the first edit's instance, not the first submission's: such
+servers need `meta/rootUuid` (KoboToolbox writes it since 2024) for edits of edits.
+
+Validation: `_validation_status` (`{"uid": "validation_status_approved", ...}`, or `{}`) becomes
+the response's review on arrival: approved, rejected (`not_approved`) or pending (`on_hold`).
 """
 
 from __future__ import annotations
@@ -50,6 +61,12 @@ DEFAULT_FIELDS = {
     "contact_email": "contact/email",
     "language": "contact/language",
 }
+REVIEWS = {
+    "validation_status_approved": "approved",
+    "validation_status_not_approved": "rejected",
+    "validation_status_on_hold": "pending",
+}
+EDIT_TIMES = ("_last_edited", "end", "_submission_time")
 # Submission metadata, not answers: Kobo's `_...` fields, `formhub/uuid`, `meta/...`.
 _METADATA_PREFIXES = ("_", "formhub/", "meta/")
 
@@ -114,10 +131,8 @@ class KoboToolboxPlatform:
         self, submission: Mapping[str, Any], survey: SurveyDefinition, received_at: datetime
     ) -> dict[str, Any]:
         """The same, from the submission as a JSON object (a webhook body or an export's row)."""
-        uuid = submission.get("_uuid")
-        if uuid is None and isinstance(submission.get("meta/instanceID"), str):
-            uuid = submission["meta/instanceID"].removeprefix("uuid:")
-        response_id = platform_id(uuid, "_uuid")
+        root, revision = identity_of(submission)
+        response_id = platform_id(root, "_uuid")
         submitted_at = timestamp(submission.get("_submission_time"), "_submission_time")
         aliases = label_aliases(survey, self.name)
         answers = {
@@ -128,7 +143,36 @@ class KoboToolboxPlatform:
         canonical = assemble(
             answers, field_names(DEFAULT_FIELDS, survey, self.name), converters(aliases)
         )
-        return envelope(self.name, response_id, survey, submitted_at, received_at, canonical)
+        response = envelope(self.name, response_id, survey, submitted_at, received_at, canonical)
+        response["revision"] = revision
+        if (review := review_of(submission.get("_validation_status"))) is not None:
+            response["review"] = review
+        return response
+
+
+def _instance(value: Any) -> Any:
+    return value.strip().removeprefix("uuid:") if isinstance(value, str) else value
+
+
+def identity_of(submission: Mapping[str, Any]) -> tuple[Any, int]:
+    """The submission's response id (the first submission's instance, kept through edits) and
+    its revision: 1 unedited, else the edit's time in seconds."""
+    deprecated = _instance(submission.get("meta/deprecatedID"))
+    root = _instance(submission.get("meta/rootUuid"))
+    if not deprecated:
+        uuid = submission.get("_uuid")
+        if uuid is None:
+            uuid = _instance(submission.get("meta/instanceID"))
+        return root or uuid, 1
+    field = next((name for name in EDIT_TIMES if submission.get(name)), "_submission_time")
+    edited_at = timestamp(submission.get(field), field)
+    return root or deprecated, max(2, int(edited_at.timestamp()))
+
+
+def review_of(status: Any) -> str | None:
+    """Kobo's validation status as a review status; None when none is set (or one unknown)."""
+    uid = status.get("uid") if isinstance(status, Mapping) else status
+    return REVIEWS.get(uid) if isinstance(uid, str) else None
 
 
 PLATFORM = KoboToolboxPlatform()
