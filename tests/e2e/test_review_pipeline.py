@@ -1,6 +1,7 @@
-"""Revisions and reviews through the running intake and analytics processes: a revision that
-changes a response's country moves its count, a rejection takes it out, an approval brings it
-back; an edited Kobo submission replaces the original; the review queue lists what waits."""
+"""Revisions and reviews through the running intake, analytics and notifier processes: a revision
+that changes a response's country moves its count, a rejection takes it out, an approval brings
+it back; an edited Kobo submission replaces the original; the review queue lists what waits; a
+rejected response's focal point gets no pilot email until it is approved again."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.kafka import consumer_lag
 from tests.fixtures.platforms import (
     SECRETS,
     kobo_edited_submission,
@@ -22,11 +24,15 @@ from tests.fixtures.platforms import (
 from tests.support import (
     OPERATOR,
     WEBHOOK_SECRET,
+    Mailbox,
     Stack,
+    announce_until_sent,
     assert_clean_exit,
     canonical_response,
+    confirm_focal_points,
     dumps,
     eventually,
+    flood_pilot,
     signed_headers,
     start_service,
 )
@@ -41,6 +47,7 @@ SUMMARY = f"/v1/surveys/{SURVEY}/summary"
 class Services:
     intake: str
     analytics: str
+    notifier: str
 
 
 @pytest.fixture
@@ -50,7 +57,9 @@ def services(stack: Stack, run_id: str, tmp_path: Path) -> Iterator[Services]:
         secret_variable(SURVEY, "generic"): WEBHOOK_SECRET,
         **{secret_variable(SURVEY, source): secret for source, secret in SECRETS.items()},
     }
-    started = [start_service(name, environment, tmp_path) for name in ("intake", "analytics")]
+    started = [
+        start_service(name, environment, tmp_path) for name in ("intake", "analytics", "notifier")
+    ]
     try:
         for service in started:
             service.wait_ready(within=120)
@@ -155,3 +164,56 @@ async def test_kobo_edited_submission_replaces_the_original_through_the_api(
         # The edit carried Kobo's "Approved" validation status.
         assert edited["by_review"] == {"pending": 0, "approved": 1, "rejected": 0}
         assert [city["city"] for city in edited["by_city"]] == ["Bangkok"]
+
+
+async def test_rejected_response_focal_point_mailed_only_once_approved(
+    services: Services, stack: Stack, run_id: str
+) -> None:
+    kept, rejected = f"kept-{run_id}@example.org", f"rejected-{run_id}@example.org"
+    environment = stack.environment(run_id)
+    mailbox = Mailbox(stack.mail_api)
+    async with httpx.AsyncClient(timeout=30) as client:
+        for response_id, email in (("fp-kept", kept), ("fp-rejected", rejected)):
+            body = dumps(
+                canonical_response(
+                    response_id,
+                    focal_point={"name": "Focal Point", "email": email, "consent": True},
+                )
+            )
+            answer = await client.post(
+                f"{services.intake}/v1/webhooks/generic/{SURVEY}",
+                content=body,
+                headers=signed_headers(body, response_id),
+            )
+            assert answer.status_code == 202, answer.text
+        await confirm_focal_points(client, mailbox, kept, rejected, notifier=services.notifier)
+        review = f"{services.intake}/v1/responses/{SURVEY}/generic:fp-rejected/review"
+
+        async def reviews_lag() -> int:
+            group = f"{environment['NOTIFIER_GROUP_ID']}.reviews"
+            return await consumer_lag(stack.kafka, group, environment["TOPIC_REVIEWS"])
+
+        answer = await client.post(review, json={"status": "rejected"}, headers=OPERATOR)
+        assert answer.status_code == 202, answer.text
+        await eventually(reviews_lag, lambda lag: lag == 0, within=60)
+        pilot = flood_pilot(f"pilot-{run_id}", "https://example.org/pilots/review")
+        await announce_until_sent(client, services.intake, services.notifier, pilot, sent=1)
+        while_rejected = await mailbox.messages_to(rejected)
+
+        answer = await client.post(review, json={"status": "approved"}, headers=OPERATOR)
+        assert answer.status_code == 202, answer.text
+
+        async def counts() -> dict[str, int]:
+            answer = await client.get(
+                f"{services.notifier}/v1/deliveries",
+                params={"pilot_id": pilot["pilot_id"]},
+                headers=OPERATOR,
+            )
+            return dict(answer.json()["counts"])
+
+        # The pilot is still open: the approval delivers it to the person it held back.
+        await eventually(counts, lambda c: c == {"sent": 2}, within=60)
+
+    assert while_rejected == []
+    assert len(await mailbox.messages_to(kept)) == 1
+    assert len(await mailbox.messages_to(rejected)) == 1
