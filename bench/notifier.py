@@ -57,7 +57,7 @@ QUICK_EMAILS = 300
 REGISTRY = int(os.environ.get("BENCH_REGISTRY", "20000"))
 QUICK_REGISTRY = 200
 REGISTRY_TARGET_PER_SECOND = 2000.0
-REGISTRY_TIME_LIMIT_SECONDS = 900.0
+REGISTRY_TIME_LIMIT_SECONDS = 300.0  # the rate over this long when it cannot finish
 MATCH_TARGET_SECONDS = 0.25  # at 100,000 focal points, the database read included
 EMAILS_TARGET_PER_SECOND = 1000.0
 COUNTRIES = ["VN", "ID", "LK", "KE", "BR", "IN", "PH", "NG", "EG", "CO", "MX", "BD"]
@@ -313,11 +313,13 @@ async def bench_registry(count: int) -> tuple[list[Measurement], list[Verdict]]:
         async with app.router.lifespan_context(app):
             while (held := await focal_points.count_documents({})) < count:
                 if time.perf_counter() - started > REGISTRY_TIME_LIMIT_SECONDS:
-                    raise TimeoutError(f"the registry holds {held} of {count}")
+                    # Too slow to finish: the rate so far is the figure (the report says how
+                    # many were registered), rather than no figure at all.
+                    break
                 # Each look counts the collection the consumer writes to (a scan on FerretDB):
                 # once a second.
                 await asyncio.sleep(1.0)
-            registered = count / (time.perf_counter() - started)
+            registered = held / (time.perf_counter() - started)
     finally:
         server.terminate()
         await asyncio.wait_for(server.wait(), 10)
@@ -325,9 +327,10 @@ async def bench_registry(count: int) -> tuple[list[Measurement], list[Verdict]]:
         await client.close()
         await delete_topics(bootstrap, f"bench-{run}.")
     print(f"registry: {registered:,.0f} responses/s, consume-only {baseline:,.0f}", flush=True)
+    within = "" if held >= count else f", {held:,} of {count:,} in the time limit"
     return (
         [
-            Measurement("registry: responses registered", registered, "responses/s"),
+            Measurement(f"registry: responses registered{within}", registered, "responses/s"),
             Measurement("registry: consume-only aiokafka loop", baseline, "responses/s"),
         ],
         [
