@@ -849,6 +849,27 @@ class AnalyticsStore:
         found = await asyncio.gather(*(self._newest_whole(key) for key in keys))
         return {key: document for key, document in zip(keys, found, strict=True) if document}
 
+    async def applied(self, positions: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+        """Which of these (partition, offset) positions the overall document's watermarks cover:
+        everything about them is done (dead letters, raw insert, states, every aggregate: the
+        overall document is written last, `apply`), so a redelivery of them needs no work.
+
+        Costs no read while no position is at or below the watermarks this process knows (the
+        steady state); otherwise the newest version is read, since a rebuild may have lowered
+        them (and a lower watermark only ever covers less)."""
+        wanted = list(positions)
+        known = self._known.get(OVERALL)
+        if known is None:
+            _, current = await self._latest(OVERALL)
+            marks = watermarks(current)
+        else:
+            marks = watermarks(known[1])
+            if not any(offset <= marks.get(partition, -1) for partition, offset in wanted):
+                return set()
+            _, current = await self._latest(OVERALL)
+            marks = watermarks(current)
+        return {(p, offset) for p, offset in wanted if offset <= marks.get(p, -1)}
+
     async def aggregates(self) -> dict[str, Document]:
         """The newest version of every aggregate document, watermarks included, by key."""
         keys = await self._aggregates.distinct("_id", {KEY: {"$exists": False}})  # the heads
