@@ -17,13 +17,16 @@ import asyncio
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
+from pymongo import AsyncMongoClient
 
+from shared import mongo
+from shared.mongo import Document
 from tests.support import Stack, delete_topics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -171,6 +174,16 @@ def stack() -> Iterator[Stack]:
 def run_id() -> str:
     """A fresh suffix per test: its own topics, database and addresses."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+async def mongo_client(stack: Stack, run_id: str) -> AsyncIterator[AsyncMongoClient[Document]]:
+    """A client of the stack's MongoDB-wire server; the test's database (`test_<run_id>`) is
+    dropped afterwards."""
+    client = mongo.new_client(stack.mongodb_url)
+    yield client
+    await client.drop_database(f"test_{run_id}")
+    await client.close()
 
 
 @pytest.fixture(autouse=True)

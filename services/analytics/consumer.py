@@ -71,7 +71,11 @@ async def handle_reviews(
 ) -> int:
     """Apply one batch of reviews and retractions; returns how many changed a response."""
     reviews: list[PositionedReview] = []
+    # As for responses: a redelivered review the aggregates already cover needs no read.
+    done = await store.applied((review_partition(r.partition), r.offset) for r in records)
     for record in records:
+        if (review_partition(record.partition), record.offset) in done:
+            continue
         event = decode_event(ResponseReview, record.value)
         if isinstance(event, Rejection):
             await send_to_dlq(broker, record, event.error, reason=event.reason, group=group)

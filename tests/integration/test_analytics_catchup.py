@@ -3,7 +3,6 @@ of the stored responses, and the counts stay exact."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,33 +11,56 @@ from aiokafka.structs import ConsumerRecord
 from pymongo import AsyncMongoClient
 
 from services.analytics.aggregates import OVERALL
-from services.analytics.consumer import handle_batch
-from services.analytics.store import AnalyticsStore, Positioned, Recorded
-from shared import mongo
-from shared.events import SurveyResponse
+from services.analytics.consumer import handle_batch, handle_reviews
+from services.analytics.states import Change
+from services.analytics.store import AnalyticsStore, Message, Positioned, Recorded
+from shared.events import ResponseReview, SurveyResponse
 from shared.mongo import Document
-from tests.support import Stack, canonical_response
+from tests.support import canonical_response
 
 pytestmark = pytest.mark.integration
 
 
 class CountingStore(AnalyticsStore):
     """The real store, counting the responses handed to its raw insert (each a read of the
-    stored responses when it meets a duplicate)."""
+    stored responses when it meets a duplicate) and the messages handed to `track` (each a
+    read of its response's states)."""
 
     recorded: list[int]
+    tracked: list[int]
 
     async def record_each(self, batch: list[Positioned], tracked: bool = False) -> Recorded:
         self.recorded.append(len(batch))
         return await super().record_each(batch, tracked)
 
+    async def track(
+        self, messages: list[Message], inserted: frozenset[str] = frozenset()
+    ) -> list[Change | Positioned]:
+        self.tracked.append(len(messages))
+        return await super().track(messages, inserted)
 
-@pytest.fixture
-async def client(stack: Stack, run_id: str) -> AsyncIterator[AsyncMongoClient[Document]]:
-    client = mongo.new_client(stack.mongodb_url)
-    yield client
-    await client.drop_database(f"test_{run_id}")
-    await client.close()
+
+def record(offset: int, value: str) -> ConsumerRecord[Any, Any]:
+    """A record of partition 0 at `offset`."""
+    return ConsumerRecord("t", 0, offset, 0, 0, None, value.encode(), None, 0, len(value), [])
+
+
+def reviews(first: int, last: int) -> list[ConsumerRecord[Any, Any]]:
+    """Rejections of responses `first`..`last`, each at its own offset of partition 0."""
+    return [
+        record(
+            number,
+            ResponseReview(
+                review_id=f"rv{number}",
+                survey_id="cities-2024-priorities",
+                response_id=f"generic:c{number}",
+                status="rejected",
+                reviewed_at=datetime.now(UTC),
+                order=number,
+            ).model_dump_json(),
+        )
+        for number in range(first, last + 1)
+    ]
 
 
 def records(first: int, last: int) -> list[ConsumerRecord[Any, Any]]:
@@ -49,21 +71,19 @@ def records(first: int, last: int) -> list[ConsumerRecord[Any, Any]]:
         value = SurveyResponse.model_validate(
             {**body, "source": "generic", "received_at": datetime.now(UTC)}
         ).model_dump_json()
-        out.append(
-            ConsumerRecord("t", 0, number, 0, 0, None, value.encode(), None, 0, len(value), [])
-        )
+        out.append(record(number, value))
     return out
 
 
 async def test_handle_batch_redelivered_after_crash_skips_what_is_applied(
-    client: AsyncMongoClient[Document], run_id: str
+    mongo_client: AsyncMongoClient[Document], run_id: str
 ) -> None:
-    writer = AnalyticsStore(client[f"test_{run_id}"])
+    writer = AnalyticsStore(mongo_client[f"test_{run_id}"])
     assert await handle_batch(records(0, 9), writer, None) == 10  # type: ignore[arg-type]
 
     # A restarted process reads from the last commit: the batch again, and five new ones.
-    restarted = CountingStore(client[f"test_{run_id}"])
-    restarted.recorded = []
+    restarted = CountingStore(mongo_client[f"test_{run_id}"])
+    restarted.recorded, restarted.tracked = [], []
     counted = await handle_batch(records(0, 14), restarted, None)  # type: ignore[arg-type]
     again = await handle_batch(records(10, 14), restarted, None)  # type: ignore[arg-type]
     total = await restarted.aggregate(OVERALL)
@@ -71,3 +91,20 @@ async def test_handle_batch_redelivered_after_crash_skips_what_is_applied(
     assert counted == 5 and again == 0
     assert restarted.recorded == [5, 0]  # the ten applied ones were never looked up
     assert total is not None and total["total"] == 15
+
+
+async def test_handle_reviews_redelivered_after_crash_skips_what_is_applied(
+    mongo_client: AsyncMongoClient[Document], run_id: str
+) -> None:
+    writer = AnalyticsStore(mongo_client[f"test_{run_id}"])
+    await handle_batch(records(0, 5), writer, None)  # type: ignore[arg-type]
+    assert await handle_reviews(reviews(0, 3), writer, None) == 4  # type: ignore[arg-type]
+
+    restarted = CountingStore(mongo_client[f"test_{run_id}"])
+    restarted.recorded, restarted.tracked = [], []
+    changed = await handle_reviews(reviews(0, 5), restarted, None)  # type: ignore[arg-type]
+    total = await restarted.aggregate(OVERALL)
+
+    assert changed == 2
+    assert restarted.tracked == [2]  # the four applied ones were never looked up
+    assert total is not None and total["total"] == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -14,7 +13,6 @@ from services.analytics.aggregates import OVERALL, survey_key
 from services.analytics.audit import flatten
 from services.analytics.documents import version_id
 from services.analytics.store import AGGREGATES, AnalyticsStore, Positioned
-from shared import mongo
 from shared.events import SurveyResponse
 from shared.mongo import Document
 from tests.support import Stack, canonical_response, run_service_command
@@ -34,19 +32,11 @@ def run_command(stack: Stack, run_id: str, command: str) -> subprocess.Completed
     return run_service_command("analytics", command, stack.environment(run_id))
 
 
-@pytest.fixture
-async def client(stack: Stack, run_id: str) -> AsyncIterator[AsyncMongoClient[Document]]:
-    client = mongo.new_client(stack.mongodb_url)
-    yield client
-    await client.drop_database(f"test_{run_id}")
-    await client.close()
-
-
 async def corrupt(
-    client: AsyncMongoClient[Document], run_id: str, key: str, update: Document
+    mongo_client: AsyncMongoClient[Document], run_id: str, key: str, update: Document
 ) -> None:
     """Change the newest version of an aggregate document behind the service's back."""
-    aggregates = client[f"test_{run_id}"][AGGREGATES]
+    aggregates = mongo_client[f"test_{run_id}"][AGGREGATES]
     head = await aggregates.find_one({"_id": key})
     assert head is not None
     result = await aggregates.update_one({"_id": version_id(key, head["latest"])}, update)
@@ -70,9 +60,9 @@ async def fill(store: AnalyticsStore) -> list[Positioned]:
 
 
 async def test_verify_clean_run_passes(
-    stack: Stack, run_id: str, client: AsyncMongoClient[Document]
+    stack: Stack, run_id: str, mongo_client: AsyncMongoClient[Document]
 ) -> None:
-    await fill(AnalyticsStore(client[f"test_{run_id}"]))
+    await fill(AnalyticsStore(mongo_client[f"test_{run_id}"]))
 
     result = run_command(stack, run_id, "verify")
 
@@ -81,13 +71,13 @@ async def test_verify_clean_run_passes(
 
 
 async def test_verify_corrupted_counter_names_it_and_rebuild_repairs(
-    stack: Stack, run_id: str, client: AsyncMongoClient[Document]
+    stack: Stack, run_id: str, mongo_client: AsyncMongoClient[Document]
 ) -> None:
-    store = AnalyticsStore(client[f"test_{run_id}"])
+    store = AnalyticsStore(mongo_client[f"test_{run_id}"])
     await fill(store)
     before = await store.aggregates()
-    await corrupt(client, run_id, PRIORITIES, {"$inc": {"by_country.KE": 3}})
-    await corrupt(client, run_id, OVERALL, {"$set": {"capacity_needs.housing": 2}})
+    await corrupt(mongo_client, run_id, PRIORITIES, {"$inc": {"by_country.KE": 3}})
+    await corrupt(mongo_client, run_id, OVERALL, {"$set": {"capacity_needs.housing": 2}})
 
     failed = run_command(stack, run_id, "verify")
     rebuilt = run_command(stack, run_id, "rebuild")
@@ -111,14 +101,16 @@ async def test_verify_corrupted_counter_names_it_and_rebuild_repairs(
 
 
 async def test_rebuild_after_crash_then_replay_counts_once(
-    stack: Stack, run_id: str, client: AsyncMongoClient[Document]
+    stack: Stack, run_id: str, mongo_client: AsyncMongoClient[Document]
 ) -> None:
-    store = AnalyticsStore(client[f"test_{run_id}"])
+    store = AnalyticsStore(mongo_client[f"test_{run_id}"])
     items = await fill(store)
     # The next batch was stored, then the process died before applying it: not committed.
     late = [Positioned(event(100 + n), 0, 7 + n) for n in range(3)]
     await store.record(late)
-    await client[f"test_{run_id}"][AGGREGATES].update_one({"_id": OVERALL}, {"$inc": {"total": 7}})
+    await mongo_client[f"test_{run_id}"][AGGREGATES].update_one(
+        {"_id": OVERALL}, {"$inc": {"total": 7}}
+    )
 
     result = run_command(stack, run_id, "rebuild")
     await store.apply(await store.record(late + items[-3:]))  # Kafka delivers it again
@@ -133,9 +125,9 @@ async def test_rebuild_after_crash_then_replay_counts_once(
 
 
 async def test_rebuild_below_a_survey_then_redelivery_counts_once(
-    stack: Stack, run_id: str, client: AsyncMongoClient[Document]
+    stack: Stack, run_id: str, mongo_client: AsyncMongoClient[Document]
 ) -> None:
-    store = AnalyticsStore(client[f"test_{run_id}"])
+    store = AnalyticsStore(mongo_client[f"test_{run_id}"])
     await fill(store)
     before = await store.newest(OVERALL)
     assert before is not None
@@ -159,14 +151,14 @@ async def test_rebuild_below_a_survey_then_redelivery_counts_once(
 
 
 async def test_single_document_format_continued_by_next_write(
-    stack: Stack, run_id: str, client: AsyncMongoClient[Document]
+    stack: Stack, run_id: str, mongo_client: AsyncMongoClient[Document]
 ) -> None:
     # What the first release wrote: one document per key, counters and watermarks in place.
     legacy = event(50)
-    await client[f"test_{run_id}"][AGGREGATES].insert_one(
+    await mongo_client[f"test_{run_id}"][AGGREGATES].insert_one(
         {"_id": OVERALL, "total": 1, "surveys": {"cities-2024-priorities": 1}, "applied": {"p0": 0}}
     )
-    store = AnalyticsStore(client[f"test_{run_id}"])
+    store = AnalyticsStore(mongo_client[f"test_{run_id}"])
     await store.record([Positioned(legacy, 0, 0)])
 
     before = await store.aggregate(OVERALL)
@@ -180,13 +172,13 @@ async def test_single_document_format_continued_by_next_write(
 
 
 async def test_aggregate_lagging_head_on_a_dead_writers_version_reads_the_newest(
-    stack: Stack, run_id: str, client: AsyncMongoClient[Document]
+    stack: Stack, run_id: str, mongo_client: AsyncMongoClient[Document]
 ) -> None:
-    writer = AnalyticsStore(client[f"test_{run_id}"])
+    writer = AnalyticsStore(mongo_client[f"test_{run_id}"])
     for n in range(6):  # one version of each document per batch
         await writer.apply(await writer.record([Positioned(event(60 + n), 0, n)]))
     newest = await writer.aggregate(OVERALL)
-    aggregates = client[f"test_{run_id}"][AGGREGATES]
+    aggregates = mongo_client[f"test_{run_id}"][AGGREGATES]
     head = await aggregates.find_one({"_id": OVERALL})
     assert head is not None and head["latest"] == 6
     whole = await aggregates.find_one({"_id": version_id(OVERALL, 6)})
@@ -200,7 +192,7 @@ async def test_aggregate_lagging_head_on_a_dead_writers_version_reads_the_newest
     await aggregates.update_one({"_id": OVERALL}, {"$set": {"latest": 3}})
     assert (await aggregates.find_one({"_id": version_id(OVERALL, 4)}) or {}).get("superseded")
 
-    reader = AnalyticsStore(client[f"test_{run_id}"])
+    reader = AnalyticsStore(mongo_client[f"test_{run_id}"])
     read = await asyncio.wait_for(reader.aggregate(OVERALL), timeout=60)
     await writer.apply(await writer.record([Positioned(event(70), 0, 6)]))
     after = await asyncio.wait_for(reader.aggregate(OVERALL), timeout=60)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +27,7 @@ from services.analytics.store import (
 from shared import mongo
 from shared.events import ResponseReview, SurveyResponse
 from shared.mongo import Document
-from tests.support import Stack, canonical_response
+from tests.support import canonical_response
 
 pytestmark = pytest.mark.integration
 SURVEY = "cities-2024-priorities"
@@ -62,16 +61,8 @@ def review(name: str, status: str, order: int, offset: int) -> PositionedReview:
     return PositionedReview(event, review_partition(0), offset)
 
 
-@pytest.fixture
-async def client(stack: Stack, run_id: str) -> AsyncIterator[AsyncMongoClient[Document]]:
-    client = mongo.new_client(stack.mongodb_url)
-    yield client
-    await client.drop_database(f"test_{run_id}")
-    await client.close()
-
-
-def new_store(client: AsyncMongoClient[Document], run_id: str) -> AnalyticsStore:
-    return AnalyticsStore(mongo.database(client, f"test_{run_id}"))
+def new_store(mongo_client: AsyncMongoClient[Document], run_id: str) -> AnalyticsStore:
+    return AnalyticsStore(mongo.database(mongo_client, f"test_{run_id}"))
 
 
 async def consume(store: AnalyticsStore, batch: list[Message]) -> None:
@@ -89,9 +80,9 @@ async def running(store: AnalyticsStore, key: str = PRIORITIES) -> Counter[str]:
 
 
 async def test_track_revision_review_retraction_counted_exactly_through_replays(
-    client: AsyncMongoClient[Document], run_id: str
+    mongo_client: AsyncMongoClient[Document], run_id: str
 ) -> None:
-    store = new_store(client, run_id)
+    store = new_store(mongo_client, run_id)
     first = [response("a", 1, "VN", 0), response("b", 1, "VN", 1)]
     await consume(store, first)
     assert (await running(store))["by_country.VN"] == 2
@@ -137,12 +128,12 @@ async def test_track_revision_review_retraction_counted_exactly_through_replays(
 
 
 async def test_track_racing_consumers_one_chain_exact_counts(
-    client: AsyncMongoClient[Document], run_id: str
+    mongo_client: AsyncMongoClient[Document], run_id: str
 ) -> None:
     # Two consumers (or a zombie and its successor) change the same responses at once: the
     # revisions from the responses topic, the reviews from the reviews topic, some twice (as
     # Kafka hands them out: a batch from the committed offset on, of any size).
-    one, other = new_store(client, run_id), new_store(client, run_id)
+    one, other = new_store(mongo_client, run_id), new_store(mongo_client, run_id)
     names = [f"r{n}" for n in range(20)]
     await consume(one, [response(name, 1, "VN", n) for n, name in enumerate(names)])
     revisions: list[Message] = [response(name, 2, "KE", 100 + n) for n, name in enumerate(names)]
@@ -165,9 +156,9 @@ async def test_track_racing_consumers_one_chain_exact_counts(
 
 
 async def test_track_review_or_newer_revision_before_first_revision_counted_once(
-    client: AsyncMongoClient[Document], run_id: str
+    mongo_client: AsyncMongoClient[Document], run_id: str
 ) -> None:
-    store = new_store(client, run_id)
+    store = new_store(mongo_client, run_id)
     # A rejection of c and revision 2 of d arrive before either response's revision 1.
     await consume(store, [review("c", "rejected", 7, 0), response("d", 2, "KE", 0)])
     assert (await running(store))["total"] == 1
@@ -185,9 +176,9 @@ async def test_track_review_or_newer_revision_before_first_revision_counted_once
 
 
 async def test_track_response_stored_before_states_existed_corrected_exactly(
-    client: AsyncMongoClient[Document], run_id: str
+    mongo_client: AsyncMongoClient[Document], run_id: str
 ) -> None:
-    store = new_store(client, run_id)
+    store = new_store(mongo_client, run_id)
     # Stored and counted as before states existed (by its position alone).
     old = [response("old", 1, "VN", 0), response("kept", 1, "VN", 1)]
     await store.apply(await store.record(old))
@@ -205,10 +196,10 @@ async def test_track_response_stored_before_states_existed_corrected_exactly(
 
 
 async def test_track_new_responses_write_nothing_but_their_raw_documents(
-    client: AsyncMongoClient[Document], run_id: str
+    mongo_client: AsyncMongoClient[Document], run_id: str
 ) -> None:
-    store = new_store(client, run_id)
-    db = mongo.database(client, f"test_{run_id}")
+    store = new_store(mongo_client, run_id)
+    db = mongo.database(mongo_client, f"test_{run_id}")
     new = [response(f"n{n}", 1, "VN", n) for n in range(5)]
     await consume(store, new)
     await consume(store, new)  # replayed: each is its own first entry again
@@ -224,10 +215,10 @@ async def test_track_new_responses_write_nothing_but_their_raw_documents(
 
 
 async def test_track_first_revision_after_a_review_stored_beside_its_placeholder(
-    client: AsyncMongoClient[Document], run_id: str
+    mongo_client: AsyncMongoClient[Document], run_id: str
 ) -> None:
-    store = new_store(client, run_id)
-    db = mongo.database(client, f"test_{run_id}")
+    store = new_store(mongo_client, run_id)
+    db = mongo.database(mongo_client, f"test_{run_id}")
     await consume(store, [review("late", "approved", 3, 0)])
     placeholder = await db[RESPONSES].find_one({"_id": f"{SURVEY}/generic:late"})
     await consume(store, [response("late", 1, "KE", 0), response("late", 1, "KE", 1)])
