@@ -10,9 +10,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 Document = dict[str, Any]
 
 
-def new_client(url: str) -> AsyncMongoClient[Document]:
-    """A client with UTC-aware datetimes and short server selection, so a dead server fails fast."""
-    return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=5000, connect=False)
+def new_client(url: str, **options: Any) -> AsyncMongoClient[Document]:
+    """A client with UTC-aware datetimes and short server selection, so a dead server fails fast;
+    `options` go to PyMongo (`event_listeners`, ...)."""
+    return AsyncMongoClient(
+        url, tz_aware=True, serverSelectionTimeoutMS=5000, connect=False, **options
+    )
 
 
 def database(client: AsyncMongoClient[Document], name: str) -> AsyncDatabase[Document]:

@@ -123,10 +123,12 @@ DUPLICATE_KEY = 11000
 SUPERSEDED = "superseded"
 # On FerretDB every read or write by `_id` scans the collection (it uses no index for them), so
 # it pays to keep few whole versions (older ones are tombstones) and to move the head at every
-# second version only: readers probe forward from it, so a head one version behind costs them a
-# read that finds something, and it never points at a tombstone.
+# eighth version only: each move is a write (a scan) per document and batch, while the head
+# serves only a reader that knows no version yet (a process starting). Such a reader probes
+# forward from the head, or, when the head names a tombstone by then, finds the newest whole
+# version by one scan.
 KEEP_VERSIONS = 2
-HEAD_EVERY = 2
+HEAD_EVERY = 8
 
 
 def key_hash(key: str) -> str:
@@ -272,6 +274,16 @@ def change_document(change: Change) -> Document:
     }
 
 
+@dataclass(frozen=True)
+class Retiring:
+    """A superseded version to shrink to a tombstone: its `_id`, the fields to remove, and the
+    generations of parts to drop once it is one."""
+
+    version_id: str
+    fields: frozenset[str]
+    garbage: tuple[str, ...]
+
+
 class AnalyticsStore:
     """Raw responses and aggregate documents."""
 
@@ -296,6 +308,9 @@ class AnalyticsStore:
         # reads no part, and a reader only the parts written since its last read.
         self._part_cache: dict[str, dict[str, int]] = {}
         self._writing: set[str] = set()  # parts written for versions not inserted yet
+        # Versions to shrink to tombstones once the batch is written (`_retire`): one update of
+        # them all, where one each would cost a scan of the aggregates each on FerretDB.
+        self._retiring: list[Retiring] = []
 
     async def record(self, batch: list[Positioned]) -> list[Positioned]:
         """Store the raw responses; return those that count at their own position. Raises
@@ -584,6 +599,7 @@ class AnalyticsStore:
         await asyncio.gather(*(self._apply_to(key, items) for key, items in documents.items()))
         if counted:
             await self._apply_to(OVERALL, counted)
+        await self._retire()
 
     async def _apply_to(self, key: str, items: Sequence[Counted]) -> None:
         partitions = {item.partition for item in items}
@@ -724,15 +740,36 @@ class AnalyticsStore:
             # An old version shrinks to a tombstone but is never deleted: a slow writer still
             # trying to insert the version after an old one must fail, not fork the chain.
             old = version - KEEP_VERSIONS
-            await self._aggregates.replace_one(
-                {"_id": version_id(key, old)}, {KEY: key, VERSION: old, SUPERSEDED: True}
-            )
             # The generations the tombstone named and the version after it no longer does: no
-            # version a reader can still reach names them.
-            if previous is not None and previous.get(VERSION) == old + 1:
-                for collection in previous.get(GARBAGE, []):
-                    await self._db.drop_collection(collection)
+            # version a reader can still reach names them once it is a tombstone.
+            after = previous is not None and previous.get(VERSION) == old + 1
+            garbage = tuple(previous.get(GARBAGE, [])) if previous is not None and after else ()
+            fields = (set(previous or {}) | set(document)) - {"_id", KEY, VERSION, SUPERSEDED}
+            self._retiring.append(Retiring(version_id(key, old), frozenset(fields), garbage))
         return True
+
+    async def _retire(self) -> None:
+        """Shrink the versions superseded by this batch's writes to tombstones, all in one
+        update, then drop the generations of parts they alone named.
+
+        Only a tombstone's `superseded` mark matters to readers (a version left whole, as by a
+        writer killed before this, is passed over by `_latest`); shrinking keeps the scans of
+        the aggregates short. A failed update keeps them pending for the next batch."""
+        pending, self._retiring = self._retiring, []
+        if not pending:
+            return
+        fields = sorted(frozenset().union(*(item.fields for item in pending)))
+        try:
+            await self._aggregates.update_many(
+                {"_id": {"$in": [item.version_id for item in pending]}},
+                {"$set": {SUPERSEDED: True}, "$unset": dict.fromkeys(fields, "")},
+            )
+        except BaseException:
+            self._retiring[:0] = pending
+            raise
+        for item in pending:
+            for collection in item.garbage:
+                await self._db.drop_collection(collection)
 
     async def _load(self, collection: str, ids: Iterable[str]) -> dict[str, dict[str, int]]:
         """The counters of these parts of one generation, from the cache or the database;
@@ -929,6 +966,7 @@ class AnalyticsStore:
                 parts = await self._write_parts(key, version + 1, current, split, replace=True)
                 if await self._insert_version(key, version + 1, nest(main), marks, parts, current):
                     break
+        await self._retire()
 
     async def sweep_parts(self) -> int:
         """Drop the generations of parts no version names any more (left by writers that died

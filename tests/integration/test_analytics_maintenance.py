@@ -7,12 +7,13 @@ import subprocess
 from datetime import UTC, datetime
 
 import pytest
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 
 from services.analytics.aggregates import OVERALL, survey_key
 from services.analytics.audit import flatten
 from services.analytics.documents import version_id
-from services.analytics.store import AGGREGATES, AnalyticsStore, Positioned
+from services.analytics.store import AGGREGATES, HEAD_EVERY, AnalyticsStore, Positioned
+from shared import mongo
 from shared.events import SurveyResponse
 from shared.mongo import Document
 from tests.support import Stack, canonical_response, run_service_command
@@ -175,13 +176,13 @@ async def test_aggregate_lagging_head_on_a_dead_writers_version_reads_the_newest
     stack: Stack, run_id: str, mongo_client: AsyncMongoClient[Document]
 ) -> None:
     writer = AnalyticsStore(mongo_client[f"test_{run_id}"])
-    for n in range(6):  # one version of each document per batch
+    for n in range(HEAD_EVERY):  # one version of each document per batch: the head moves
         await writer.apply(await writer.record([Positioned(event(60 + n), 0, n)]))
     newest = await writer.aggregate(OVERALL)
     aggregates = mongo_client[f"test_{run_id}"][AGGREGATES]
     head = await aggregates.find_one({"_id": OVERALL})
-    assert head is not None and head["latest"] == 6
-    whole = await aggregates.find_one({"_id": version_id(OVERALL, 6)})
+    assert head is not None and head["latest"] == HEAD_EVERY
+    whole = await aggregates.find_one({"_id": version_id(OVERALL, HEAD_EVERY)})
     assert whole is not None
     # A writer killed after inserting version 3 and before making version 1 a tombstone is
     # what leaves such a version whole; the head lags on it when the writers that moved it
@@ -194,9 +195,58 @@ async def test_aggregate_lagging_head_on_a_dead_writers_version_reads_the_newest
 
     reader = AnalyticsStore(mongo_client[f"test_{run_id}"])
     read = await asyncio.wait_for(reader.aggregate(OVERALL), timeout=60)
-    await writer.apply(await writer.record([Positioned(event(70), 0, 6)]))
+    await writer.apply(await writer.record([Positioned(event(70), 0, HEAD_EVERY)]))
     after = await asyncio.wait_for(reader.aggregate(OVERALL), timeout=60)
 
     assert read == newest
     assert after is not None and newest is not None
     assert after["total"] == newest["total"] + 1
+
+
+class UpdateCounter(monitoring.CommandListener):
+    """Counts the update commands sent to the aggregates (each a scan on FerretDB)."""
+
+    def __init__(self) -> None:
+        self.updates = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "update" and event.command.get("update") == AGGREGATES:
+            self.updates += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_apply_batches_retire_old_versions_in_one_update_each(
+    stack: Stack, run_id: str, mongo_client: AsyncMongoClient[Document]
+) -> None:
+    counter = UpdateCounter()
+    watched = mongo.new_client(stack.mongodb_url, event_listeners=[counter])
+    store = AnalyticsStore(watched[f"test_{run_id}"])
+    surveys = ("cities-2024-priorities", "cities-2024-capacity")
+    updates = []
+    try:
+        for n in range(6):  # versions 1..6 of three documents (overall and two surveys)
+            batch = [
+                Positioned(event(80 + 2 * n + s, survey_id=surveys[s]), 0, 2 * n + s)
+                for s in (0, 1)
+            ]
+            before = counter.updates
+            await store.apply(await store.record(batch))
+            updates.append(counter.updates - before)
+        total = await store.aggregate(OVERALL)
+    finally:
+        await watched.close()
+    stored = mongo_client[f"test_{run_id}"][AGGREGATES]
+    old = [d async for d in stored.find({"version": {"$lte": 4}})]
+    whole = [d async for d in stored.find({"version": {"$gt": 4}})]
+
+    # Batch 1 sets the three heads; from version 3 on, each batch makes the three versions it
+    # superseded tombstones in one update (one scan on FerretDB, not one per document).
+    assert updates == [3, 0, 1, 1, 1, 1]
+    assert len(old) == 12 and all(set(d) == {"_id", "key", "version", "superseded"} for d in old)
+    assert len(whole) == 6 and not any(d.get("superseded") for d in whole)
+    assert total is not None and total["total"] == 12
