@@ -1,5 +1,5 @@
-"""The dispatcher: the loop that sends due deliveries one at a time, at the send rate, paused
-while the SMTP server fails as a whole, until it is stopped."""
+"""The dispatcher: the loops that send due deliveries, one at a time each (one per SMTP
+connection), at the send rate, paused while the SMTP server fails as a whole, until stopped."""
 
 from __future__ import annotations
 
@@ -60,6 +60,8 @@ class Dispatcher:
     throttle: Throttle
     health: SmtpHealth
     poll_interval: float
+    # Loops sending side by side, one per SMTP connection; the throttle paces them together.
+    workers: int = 1
     _work: asyncio.Event = field(default_factory=asyncio.Event)
 
     def wake(self) -> None:
@@ -78,7 +80,11 @@ class Dispatcher:
         interval, after which it looks for retries that came due and for deliveries whose
         sender died (created by this replica or another). After a failure of the SMTP server
         as a whole it pauses (capped exponential backoff with jitter) before the next try.
+        With several `workers`, each loop claims its own deliveries (as replicas do).
         """
+        await asyncio.gather(*(self._loop() for _ in range(self.workers)))
+
+    async def _loop(self) -> None:
         while not self.throttle.stopping:
             self._work.clear()
             try:

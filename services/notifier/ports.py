@@ -88,7 +88,7 @@ class SuppressionListPort(Protocol):
 
 
 class MailerPort(Protocol):
-    """One SMTP connection: `send` and `check` raise `mailer.MailFailure` unless accepted."""
+    """SMTP connection(s): `send` and `check` raise `mailer.MailFailure` unless accepted."""
 
     async def send(self, message: Outgoing) -> None: ...
     async def check(self, sender: str) -> None: ...

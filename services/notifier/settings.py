@@ -56,8 +56,10 @@ class NotifierSettings(ServiceSettings):
     send_lease_seconds: float = Field(default=60.0, gt=0)
     # How often an idle dispatcher looks for retries that came due (new work wakes it at once).
     poll_interval_seconds: float = Field(default=2.0, gt=0, le=10)
-    # Messages per second over the SMTP connection (a token bucket); 0 means no limit.
+    # Messages per second over the SMTP connections (a token bucket); 0 means no limit.
     send_rate_per_second: float = Field(default=50.0, ge=0)
+    # SMTP connections of one replica, each sending one message at a time (`mailer_pool`).
+    smtp_connections: int = Field(default=1, ge=1, le=32)
     # Pilots matching one focal point within this many seconds go out as one digest; 0: at once.
     digest_window_seconds: float = Field(default=0.0, ge=0)
     # Provider reports (`provider_reports`). Soft bounces of one address after which it is

@@ -16,6 +16,7 @@ from services.notifier.dispatcher import Dispatcher, Throttle
 from services.notifier.erasure import NotifierErasure
 from services.notifier.health import SmtpHealth
 from services.notifier.mailer import Mailer
+from services.notifier.mailer_pool import MailerPool
 from services.notifier.notifier import Notifier
 from services.notifier.people import People
 from services.notifier.ports import (
@@ -70,7 +71,9 @@ def use_cases(
         throttle,
         health,
     )
-    dispatcher = Dispatcher(send_due, throttle, health, settings.poll_interval_seconds)
+    dispatcher = Dispatcher(
+        send_due, throttle, health, settings.poll_interval_seconds, settings.smtp_connections
+    )
     notifier = Notifier(settings, registry, deliveries, suppressions, wake=dispatcher.wake)
     people = People(registry, deliveries, settings.link_keys())
     reports = (
@@ -91,7 +94,7 @@ class Wiring:
     registry: Registry
     deliveries: Deliveries
     suppressions: Suppressions
-    mailer: Mailer
+    mailer: MailerPool
     erasure: NotifierErasure
     cases: UseCases
 
@@ -114,16 +117,21 @@ def wire(settings: NotifierSettings) -> Wiring:
     registry = Registry(db, settings.email_keys(), require_confirmation=settings.double_opt_in)
     deliveries = Deliveries(db, timedelta(seconds=settings.send_lease_seconds))
     suppressions = Suppressions(db)
-    mailer = Mailer(
-        settings.smtp_host,
-        settings.smtp_port,
-        username=settings.smtp_username,
-        password=settings.smtp_password.get_secret_value(),
-        starttls=settings.smtp_starttls,
-        implicit_tls=settings.smtp_implicit_tls,
-        ca_file=settings.smtp_ca_file,
-        timeout=settings.smtp_timeout_seconds,
-        deadline=settings.send_deadline_seconds,
+    mailer = MailerPool(
+        [
+            Mailer(
+                settings.smtp_host,
+                settings.smtp_port,
+                username=settings.smtp_username,
+                password=settings.smtp_password.get_secret_value(),
+                starttls=settings.smtp_starttls,
+                implicit_tls=settings.smtp_implicit_tls,
+                ca_file=settings.smtp_ca_file,
+                timeout=settings.smtp_timeout_seconds,
+                deadline=settings.send_deadline_seconds,
+            )
+            for _ in range(settings.smtp_connections)
+        ]
     )
     erasure = NotifierErasure(db, registry, settings.erasure_step_delay_seconds)
     cases = use_cases(settings, registry, deliveries, mailer, suppressions, suppressions)

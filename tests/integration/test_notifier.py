@@ -5,6 +5,7 @@ from __future__ import annotations
 from email import message_from_bytes, policy
 from urllib.parse import parse_qs, urlparse
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -27,6 +28,12 @@ from tests.support import (
 pytestmark = pytest.mark.integration
 SIGNING_KEY = "test-unsubscribe-key-0123456789abcdef"
 ROTATED_KEY = "rotated-unsubscribe-key-0123456789abcdef"
+
+
+async def deliveries(client: httpx.AsyncClient, pilot_id: str) -> dict[str, object]:
+    """The operators' delivery report of one pilot."""
+    answer = await client.get("/v1/deliveries", params={"pilot_id": pilot_id}, headers=OPERATOR)
+    return dict(answer.json())
 
 
 @pytest.fixture
@@ -60,18 +67,15 @@ async def test_pilot_emails_each_matching_focal_point_once(
     announced = pilot(f"pilot-{run_id}")
     mailbox = Mailbox(stack.mail_api)
     async with serving(create_app(settings)) as client:
-
-        async def deliveries() -> dict[str, object]:
-            answer = await client.get(
-                "/v1/deliveries", params={"pilot_id": announced.pilot_id}, headers=OPERATOR
-            )
-            return dict(answer.json())
-
         # Each person confirms their address first (double opt-in).
         await confirm_focal_points(client, mailbox, matching, french, other_theme, other_country)
         # The pilot arrives twice (a redelivery).
         await produce(stack.kafka, settings.topic_pilots, records(announced, announced))
-        done = await eventually(deliveries, lambda d: d["counts"] == {"sent": 2}, within=60)
+        done = await eventually(
+            lambda: deliveries(client, announced.pilot_id),
+            lambda d: d["counts"] == {"sent": 2},
+            within=60,
+        )
         inbox = await eventually(lambda: mailbox.messages_to(matching), lambda m: len(m) >= 1)
         metrics = (await client.get("/metrics")).text
 
@@ -146,6 +150,37 @@ async def test_mailer_reuses_connection_for_many_messages(stack: Stack, run_id: 
     mailbox = Mailbox(stack.mail_api)
     for address in addresses:
         assert len(await mailbox.messages_to(address)) == 1
+
+
+async def test_pilot_emails_over_several_connections_each_focal_point_once(
+    stack: Stack, settings: NotifierSettings, run_id: str
+) -> None:
+    pooled = settings.model_copy(update={"smtp_connections": 3, "send_rate_per_second": 0})
+    people = [f"pooled-{n}-{run_id}@example.org" for n in range(8)]
+    await produce(
+        stack.kafka,
+        pooled.topic_responses,
+        records(
+            *(
+                focal_response(n, address, interests=["climate-resilience"])
+                for n, address in enumerate(people)
+            )
+        ),
+    )
+    announced = pilot(f"pilot-{run_id}")
+    mailbox = Mailbox(stack.mail_api)
+    async with serving(create_app(pooled)) as client:
+        await confirm_focal_points(client, mailbox, *people)
+        await produce(stack.kafka, pooled.topic_pilots, records(announced, announced))
+        await eventually(
+            lambda: deliveries(client, announced.pilot_id),
+            lambda d: d["counts"] == {"sent": 8},
+            within=60,
+        )
+
+    for address in people:
+        pilots = [m for m in await mailbox.messages_to(address) if announced.title in m["Subject"]]
+        assert len(pilots) == 1, address
 
 
 async def test_unsubscribe_after_secret_rotation_old_links_still_work(

@@ -95,3 +95,30 @@ async def test_stop_dispatcher_hung_send_cancelled_after_grace():
     await asyncio.wait_for(subject.stop_within(dispatcher, grace=0.1), WAIT)
 
     assert dispatcher.cancelled()
+
+
+async def test_run_dispatcher_workers_send_side_by_side_and_stop_together():
+    subject = notifier(poll_interval_seconds=10)
+    subject.workers = 3
+    in_flight, most = 0, 0
+    all_in, release = asyncio.Event(), asyncio.Event()
+
+    async def send_due() -> bool:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        if in_flight == 3:
+            all_in.set()
+        await release.wait()
+        in_flight -= 1
+        return True
+
+    subject.send_due = send_due
+    dispatcher = asyncio.create_task(subject.run())
+    await asyncio.wait_for(all_in.wait(), WAIT)
+    stopping = asyncio.create_task(subject.stop_within(dispatcher, grace=WAIT))
+    release.set()
+    await asyncio.wait_for(stopping, WAIT)
+
+    assert most == 3
+    assert dispatcher.done() and not dispatcher.cancelled()
