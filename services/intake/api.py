@@ -41,13 +41,15 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_intake(request: Request) -> Intake:
+# The dependencies are coroutines: FastAPI runs a plain function in a worker thread, a hand-off
+# that cost more than the rest of them on every request.
+async def get_intake(request: Request) -> Intake:
     """The intake use cases built by the composition root."""
     intake: Intake = request.app.state.intake
     return intake
 
 
-def get_settings(request: Request) -> IntakeSettings:
+async def get_settings(request: Request) -> IntakeSettings:
     """The settings the app was built with."""
     settings: IntakeSettings = request.app.state.settings
     return settings
