@@ -45,9 +45,12 @@ class Intake:
     # Claims settled in the background, once the broker answers for an unacknowledged event.
     _settling: set[asyncio.Task[None]] = field(default_factory=set, init=False, compare=False)
 
-    async def accept_response(self, response: SurveyResponse) -> Outcome:
+    async def accept_response(
+        self, response: SurveyResponse, encoded: bytes | None = None
+    ) -> Outcome:
         """Publish a validated response unless this revision of it was accepted before for the
-        same survey (`DUPLICATE`) or a newer one was (`SUPERSEDED`)."""
+        same survey (`DUPLICATE`) or a newer one was (`SUPERSEDED`). `encoded`: its JSON, when
+        the caller has it already (admission encodes it to measure it)."""
         key = revision_claim_key(response.identity, response.revision)
         # The lookup of the newest revision and the claim go to the server side by side: one
         # round trip less for every webhook. A newer revision decides, whatever the claim found;
@@ -67,7 +70,12 @@ class Intake:
         if isinstance(claim, BaseException):
             raise claim
         outcome = await self._publish_claimed(
-            self.responses, claim, key, self.responses_topic, response.response_id, response
+            self.responses,
+            claim,
+            key,
+            self.responses_topic,
+            response.response_id,
+            response if encoded is None else encoded,
         )
         if outcome is Outcome.ACCEPTED:
             await self.revisions.accepted(response.identity, response.revision)
@@ -96,7 +104,7 @@ class Intake:
         key: str,
         topic: str,
         event_key: str,
-        event: BaseModel,
+        event: BaseModel | bytes,
     ) -> Outcome:
         if claim is Claim.DUPLICATE:
             return Outcome.DUPLICATE

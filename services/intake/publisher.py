@@ -61,16 +61,17 @@ class EventPublisher:
             logger.warning("Kafka did not take the pending events within %ss", bound)
         self._started = False
 
-    async def publish(self, topic: str, key: str, event: BaseModel) -> None:
+    async def publish(self, topic: str, key: str, event: BaseModel | bytes) -> None:
         """Return once the broker acknowledged (`acks=all`), else raise `BrokerUnavailable`:
-        `Unacknowledged` when the event was handed to the producer and may still be written."""
+        `Unacknowledged` when the event was handed to the producer and may still be written.
+        `event` as a model, or already encoded as its JSON."""
         await self.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         try:
             ack = await asyncio.wait_for(
                 self._broker.publish(
-                    event.model_dump_json().encode(),
+                    event if isinstance(event, bytes) else event.model_dump_json().encode(),
                     topic=topic,
                     key=key.encode(),
                     headers={"content-type": "application/json"},

@@ -1,18 +1,19 @@
-"""Accepting a response: the newest-revision lookup and the claim run side by side, and a newer
-revision decides whatever the claim found."""
+"""Accepting a response: the newest-revision lookup and the claim run side by side, a newer
+revision decides whatever the claim found, and the JSON admission encoded is what is published."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
-from typing import cast
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import pytest
 from pydantic import BaseModel
 from pymongo.errors import AutoReconnect
 
 from services.intake.acceptance import Intake, Outcome
+from services.intake.admission import Admission
 from services.intake.claims import Claim, ClaimStore
 from services.intake.publisher import EventPublisher
 from services.intake.revisions import RevisionStore, revision_claim_key
@@ -65,9 +66,11 @@ class FakeRevisions:
 class FakePublisher:
     def __init__(self) -> None:
         self.published: list[str] = []
+        self.events: list[BaseModel | bytes] = []
 
-    async def publish(self, topic: str, key: str, event: BaseModel) -> None:
+    async def publish(self, topic: str, key: str, event: BaseModel | bytes) -> None:
         self.published.append(key)
+        self.events.append(event)
 
 
 def intake_of(claims: FakeClaims, revisions: FakeRevisions, publisher: FakePublisher) -> Intake:
@@ -152,3 +155,22 @@ async def test_accept_response_claim_error_fails_when_not_superseded(
         await intake_of(claims, FakeRevisions(1), publisher).accept_response(make_event())
 
     assert publisher.published == []
+
+
+def test_admit_encoded_gives_the_event_json(make_response: Callable[..., dict[str, Any]]) -> None:
+    admitted = Admission().admit_encoded(make_response(), datetime.now(UTC))
+
+    assert admitted.encoded == admitted.response.model_dump_json().encode()
+
+
+async def test_accept_response_publishes_the_json_admission_encoded(
+    make_response: Callable[..., dict[str, Any]],
+) -> None:
+    publisher = FakePublisher()
+    admitted = Admission().admit_encoded(make_response(), datetime.now(UTC))
+    intake = intake_of(FakeClaims(), FakeRevisions(1), publisher)
+
+    outcome = await intake.accept_response(admitted.response, admitted.encoded)
+
+    assert outcome is Outcome.ACCEPTED
+    assert publisher.events == [admitted.encoded]
