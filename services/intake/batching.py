@@ -102,8 +102,9 @@ class FindBatcher:
 
     async def _find(self, keys: list[str]) -> list[Document | None]:
         wanted = list(dict.fromkeys(keys))
+        # At most one document per id: with the limit, the first batch is the last (no getMore).
         cursor = self._collection.find(
-            {"_id": {"$in": wanted}}, self._projection, batch_size=len(wanted)
+            {"_id": {"$in": wanted}}, self._projection, limit=len(wanted), batch_size=len(wanted)
         )
         found = {document["_id"]: document async for document in cursor}
         return [found.get(key) for key in keys]

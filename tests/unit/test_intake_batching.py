@@ -88,10 +88,10 @@ class FakeReads:
         self.failure = failure
 
     def find(
-        self, filter: Document, projection: list[str], batch_size: int
+        self, filter: Document, projection: list[str], limit: int, batch_size: int
     ) -> AsyncIterator[Document]:
         keys = filter["_id"]["$in"]
-        assert len(keys) == len(set(keys)) <= batch_size
+        assert len(keys) == len(set(keys)) == limit <= batch_size
         self.finds.append(keys)
         return self._answer(keys, projection)
 
