@@ -26,6 +26,8 @@ class FakeClaims:
     def __init__(self, answer: Claim | BaseException = Claim.CLAIMED) -> None:
         self.answer = answer
         self.asked = asyncio.Event()
+        self.confirm_gate = asyncio.Event()  # the confirmation's write is answered once set
+        self.confirm_gate.set()
         self.log: list[tuple[str, str]] = []
         self.lease = timedelta(seconds=30)
 
@@ -38,7 +40,11 @@ class FakeClaims:
         return self.answer
 
     async def confirm(self, key: str) -> None:
+        await self.confirm_gate.wait()
         self.log.append(("confirm", key))
+
+    def confirm_soon(self, key: str) -> asyncio.Task[None]:
+        return asyncio.ensure_future(self.confirm(key))
 
     async def release(self, key: str) -> None:
         self.log.append(("release", key))
@@ -93,7 +99,9 @@ async def test_accept_response_lookup_and_claim_go_side_by_side(
     revisions = FakeRevisions(1, wait_for=claims.asked)
     response = make_event(revision=2)
 
-    outcome = await intake_of(claims, revisions, publisher).accept_response(response)
+    intake = intake_of(claims, revisions, publisher)
+    outcome = await intake.accept_response(response)
+    await intake.close(within=1)
 
     key = revision_claim_key(response.identity, 2)
     assert outcome is Outcome.ACCEPTED
@@ -174,3 +182,22 @@ async def test_accept_response_publishes_the_json_admission_encoded(
 
     assert outcome is Outcome.ACCEPTED
     assert publisher.events == [admitted.encoded]
+
+
+async def test_accept_response_answers_before_the_confirmation_is_written(
+    make_event: Callable[..., SurveyResponse],
+) -> None:
+    claims, publisher = FakeClaims(), FakePublisher()
+    claims.confirm_gate.clear()  # the database has not answered the confirmation yet
+    intake = intake_of(claims, FakeRevisions(1), publisher)
+
+    outcome = await asyncio.wait_for(intake.accept_response(make_event()), 1)
+
+    assert outcome is Outcome.ACCEPTED
+    assert [action for action, _ in claims.log] == ["claim"]
+    closing = asyncio.ensure_future(intake.close(within=5))
+    await asyncio.sleep(0.01)
+    assert not closing.done()  # closing waits for the confirmation on its way
+    claims.confirm_gate.set()
+    await closing
+    assert [action for action, _ in claims.log] == ["claim", "confirm"]
