@@ -10,9 +10,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.redaction import REDACT
 
@@ -70,32 +71,52 @@ def configure_json_logging(service: str, level: str) -> None:
 def instrument(app: FastAPI, service: str) -> None:
     """Count and time every request by route template, and serve `/metrics`."""
     app.state.service = service
-
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = _route_template(app, request)
-        HTTP_LATENCY.labels(service, request.method, route).observe(time.perf_counter() - started)
-        HTTP_REQUESTS.labels(service, request.method, route, str(response.status_code)).inc()
-        return response
+    app.add_middleware(_Measured, service=service, routes=app)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def _route_template(app: FastAPI, request: Request) -> str:
+class _Measured:
+    """Times each HTTP request and counts it by route template and status. A plain ASGI
+    middleware: Starlette's `BaseHTTPMiddleware` (`@app.middleware`) runs each request in a task
+    of its own and streams its answer through a queue, which cost more than some endpoints."""
+
+    def __init__(self, app: ASGIApp, service: str, routes: FastAPI) -> None:
+        self.app = app
+        self.service = service
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def answered(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, answered)
+        route = _route_template(self.routes, scope)
+        method = scope["method"]
+        HTTP_LATENCY.labels(self.service, method, route).observe(time.perf_counter() - started)
+        HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
+
+
+def _route_template(app: FastAPI, scope: Scope) -> str:
     # The template (`/v1/surveys/{survey_id}/summary`), not the path: label values stay few.
     # The router leaves the route it chose in the scope; routes of included routers are found
     # only there (FastAPI keeps them behind one wrapper without a `path`).
-    chosen = getattr(request.scope.get("route"), "path", None)
+    chosen = getattr(scope.get("route"), "path", None)
     if isinstance(chosen, str):
         return chosen
     for route in app.router.routes:
-        match, _ = route.matches(request.scope)
+        match, _ = route.matches(scope)
         if match is Match.FULL:
             return str(getattr(route, "path", "other"))
     return "unmatched"

@@ -29,6 +29,7 @@ and organisations is normalised there (NFC, invisible characters stripped): see
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
@@ -106,6 +107,14 @@ class Refused(Exception):
 
 
 @dataclass(frozen=True)
+class Admitted:
+    """An admitted response and its event as published: the JSON the size rule measured."""
+
+    response: SurveyResponse
+    encoded: bytes
+
+
+@dataclass(frozen=True)
 class Admission:
     """The admission rules with the deployment's tolerance for clocks running ahead."""
 
@@ -113,10 +122,15 @@ class Admission:
 
     def admit(self, candidate: Mapping[str, Any], now: datetime) -> SurveyResponse:
         """The candidate as a response event every consumer can store, or `Refused`."""
+        return self.admit_encoded(candidate, now).response
+
+    def admit_encoded(self, candidate: Mapping[str, Any], now: datetime) -> Admitted:
+        """`admit`, with the event's JSON, encoded once for the checks and for publishing."""
         refusals, normalised = structure(candidate)
         refusals += name_refusals(candidate)
         refused_fields = {refusal.field for refusal in refusals}
         response: SurveyResponse | None = None
+        encoded = b""
         try:
             response = SurveyResponse.model_validate(normalised)
         except ValidationError as exc:
@@ -127,11 +141,12 @@ class Admission:
             ]
         if response is not None and not refusals:
             refusals += date_refusals(response, now, self.future_tolerance)
-            refusals += size_refusals(response)
+            encoded = response.model_dump_json().encode()
+            refusals += size_refusals(encoded)
         if refusals:
             raise Refused(refusals[:MAX_REFUSALS])
         assert response is not None
-        return response
+        return Admitted(response, encoded)
 
 
 def shown(key: str) -> str:
@@ -293,9 +308,9 @@ def date_refusals(
     ]
 
 
-def size_refusals(response: SurveyResponse) -> list[Refusal]:
-    """The event must fit in a Kafka message and in a MongoDB document."""
-    size = len(response.model_dump_json().encode())
+def size_refusals(encoded: bytes) -> list[Refusal]:
+    """The event (`encoded`: its JSON) must fit in a Kafka message and in a MongoDB document."""
+    size = len(encoded)
     if size > MAX_EVENT_BYTES:
         return [
             Refusal(
@@ -305,8 +320,9 @@ def size_refusals(response: SurveyResponse) -> list[Refusal]:
             )
         ]
     try:
-        # What analytics stores; the rules above should make this impossible to fail.
-        bson.encode(response.model_dump(mode="json"))
+        # What analytics stores: the event as a document (its JSON decoded is what
+        # `model_dump(mode="json")` gives). The rules above should make this impossible to fail.
+        bson.encode(json.loads(encoded))
     except (bson.InvalidDocument, OverflowError, UnicodeError, ValueError) as exc:
         return [Refusal("(body)", Rule.STORABLE, f"cannot be stored: {exc}")]
     return []

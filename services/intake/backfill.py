@@ -149,7 +149,7 @@ async def import_record(
         if record.unreadable is not None:
             raise Rejected(400, "Malformed body", record.unreadable)
         candidate = platform.adapt(_json_body(record.payload), survey, datetime.now(UTC))
-        response = validated(candidate, admission)
+        admitted = validated(candidate, admission)
     except Rejected as rejected:
         return {"record": record.where, "reason": rejected.detail, "errors": rejected.errors}
     except Problem as problem:
@@ -162,10 +162,10 @@ async def import_record(
     # A busy database (SQLite-backed servers under write load) is retried the same way.
     for _ in range(IN_FLIGHT_TRIES):
         try:
-            return await intake.accept_response(response)
+            return await intake.accept_response(admitted.response, admitted.encoded)
         except (InFlight, PyMongoError):
             await asyncio.sleep(IN_FLIGHT_WAIT_SECONDS)
-    return await intake.accept_response(response)
+    return await intake.accept_response(admitted.response, admitted.encoded)
 
 
 async def run_import(

@@ -2,7 +2,10 @@
 
 A delivery first *claims* its id, then publishes, then *confirms*. A second delivery of the same id
 finds the confirmation (a duplicate), or a fresh claim (another replica is publishing it now),
-or a claim older than the lease (its replica died mid-publish), which it takes over.
+or a claim older than the lease (its replica died mid-publish), which it takes over. Once the
+broker acknowledged an id, the delivery is answered while its confirmation is still being
+written (`confirm_soon`): the replica that published it answers later deliveries as duplicates
+meanwhile, and the others find its claim in flight as they did while it was being published.
 
 Every decision that two replicas may race for is the insert of a new `_id`, the one write that
 every supported server makes atomic: a conditional update is not atomic on FerretDB, where two
@@ -15,6 +18,7 @@ release its successor's claim.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -27,6 +31,7 @@ from services.intake.batching import InsertBatcher
 from shared.mongo import Document
 
 CONFIRM_ATTEMPTS = 5
+logger = logging.getLogger(__name__)
 
 
 class Claim(StrEnum):
@@ -52,6 +57,8 @@ class ClaimStore:
         # key -> id of the claim this store took and has not settled yet. One process publishes
         # a key once at a time (a second delivery meanwhile is in flight), so one entry suffices.
         self._held: dict[str, str] = {}
+        # key -> the confirmation on its way of a key this process published (`confirm_soon`).
+        self._confirming: dict[str, asyncio.Task[None]] = {}
 
     @property
     def lease(self) -> timedelta:
@@ -61,6 +68,8 @@ class ClaimStore:
     async def claim(self, key: str, now: datetime | None = None) -> Claim:
         """Try to take `key` for publishing."""
         now = now or datetime.now(UTC)
+        if key in self._confirming:  # published by this process, its confirmation on its way
+            return Claim.DUPLICATE
         # Insert first: a new id, the common case, then costs one write shared with concurrent
         # requests (group commit), and a redelivery a failed insert and a read or two.
         claim_id = uuid.uuid4().hex
@@ -124,6 +133,22 @@ class ClaimStore:
                 if attempt == CONFIRM_ATTEMPTS - 1:
                     raise
                 await asyncio.sleep(0.05 * 2**attempt)
+
+    def confirm_soon(self, key: str) -> asyncio.Task[None]:
+        """`confirm` in the background, for a key the broker acknowledged: from now on a claim
+        of `key` in this process is a duplicate, and one in another replica finds the claim in
+        flight until the confirmation is written, as it did while the key was being published.
+        A confirmation that fails leaves the claim to be taken over once its lease ran out."""
+        task = asyncio.create_task(self._confirm_logged(key), name=f"confirm:{key}")
+        self._confirming[key] = task
+        task.add_done_callback(lambda _: self._confirming.pop(key, None))
+        return task
+
+    async def _confirm_logged(self, key: str) -> None:
+        try:
+            await self.confirm(key)
+        except PyMongoError as exc:
+            logger.warning("cannot confirm the claim on %s: %s", key, exc)
 
     async def renew(self, key: str) -> None:
         """Still publishing `key`: start its lease again, so that no other replica takes it over."""

@@ -61,30 +61,31 @@ class EventPublisher:
             logger.warning("Kafka did not take the pending events within %ss", bound)
         self._started = False
 
-    async def publish(self, topic: str, key: str, event: BaseModel) -> None:
+    async def publish(self, topic: str, key: str, event: BaseModel | bytes) -> None:
         """Return once the broker acknowledged (`acks=all`), else raise `BrokerUnavailable`:
-        `Unacknowledged` when the event was handed to the producer and may still be written."""
+        `Unacknowledged` when the event was handed to the producer and may still be written.
+        `event` as a model, or already encoded as its JSON."""
         await self.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         try:
-            ack = await asyncio.wait_for(
-                self._broker.publish(
-                    event.model_dump_json().encode(),
+            # `asyncio.timeout`, not `wait_for`: the same bound without a task of its own.
+            async with asyncio.timeout_at(deadline):
+                ack = await self._broker.publish(
+                    event if isinstance(event, bytes) else event.model_dump_json().encode(),
                     topic=topic,
                     key=key.encode(),
                     headers={"content-type": "application/json"},
                     no_confirm=True,
-                ),
-                self._timeout,
-            )
+                )
         except Exception as exc:
             logger.warning("publish to %s failed: %s", topic, exc)
             raise BrokerUnavailable(f"Kafka did not take the event: {exc!r}") from exc
         try:
             # Shielded: on our timeout the producer goes on retrying the record, and the caller
             # must learn how that ends (a cancelled future would hide it).
-            await asyncio.wait_for(asyncio.shield(ack), max(0.0, deadline - loop.time()))
+            async with asyncio.timeout_at(deadline):
+                await asyncio.shield(ack)
         except TimeoutError as exc:
             logger.warning("publish to %s not acknowledged within %ss", topic, self._timeout)
             raise Unacknowledged(

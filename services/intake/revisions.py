@@ -4,7 +4,9 @@ A revision's own claim (`revision_claim_key`) makes a second delivery of it a du
 small document per response, written only once a revision above 1 was published, answers
 `superseded` to a lower revision that arrives later, without a scan: one read by `_id` of a
 collection that holds only the revised responses (a response never revised has no document, so
-its first revision costs a read that finds nothing).
+its first revision costs a read that finds nothing). The reads of concurrent requests go
+together in one `find` by `$in` (`FindBatcher`): a server that scans the collection for any
+filter (FerretDB) then scans it once for all of them.
 
 The document is raised with `$max`, which servers without atomic updates (FerretDB) may apply
 out of order when two revisions of one response are accepted at the same moment: it may then
@@ -17,6 +19,7 @@ from __future__ import annotations
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from services.intake.batching import FindBatcher
 from shared.mongo import Document
 
 REVISION = "revision"
@@ -33,10 +36,11 @@ class RevisionStore:
 
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._collection = collection
+        self._reads = FindBatcher(collection, [REVISION])
 
     async def newest(self, identity: str) -> int:
         """The newest revision accepted of `identity` as far as known (1 when never revised)."""
-        found = await self._collection.find_one({"_id": identity}, {REVISION: 1})
+        found = await self._reads.find(identity)
         return int(found[REVISION]) if found else 1
 
     async def accepted(self, identity: str, revision: int) -> None:

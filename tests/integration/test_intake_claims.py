@@ -105,3 +105,20 @@ async def test_claim_confirmed_by_earlier_version_duplicate(
     )
 
     assert await ClaimStore(collections[1], LEASE).claim(key) is Claim.DUPLICATE
+
+
+async def test_claim_while_confirmation_on_its_way_duplicate_here_in_flight_elsewhere(
+    collections: list[AsyncCollection[mongo.Document]],
+) -> None:
+    here, elsewhere = (ClaimStore(collection, LEASE) for collection in collections[:2])
+    key = "generic:confirming"
+    assert await here.claim(key) is Claim.CLAIMED
+
+    confirming = here.confirm_soon(key)  # the broker acknowledged it
+    at_once = await asyncio.gather(here.claim(key), elsewhere.claim(key))
+    await confirming
+
+    assert at_once[0] is Claim.DUPLICATE  # this process knows it is published
+    assert at_once[1] in (Claim.IN_FLIGHT, Claim.DUPLICATE)  # as while it was being published
+    assert await elsewhere.claim(key) is Claim.DUPLICATE
+    assert await here.claim(key) is Claim.DUPLICATE

@@ -286,7 +286,9 @@ class RecordingIntake:
         self.published: list[SurveyResponse] = []
         self._seen: set[str] = set()
 
-    async def accept_response(self, response: SurveyResponse) -> Outcome:
+    async def accept_response(
+        self, response: SurveyResponse, encoded: bytes | None = None
+    ) -> Outcome:
         if response.identity in self._seen:
             return Outcome.DUPLICATE
         self._seen.add(response.identity)
