@@ -6,9 +6,9 @@ claimed it (`claims`, an insert: atomic on every server), on top of the version 
 replicas writing at once lose nothing, with or without transactions. A writer that died between
 its claim and its write is passed over after `INDEX_CLAIM_TIMEOUT` (its event is read again).
 
-A batch of records costs one read of the buckets it touches, one insert of their claims and one
-bulk write of the claimed versions, whatever its size: a server that scans for every `_id`
-(FerretDB) pays per command, not per record.
+A batch of records costs one read of the buckets it touches, one insert of their claims and a
+bulk write of the claimed versions (at most 256 buckets: a few commands), whatever its size: a
+server that scans for every `_id` (FerretDB) pays per command, not per record.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from shared.mongo import Document
 MATCH_INDEX = "notifier_match_index"
 # Far longer than one bucket write takes: only a writer that died is passed over.
 INDEX_CLAIM_TIMEOUT = timedelta(seconds=30)
+# Bucket writes per command: FerretDB 1.24 stalls on an update command of a hundred or more.
+WRITES_PER_COMMAND = 50
 CLAIM_RETRY_PAUSE_SECONDS = 0.005  # the winner is writing: read its version next
 
 
@@ -100,8 +102,10 @@ class MatchIndex:
                 for b, (v, data) in versions.items()
                 if f"{b}@{v + 1}" in taken
             ]
-            if writes:
-                await self._index.bulk_write(writes, ordered=False)
+            for start in range(0, len(writes), WRITES_PER_COMMAND):
+                await self._index.bulk_write(
+                    writes[start : start + WRITES_PER_COMMAND], ordered=False
+                )
             lost = {b: v for b, (v, _) in versions.items() if f"{b}@{v + 1}" not in taken}
             pending = {b: pending[b] for b in lost}
             if pending:

@@ -201,6 +201,14 @@ class FocalPoint:
         return (self.survey_id, self.response_id) == (survey_id, response_id)
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A response whose write the database refuses for what it is (`shared.failures`): the
+    same write would be refused at every attempt. `error` as the write raised it."""
+
+    error: Exception
+
+
 def first_record(key: str, response: SurveyResponse, withheld_at: datetime | None) -> FocalPoint:
     """The record `response` makes of a focal point the registry holds nothing of yet: what
     the latest response says (a withdrawal keeps no name, address or city), subscribed,

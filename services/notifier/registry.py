@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -30,7 +29,7 @@ from services.notifier.match_index import MATCH_INDEX as MATCH_INDEX
 from services.notifier.match_index import MatchIndex
 from services.notifier.matching import focal_point_codes, match
 from services.notifier.records import FocalPoint as Record
-from services.notifier.records import Preferences, Request, first_record
+from services.notifier.records import Preferences, Refused, Request, first_record, stored_time
 from shared.events import TOLERANT, FocalPoint, PilotAnnounced, ResponseReview, SurveyResponse
 from shared.failures import Disposition, classify
 from shared.mongo import Document
@@ -157,6 +156,8 @@ class Registry:
             first = first_record(key, response, now if withheld[response.identity] else None)
             request = first_request(first) if first_request else None
             if request is not None:
+                times = stored_time(request.requested_at), stored_time(request.expires_at)
+                request = dataclasses.replace(request, requested_at=times[0], expires_at=times[1])
                 first = dataclasses.replace(first, request=request)
                 asked.add(n)
             firsts[n] = first
@@ -502,14 +503,6 @@ class Registry:
         if document is None:
             return None
         return PilotAnnounced.model_validate(document["pilot"], context=TOLERANT)
-
-
-@dataclass(frozen=True)
-class Refused:
-    """A response whose write the database refuses for what it is (`shared.failures`): the
-    same write would be refused at every attempt. `error` as the write raised it."""
-
-    error: Exception
 
 
 Registered = Record | Refused | None
