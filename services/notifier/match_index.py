@@ -14,7 +14,7 @@ server that scans for every `_id` (FerretDB) pays per command, not per record.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, timedelta
 
 from pymongo import UpdateOne
@@ -32,6 +32,9 @@ INDEX_CLAIM_TIMEOUT = timedelta(seconds=30)
 # Bucket writes per command: FerretDB 1.24 stalls on an update command of a hundred or more.
 WRITES_PER_COMMAND = 50
 CLAIM_RETRY_PAUSE_SECONDS = 0.005  # the winner is writing: read its version next
+
+
+FIRST_REVISION = 1
 
 
 def entry_of(record: FocalPoint, *, require_confirmation: bool) -> IndexEntry:
@@ -77,11 +80,21 @@ class MatchIndex:
         self._claims = Claims(db)
         self._require_confirmation = require_confirmation
 
-    async def copy(self, records: Iterable[FocalPoint]) -> None:
+    async def copy(self, records: Iterable[FocalPoint], fresh: Collection[str] = ()) -> None:
         """Copy `records` into the index unless a newer copy of each is there: once per bucket
-        touched, however many of them share it."""
+        touched, however many of them share it.
+
+        `fresh`: keys whose record was just made by an insert (there was none, so neither an
+        entry). Such a record's first revision without codes (an address not confirmed yet, a
+        first response that is withheld or withdraws) needs no entry: it matches nothing, and
+        no older revision exists whose copy could land later. Leaving it out spares a
+        campaign's new addresses every bucket write until they confirm."""
         entries = (entry_of(r, require_confirmation=self._require_confirmation) for r in records)
-        pending = wanted_by_bucket(entries)
+        pending = wanted_by_bucket(
+            e
+            for e in entries
+            if e.codes or e.revision != FIRST_REVISION or e.email_key not in fresh
+        )
         while pending:
             found = self._index.find({"_id": {"$in": sorted(pending)}})
             stored = {str(bucket["_id"]): bucket async for bucket in found}

@@ -121,7 +121,7 @@ class Registry:
             outcomes[n] = Refused(error)
             del todo[n]
         withheld = await self._withheld_of({response.identity for response, _ in todo.values()})
-        written, asked = await self._write_many(todo, withheld, first_request, outcomes)
+        written, asked, fresh = await self._write_many(todo, withheld, first_request, outcomes)
         latest = {
             n: record
             for n, record in written.items()
@@ -133,7 +133,9 @@ class Registry:
         for n, record in latest.items():
             written[n] = await self._settle(record, after[todo[n][0].identity], n in asked)
         # Also when nothing changed: the copy may be what a crashed replica left undone.
-        await self._match_index.copy(record for record in written.values() if record is not None)
+        await self._match_index.copy(
+            (record for record in written.values() if record is not None), fresh
+        )
         for n, stored in written.items():
             outcomes[n] = stored
         return outcomes
@@ -144,11 +146,12 @@ class Registry:
         withheld: dict[str, bool],
         first_request: FirstRequest | None,
         outcomes: list[Registered],
-    ) -> tuple[dict[int, Record | None], set[int]]:
+    ) -> tuple[dict[int, Record | None], set[int], set[str]]:
         """Write the records of `todo` (position -> response, key): every first record in one
         insert, then the guarded update of those that exist, a few at once. The records
-        written (or read back) by position, the refused ones in `outcomes`, and the positions
-        whose first record holds a confirmation request (`first_request`)."""
+        written (or read back) by position, the refused ones in `outcomes`, the positions
+        whose first record holds a confirmation request (`first_request`), and the keys whose
+        record the insert made."""
         now = datetime.now(UTC)
         firsts: dict[int, Record] = {}
         asked: set[int] = set()
@@ -164,11 +167,13 @@ class Registry:
         order = list(firsts)
         inserted = await insert_each(self._focal_points, [first_document(firsts[n]) for n in order])
         written: dict[int, Record | None] = {}
+        fresh: set[str] = set()
         for position, n in enumerate(order):
             if position in inserted.refused:
                 outcomes[n] = Refused(inserted.refused[position])
             elif position not in inserted.duplicates:
                 written[n] = firsts[n]
+                fresh.add(firsts[n].key)
         existing = [order[p] for p in sorted(inserted.duplicates)]
         at_once = asyncio.Semaphore(GUARDED_AT_ONCE)
 
@@ -184,7 +189,7 @@ class Registry:
                 outcomes[n] = outcome
             else:
                 written[n] = outcome
-        return written, asked
+        return written, asked, fresh
 
     async def _guarded_or_refused(
         self, response: SurveyResponse, key: str, withheld: bool, now: datetime

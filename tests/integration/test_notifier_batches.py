@@ -72,7 +72,7 @@ async def test_on_responses_crash_before_index_write_repaired_when_read_again(
     emails = addresses(run_id, "crash", 50)
     batch = [response(n, email) for n, email in enumerate(emails)]
 
-    async def dies(self: match_index.MatchIndex, records: object) -> None:
+    async def dies(self: match_index.MatchIndex, records: object, fresh: object = ()) -> None:
         raise ConnectionError("the replica died before the index write")
 
     with monkeypatch.context() as patched:

@@ -164,3 +164,21 @@ async def test_register_new_address_one_insert_no_guarded_update(
     assert db[FOCAL_POINTS].documents == {key: first_document(record)}
     assert (record.revision, record.unsubscribed, record.withheld_at) == (1, False, None)
     assert indexed(db, key) == IndexEntry(key, 1, record.country, record.survey_codes)
+
+
+async def test_register_new_unconfirmed_address_no_bucket_written_until_it_has_codes(
+    make_event: Callable[..., SurveyResponse],
+) -> None:
+    db = Database()
+    confirming = Registry(cast(AsyncDatabase[Document], db), EmailKeys("secret"))
+    given = make_event()
+
+    record = await confirming.register(given)
+    assert record is not None
+    before = dict(db[MATCH_INDEX].documents)
+    # The same first revision, not from an insert of this call (a record was there): copied.
+    await confirming.reindex(record)
+
+    assert record.revision == 1 and record.confirmed_at is None
+    assert before == {}
+    assert indexed(db, record.key) == IndexEntry(record.key, 1, record.country, ())
