@@ -174,6 +174,7 @@ class Registry:
             elif position not in inserted.duplicates:
                 written[n] = firsts[n]
                 fresh.add(firsts[n].key)
+        asked &= set(written)  # a request goes only with a record the insert made
         existing = [order[p] for p in sorted(inserted.duplicates)]
         at_once = asyncio.Semaphore(GUARDED_AT_ONCE)
 

@@ -103,25 +103,35 @@ async def test_on_responses_review_noted_during_write_first_request_dropped(
         response(1, f"rejected-{run_id}@example.org"),
         response(2, f"asked-{run_id}@example.org"),
     )
+    # Registered and asked before; its later response is rejected too: its request stays.
+    known = f"known-{run_id}@example.org"
+    await notifier.on_responses([response(3, known)])
+    known_later = response(4, known, at=T0 + timedelta(days=1))
     write_many = Registry._write_many
 
     async def rejected_meanwhile(self: Registry, *args: Any) -> Any:
         written = await write_many(self, *args)
-        # An operator's rejection, noted after the reviews were read and the records written.
-        await self._note(reviews.NotedReview("r1", rejected.identity, "rejected", (1, "r1")))
+        # An operator's rejections, noted after the reviews were read and the records written.
+        for n, of in enumerate((rejected, known_later)):
+            await self._note(reviews.NotedReview(f"r{n}", of.identity, "rejected", (1, f"r{n}")))
         return written
 
     monkeypatch.setattr(Registry, "_write_many", rejected_meanwhile)
     try:
-        handled = await notifier.on_responses([rejected, asked])
-        withheld = await registry.get(registry.key(f"rejected-{run_id}@example.org"))
-        kept = await registry.get(registry.key(f"asked-{run_id}@example.org"))
-        emails = [await deliveries.of_focal_point(r.key) for r in (withheld, kept) if r]
+        handled = await notifier.on_responses([rejected, asked, known_later])
+        records = [
+            await registry.get(registry.key(f"{who}-{run_id}@example.org"))
+            for who in ("rejected", "asked", "known")
+        ]
+        emails = [await deliveries.of_focal_point(r.key) for r in records if r]
     finally:
         await client.drop_database(f"test_{run_id}")
         await client.close()
 
+    withheld, kept, known_record = records
     assert handled.created == 1
     assert withheld is not None and withheld.withheld and withheld.request is None
     assert kept is not None and kept.request is not None and kept.request.number == 1
-    assert [[d.request for d in found] for found in emails] == [[], [1]]
+    assert known_record is not None and known_record.withheld
+    assert known_record.request is not None and known_record.request.number == 1
+    assert [[d.request for d in found] for found in emails] == [[], [1], [1]]
