@@ -5,11 +5,13 @@ FerretDB, where two replicas can both match the same filter and both write.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.notifier.bulk import insert_each
 from shared.mongo import Document
 
 CLAIMS = "notifier_claims"
@@ -28,6 +30,13 @@ class Claims:
         except DuplicateKeyError:
             return False
         return True
+
+    async def take_many(self, keys: Sequence[str], now: datetime) -> set[str]:
+        """The keys of `keys` this caller took first, in one insert of them all."""
+        inserted = await insert_each(self._claims, [{"_id": key, "at": now} for key in keys])
+        if inserted.refused:  # a claim is a key and a time: never the document's own fault
+            raise next(iter(inserted.refused.values()))
+        return {key for n, key in enumerate(keys) if n not in inserted.duplicates}
 
     async def taken_at(self, key: str) -> datetime | None:
         """When `key` was taken, if it was."""

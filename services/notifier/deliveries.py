@@ -43,6 +43,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.notifier.bulk import insert_each
 from services.notifier.claims import Claims
 from services.notifier.records import CONFIRMATION, Delivery, DeliveryStatus
 from shared.mongo import Document
@@ -110,11 +111,13 @@ class Deliveries:
             EMAILS.labels("suppressed").inc()
         return True
 
-    async def create_confirmation(self, email_key: str, number: int) -> bool:
-        """The email of confirmation request `number`, due now; False when it already exists."""
+    async def create_confirmations(self, requests: Sequence[tuple[str, int]]) -> int:
+        """The emails of these confirmation requests (focal point's key, request number), due
+        now, in one insert; how many were new (the others exist already)."""
         now = datetime.now(UTC)
-        try:
-            await self._deliveries.insert_one(
+        inserted = await insert_each(
+            self._deliveries,
+            [
                 {
                     "_id": confirmation_id(number, email_key),
                     "kind": CONFIRMATION,
@@ -126,10 +129,12 @@ class Deliveries:
                     "created_at": now,
                     "next_attempt_at": now,
                 }
-            )
-        except DuplicateKeyError:
-            return False
-        return True
+                for email_key, number in requests
+            ],
+        )
+        if inserted.refused:  # a key, a number and times: never the document's own fault
+            raise next(iter(inserted.refused.values()))
+        return len(requests) - len(inserted.duplicates)
 
     async def claim_due(self, now: datetime | None = None) -> Delivery | None:
         """Take the next delivery that is due, or whose sender died; None when there is none.

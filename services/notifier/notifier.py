@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from services.notifier import consent
 from services.notifier.matching import shared_codes
 from services.notifier.ports import DeliveriesPort, RegistryPort, SuppressionsPort
-from services.notifier.records import FocalPoint
+from services.notifier.records import FocalPoint, Refused
 from services.notifier.settings import NotifierSettings
 from shared.events import PilotAnnounced, ResponseReview, SurveyResponse
 
@@ -21,6 +21,31 @@ logger = logging.getLogger(__name__)
 
 def _idle() -> None:
     """No dispatcher to wake (a command, or a test that sends by hand)."""
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What a batch of responses made: deliveries created, and the responses (by position)
+    the database refused for what they are, with the error."""
+
+    created: int
+    refused: list[tuple[int, Exception]]
+
+
+def rounds(keys: Sequence[str | None]) -> list[list[int]]:
+    """Positions of `keys` in rounds: round k holds the k-th occurrence of each key, so that
+    one round never holds a key twice and a key's positions come in order. (`None`: no key,
+    all in the first round.)"""
+    seen: dict[str | None, int] = {}
+    out: list[list[int]] = []
+    for position, key in enumerate(keys):
+        k = 0 if key is None else seen.get(key, 0)
+        if key is not None:
+            seen[key] = k + 1
+        if k == len(out):
+            out.append([])
+        out[k].append(position)
+    return out
 
 
 @dataclass
@@ -37,15 +62,47 @@ class Notifier:
 
     async def on_response(self, response: SurveyResponse) -> int:
         """Register the response's focal point; returns the deliveries it got: a confirmation
-        request (double opt-in) or, once confirmed, the open pilots that match."""
-        # Rejected on arrival (Kobo: not approved), the record is kept withheld: nobody is
-        # mailed because of it, and an approval later restores it (`on_review`).
-        record = await self.registry.register(response)
-        if record is None:
-            return 0
-        latest = record.is_latest(response.survey_id, response.response_id)
-        created = await self._request_confirmation(record, latest, response.received_at)
-        return created + await self._open_pilots_for(record)
+        request (double opt-in) or, once confirmed, the open pilots that match. Raises what the
+        database refused."""
+        handled = await self.on_responses([response])
+        for _, error in handled.refused:
+            raise error
+        return handled.created
+
+    async def on_responses(self, responses: Sequence[SurveyResponse]) -> Handled:
+        """`on_response` for each of `responses`, a few commands for them all. One focal
+        point's responses go in the order given, one per round (`rounds`); within a round
+        each step (register, ask to confirm, deliver open pilots) is done for all before the
+        next, so each record is in the match index before pilots are read for it."""
+        created, refused = 0, []
+        first_request = self._first_request if self.settings.double_opt_in else None
+        keys = [
+            None if r.focal_point is None else self.registry.key(str(r.focal_point.email))
+            for r in responses
+        ]
+        for positions in rounds(keys):
+            outcomes = await self.registry.register_many(
+                [responses[n] for n in positions], first_request
+            )
+            # Rejected on arrival (Kobo: not approved), the record is kept withheld: nobody is
+            # mailed because of it, and an approval later restores it (`on_review`).
+            registered: list[tuple[FocalPoint, bool, datetime]] = []
+            for n, outcome in zip(positions, outcomes, strict=True):
+                if isinstance(outcome, Refused):
+                    refused.append((n, outcome.error))
+                elif outcome is not None:
+                    response = responses[n]
+                    latest = outcome.is_latest(response.survey_id, response.response_id)
+                    registered.append((outcome, latest, response.received_at))
+            created += await self._request_confirmations(registered)
+            created += await self._open_pilots_for([record for record, _, _ in registered])
+        return Handled(created, refused)
+
+    def _first_request(self, record: FocalPoint) -> consent.Request | None:
+        """The confirmation request a focal point's first record is stored with: the one a
+        consenting new address is asked at once (`consent.confirmation_step`)."""
+        step, request = self._confirmation_step(record, True, datetime.now(UTC))
+        return request if step is consent.Step.NEW else None
 
     async def on_review(self, review: ResponseReview) -> int:
         """Apply a review (or retraction) of a response to the focal point registered from it:
@@ -55,31 +112,33 @@ class Notifier:
         created = 0
         for record, released in await self.registry.review(review):
             if released:
-                created += await self._request_confirmation(record, True, datetime.now(UTC))
-                created += await self._open_pilots_for(record)
+                created += await self._request_confirmations([(record, True, datetime.now(UTC))])
+                created += await self._open_pilots_for([record])
         return created
 
-    async def _open_pilots_for(self, record: FocalPoint) -> int:
-        """Deliveries of every open pilot matching `record` (when pilots may go to them)."""
-        if not consent.receives_pilots(record, require_confirmation=self.settings.double_opt_in):
+    async def _open_pilots_for(self, records: Sequence[FocalPoint]) -> int:
+        """Deliveries of every open pilot matching each of `records` (when pilots may go to
+        them); the pilots are read once for them all."""
+        double_opt_in = self.settings.double_opt_in
+        receiving = [
+            r for r in records if consent.receives_pilots(r, require_confirmation=double_opt_in)
+        ]
+        if not receiving:
             return 0
         created = 0
-        suppressed = await self._suppressed({record.key})
-        for pilot in await self.registry.open_pilots(datetime.now(UTC).date()):
-            codes = shared_codes(pilot, consent.codes(record), record.country)
-            created += await self._deliver(pilot, record.key, codes, suppressed)
+        pilots = await self.registry.open_pilots(datetime.now(UTC).date())
+        for record in receiving:
+            suppressed = await self._suppressed({record.key})
+            for pilot in pilots:
+                codes = shared_codes(pilot, consent.codes(record), record.country)
+                created += await self._deliver(pilot, record.key, codes, suppressed)
         return created
 
-    async def _request_confirmation(
+    def _confirmation_step(
         self, record: FocalPoint, latest: bool, received_at: datetime
-    ) -> int:
-        """Ask the owner of a consenting address to confirm it, unless asked already (1 when
-        this made the request's email). `latest`: the record comes from the response at hand,
-        received at `received_at`."""
-        if not self.settings.double_opt_in:
-            return 0
+    ) -> tuple[consent.Step, consent.Request | None]:
         settings = self.settings
-        step, request = consent.confirmation_step(
+        return consent.confirmation_step(
             record,
             datetime.now(UTC),
             latest=latest,
@@ -87,17 +146,31 @@ class Notifier:
             ttl=timedelta(seconds=settings.confirmation_ttl_seconds),
             resend_after=timedelta(seconds=settings.confirmation_resend_seconds),
         )
-        if request is None or step is consent.Step.NOTHING:
+
+    async def _request_confirmations(
+        self, registered: Sequence[tuple[FocalPoint, bool, datetime]]
+    ) -> int:
+        """Ask the owners of consenting addresses to confirm them, unless asked already; how
+        many request emails this made (one insert for them all). Each of `registered`: the
+        record, whether it comes from the response at hand (`latest`), received when."""
+        if not self.settings.double_opt_in:
             return 0
-        email_key = record.key
-        if step is consent.Step.NEW:
-            await self.registry.request_confirmation(email_key, request)
+        asks: list[tuple[str, int]] = []
+        for record, latest, received_at in registered:
+            step, request = self._confirmation_step(record, latest, received_at)
+            if request is None or step is consent.Step.NOTHING:
+                continue
+            if step is consent.Step.NEW:
+                await self.registry.request_confirmation(record.key, request)
+            asks.append((record.key, request.number))
+        if not asks:
+            return 0
         # The request's email has one record, ever: a redelivered response, a second replica or
         # a retry after a crash between these two writes all land on the same one.
-        created = await self.deliveries.create_confirmation(email_key, request.number)
+        created = await self.deliveries.create_confirmations(asks)
         if created:
             self.wake()
-        return int(created)
+        return created
 
     async def confirm(self, link_id: str) -> tuple[str, FocalPoint | None]:
         """The owner of an address posted the confirmation form of a link sent to them.
@@ -114,7 +187,7 @@ class Notifier:
             # A second click on the same link once it worked says the same.
             done = consent.confirmed_and_subscribed(record)
             return ("done" if done else "expired"), record
-        await self._open_pilots_for(confirmed)
+        await self._open_pilots_for([confirmed])
         return "done", confirmed
 
     async def expire_unconfirmed(self) -> int:

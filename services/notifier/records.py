@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from shared.events import PilotAnnounced
+from services.notifier.matching import focal_point_codes
+from shared.events import PilotAnnounced, SurveyResponse
 
 CONFIRMATION = "confirmation"  # the `kind` of a confirmation email; pilot deliveries have none
 
@@ -198,6 +199,46 @@ class FocalPoint:
     def is_latest(self, survey_id: str, response_id: str) -> bool:
         """Whether the record comes from that response (not from a later one)."""
         return (self.survey_id, self.response_id) == (survey_id, response_id)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A response whose write the database refuses for what it is (`shared.failures`): the
+    same write would be refused at every attempt. `error` as the write raised it."""
+
+    error: Exception
+
+
+def first_record(key: str, response: SurveyResponse, withheld_at: datetime | None) -> FocalPoint:
+    """The record `response` makes of a focal point the registry holds nothing of yet: what
+    the latest response says (a withdrawal keeps no name, address or city), subscribed,
+    revision 1, `withheld_at` when a review noted before it withholds it. Times as the
+    database keeps them (milliseconds), so the record is what reading it back gives."""
+    focal_point = response.focal_point
+    if focal_point is None:
+        raise ValueError("focal_point: a response without one registers nobody")
+    consenting = focal_point.consent
+    return FocalPoint(
+        key,
+        email=str(focal_point.email) if consenting else None,
+        name=focal_point.name if consenting else None,
+        survey_language=focal_point.language,
+        consent=consenting,
+        country=response.respondent.country,
+        city=response.respondent.city if consenting else None,
+        survey_codes=tuple(focal_point_codes(response)) if consenting else (),
+        survey_id=response.survey_id,
+        response_id=response.response_id,
+        submitted_at=stored_time(response.submitted_at),
+        response_revision=response.revision,
+        withheld_at=None if withheld_at is None else stored_time(withheld_at),
+        revision=1,
+    )
+
+
+def stored_time(moment: datetime) -> datetime:
+    """`moment` as BSON keeps it: to the millisecond."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _text(value: Any) -> str | None:

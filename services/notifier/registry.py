@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pymongo import ASCENDING
@@ -22,32 +23,28 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.notifier import consent, reviews
-from services.notifier.claims import Claims
-from services.notifier.matching import (
-    IndexEntry,
-    bucket_of,
-    decode_bucket,
-    encode_bucket,
-    focal_point_codes,
-    match,
-)
+from services.notifier.bulk import insert_each
+from services.notifier.match_index import INDEX_CLAIM_TIMEOUT as INDEX_CLAIM_TIMEOUT
+from services.notifier.match_index import MATCH_INDEX as MATCH_INDEX
+from services.notifier.match_index import MatchIndex
+from services.notifier.matching import focal_point_codes, match
 from services.notifier.records import FocalPoint as Record
-from services.notifier.records import Preferences, Request
+from services.notifier.records import Preferences, Refused, Request, first_record, stored_time
 from shared.events import TOLERANT, FocalPoint, PilotAnnounced, ResponseReview, SurveyResponse
+from shared.failures import Disposition, classify
 from shared.mongo import Document
 from shared.personal import EmailKeys
 
 FOCAL_POINTS = "notifier_focal_points"
 PILOTS = "notifier_pilots"
-MATCH_INDEX = "notifier_match_index"
 # Opaque id of a link (`unsubscribe.opaque_id`) -> registry key: a small document per focal point
 # emailed, so a link is resolved without the address in it.
 LINK_IDS = "notifier_link_ids"
 # Every review of a response noted (`reviews`): insert-only, one document per review.
 REVIEWS = "notifier_reviews"
+# Guarded updates (a record there already) of one batch running at once.
+GUARDED_AT_ONCE = 8
 LINKS_REMEMBERED = 100_000  # link ids a replica keeps in memory (~10 MB at most)
-# Far longer than one bucket write takes: only a writer that died is passed over.
-INDEX_CLAIM_TIMEOUT = timedelta(seconds=30)
 
 
 class Registry:
@@ -67,7 +64,7 @@ class Registry:
         # (link id, record revision) pairs this replica knows are stored: an erasure deletes the
         # link id and moves the revision on, so a person registered again gets it written again.
         self._linked: set[tuple[str, int]] = set()
-        self._claims = Claims(db)
+        self._match_index = MatchIndex(db, require_confirmation=require_confirmation)
 
     def key(self, email: str) -> str:
         """The registry key of `email` (`shared.personal`): the `_id` of its record and the
@@ -83,25 +80,150 @@ class Registry:
         )
         await self._reviews.create_index([("identity", ASCENDING)])
 
-    async def register(self, response: SurveyResponse) -> Record | None:
+    async def register(
+        self, response: SurveyResponse, first_request: FirstRequest | None = None
+    ) -> Record | None:
         """Record the focal point of `response` unless a later response of theirs is already in.
 
         Interests, language, city and consent all come from the latest response; an unsubscribe
         stays whatever later responses say (`_consent`). A withdrawal
         (`consent: false`) keeps only what is needed to honour it and to order later responses.
         Returns the record as it now stands (changed or not), so that open pilots can be matched
-        against it again: the replica that stored it may have died before it did that.
+        against it again: the replica that stored it may have died before it did that. Raises
+        what the database refused (`register_many` says when).
         """
+        (outcome,) = await self.register_many([response], first_request)
+        if isinstance(outcome, Refused):
+            raise outcome.error
+        return outcome
+
+    async def register_many(
+        self, responses: Sequence[SurveyResponse], first_request: FirstRequest | None = None
+    ) -> list[Registered]:
+        """`register` each of `responses`, of distinct focal points (`ValueError` otherwise: the
+        caller keeps the order of one focal point's responses), in a few commands for them all:
+        one insert of the reviews they carry, one read of the reviews before the write and one
+        after it, one insert of the first records, a guarded update only for a focal point
+        with a record already, and one copy into the match index. Each outcome: the record as
+        it now stands, None without a focal point, or `Refused` (stored nothing).
+
+        `first_request`: the confirmation request a focal point's first record holds from the
+        start (stored in the same insert rather than by an update that scans)."""
+        todo: dict[int, tuple[SurveyResponse, str]] = {
+            n: (response, self.key(str(response.focal_point.email)))
+            for n, response in enumerate(responses)
+            if response.focal_point is not None
+        }
+        if len({key for _, key in todo.values()}) < len(todo):
+            raise ValueError("responses: at most one of each focal point")
+        outcomes: list[Registered] = [None] * len(responses)
+        for n, error in (await self._note_arrivals(todo)).items():
+            outcomes[n] = Refused(error)
+            del todo[n]
+        withheld = await self._withheld_of({response.identity for response, _ in todo.values()})
+        written, asked, fresh = await self._write_many(todo, withheld, first_request, outcomes)
+        latest = {
+            n: record
+            for n, record in written.items()
+            if record is not None and record.is_latest(todo[n][0].survey_id, todo[n][0].response_id)
+        }
+        # A review taken while these were written may have missed the records: read the
+        # reviews again now that they are there (`review` reads the records after noting).
+        after = await self._withheld_of({todo[n][0].identity for n in latest})
+        for n, record in latest.items():
+            written[n] = await self._settle(record, after[todo[n][0].identity], n in asked)
+        # Also when nothing changed: the copy may be what a crashed replica left undone.
+        await self._match_index.copy(
+            (record for record in written.values() if record is not None), fresh
+        )
+        for n, stored in written.items():
+            outcomes[n] = stored
+        return outcomes
+
+    async def _write_many(
+        self,
+        todo: dict[int, tuple[SurveyResponse, str]],
+        withheld: dict[str, bool],
+        first_request: FirstRequest | None,
+        outcomes: list[Registered],
+    ) -> tuple[dict[int, Record | None], set[int], set[str]]:
+        """Write the records of `todo` (position -> response, key): every first record in one
+        insert, then the guarded update of those that exist, a few at once. The records
+        written (or read back) by position, the refused ones in `outcomes`, the positions
+        whose first record holds a confirmation request (`first_request`), and the keys whose
+        record the insert made."""
+        now = datetime.now(UTC)
+        firsts: dict[int, Record] = {}
+        asked: set[int] = set()
+        for n, (response, key) in todo.items():
+            first = first_record(key, response, now if withheld[response.identity] else None)
+            request = first_request(first) if first_request else None
+            if request is not None:
+                times = stored_time(request.requested_at), stored_time(request.expires_at)
+                request = dataclasses.replace(request, requested_at=times[0], expires_at=times[1])
+                first = dataclasses.replace(first, request=request)
+                asked.add(n)
+            firsts[n] = first
+        order = list(firsts)
+        inserted = await insert_each(self._focal_points, [first_document(firsts[n]) for n in order])
+        written: dict[int, Record | None] = {}
+        fresh: set[str] = set()
+        for position, n in enumerate(order):
+            if position in inserted.refused:
+                outcomes[n] = Refused(inserted.refused[position])
+            elif position not in inserted.duplicates:
+                written[n] = firsts[n]
+                fresh.add(firsts[n].key)
+        asked &= set(written)  # a request goes only with a record the insert made
+        existing = [order[p] for p in sorted(inserted.duplicates)]
+        at_once = asyncio.Semaphore(GUARDED_AT_ONCE)
+
+        async def guarded(n: int) -> Record | Refused | None:
+            response, key = todo[n]
+            async with at_once:
+                return await self._guarded_or_refused(
+                    response, key, withheld[response.identity], now
+                )
+
+        for n, outcome in zip(existing, await asyncio.gather(*map(guarded, existing)), strict=True):
+            if isinstance(outcome, Refused):
+                outcomes[n] = outcome
+            else:
+                written[n] = outcome
+        return written, asked, fresh
+
+    async def _guarded_or_refused(
+        self, response: SurveyResponse, key: str, withheld: bool, now: datetime
+    ) -> Record | Refused | None:
+        try:
+            return await self._guarded(response, key, withheld, now)
+        except Exception as exc:
+            if classify(exc) is Disposition.DEAD_LETTER:
+                return Refused(exc)
+            raise
+
+    async def _note_arrivals(
+        self, todo: dict[int, tuple[SurveyResponse, str]]
+    ) -> dict[int, Exception]:
+        """Note the reviews the responses carry on arrival, in one insert (a redelivered one is
+        noted already); the responses whose review the database refused."""
+        arrivals = [
+            (n, arrival)
+            for n, (response, _) in todo.items()
+            if (arrival := reviews.on_arrival(response)) is not None
+        ]
+        inserted = await insert_each(self._reviews, [_review_document(a) for _, a in arrivals])
+        return {arrivals[p][0]: error for p, error in inserted.refused.items()}
+
+    async def _guarded(
+        self, response: SurveyResponse, key: str, withheld: bool, now: datetime
+    ) -> Record | None:
+        """The guarded upsert: the record of `key` replaced by what `response` says when it is
+        older (and no unsubscribe came after `response`), made when there is none."""
         focal_point = response.focal_point
-        if focal_point is None:
-            return None
-        key = self.key(str(focal_point.email))
-        arrival = reviews.on_arrival(response)
-        if arrival is not None:
-            await self._note(arrival)
-        withheld = await self._withheld(response.identity)
+        assert focal_point is not None
         update = (_consent if focal_point.consent else _withdrawal)(response, focal_point)
-        update = _with_review(update, withheld, datetime.now(UTC))
+        update = _with_review(update, withheld, now)
         try:
             updated = await self._focal_points.find_one_and_update(
                 {
@@ -124,16 +246,7 @@ class Registry:
         except DuplicateKeyError:
             # A later (or the same) response of this focal point is already in.
             updated = await self._focal_points.find_one({"_id": key})
-        if updated is None:
-            return None
-        record = record_of(updated)
-        if record.is_latest(response.survey_id, response.response_id):
-            # A review taken while this was written may have missed the record: read the
-            # reviews again now that it is there (`review` reads the records after noting).
-            record = await self._settle(record, response.identity)
-        # Also when nothing changed: the copy may be what a crashed replica left undone.
-        await self._copy_to_index(record)
-        return record
+        return None if updated is None else record_of(updated)
 
     async def review(self, review: ResponseReview) -> list[tuple[Record, bool]]:
         """Note an operator's review (or retraction) of a response and apply it to the focal
@@ -146,44 +259,50 @@ class Registry:
         settled = []
         async for document in found:
             before = record_of(document)
-            after = await self._settle(before, review.identity)
+            after = await self._settle(before, await self._withheld(review.identity))
             await self._copy_to_index(after)
             settled.append((after, before.withheld and not after.withheld))
         return settled
 
-    async def _settle(self, record: Record, identity: str) -> Record:
-        """`record` withheld or not as the latest review of its response says (one update when
-        that changed); the record as it then stands."""
-        withheld = await self._withheld(identity)
+    async def _settle(self, record: Record, withheld: bool, drop_request: bool = False) -> Record:
+        """`record` withheld or not as the latest review of its response says (`withheld`: one
+        update when that changed); the record as it then stands. `drop_request`: the record's
+        confirmation request came with its first insert and was never sent; a withheld record
+        asks nothing (its approval does), so it goes."""
         if withheld == record.withheld:
             return record
+        update: dict[str, Any] = {"$inc": {"revision": 1}}
+        if withheld and drop_request:
+            update["$unset"] = {"confirmation": ""}
         updated = await self._focal_points.find_one_and_update(
             # Only while the record still comes from that response: a later one replaced it.
             {"_id": record.key, "survey_id": record.survey_id, "response_id": record.response_id},
-            _with_review({"$inc": {"revision": 1}}, withheld, datetime.now(UTC)),
+            _with_review(update, withheld, datetime.now(UTC)),
             return_document=True,
         )
         return record if updated is None else record_of(updated)
 
     async def _note(self, review: reviews.NotedReview) -> None:
-        document = {
-            "_id": review.key,
-            "identity": review.identity,
-            "status": review.status,
-            "rank": list(review.rank),
-        }
         with contextlib.suppress(DuplicateKeyError):  # noted already (a redelivery)
-            await self._reviews.insert_one(document)
+            await self._reviews.insert_one(_review_document(review))
 
     async def _withheld(self, identity: str) -> bool:
         """Whether the latest review noted of that response withholds its focal point."""
-        noted = [
-            reviews.NotedReview(
-                str(d["_id"]), identity, str(d["status"]), (int(d["rank"][0]), str(d["rank"][1]))
-            )
-            async for d in self._reviews.find({"identity": identity})
-        ]
-        return reviews.withholds(noted)
+        return (await self._withheld_of({identity}))[identity]
+
+    async def _withheld_of(self, identities: set[str]) -> dict[str, bool]:
+        """Whether the latest review noted of each of these responses withholds its focal
+        point, in one read."""
+        noted: dict[str, list[reviews.NotedReview]] = {identity: [] for identity in identities}
+        if identities:
+            found = self._reviews.find({"identity": {"$in": sorted(identities)}})
+            async for d in found:
+                identity = str(d["identity"])
+                rank = (int(d["rank"][0]), str(d["rank"][1]))
+                noted[identity].append(
+                    reviews.NotedReview(str(d["_id"]), identity, str(d["status"]), rank)
+                )
+        return {identity: reviews.withholds(found) for identity, found in noted.items()}
 
     async def unsubscribe(self, key: str) -> bool:
         """Stop all mail to the focal point with registry key `key`; False when there is none."""
@@ -232,46 +351,7 @@ class Registry:
 
     async def _copy_to_index(self, record: Record) -> None:
         """Copy `record` into the match index unless a newer copy is there."""
-        email_key = record.key
-        active = consent.receives_pilots(record, require_confirmation=self._require_confirmation)
-        entry = IndexEntry(
-            email_key,
-            record.revision,
-            record.country,
-            tuple(consent.codes(record)) if active else (),
-        )
-        bucket_id = f"bucket-{bucket_of(email_key)}"
-        while True:
-            bucket = await self._index.find_one({"_id": bucket_id})
-            entries = decode_bucket(bucket["data"]) if bucket else {}
-            current = entries.get(email_key)
-            if current is not None and current.revision >= entry.revision:
-                return
-            entries[email_key] = entry
-            version = int(bucket["version"]) if bucket else 0
-            # Each version of a bucket is written by the one replica that claimed it, on top of
-            # the version before: no write is lost, with or without transactions.
-            now = datetime.now(UTC)
-            if await self._claims.take(f"{bucket_id}@{version + 1}", now):
-                await self._index.update_one(
-                    {"_id": bucket_id},
-                    {"$set": {"data": encode_bucket(entries), "version": version + 1}},
-                    upsert=True,
-                )
-                return
-            await self._skip_if_abandoned(bucket_id, version, now)
-            await asyncio.sleep(0.005)  # the winner is writing: read its version next
-
-    async def _skip_if_abandoned(self, bucket_id: str, version: int, now: datetime) -> None:
-        # A replica that died between its claim and its write would block the bucket: after a
-        # while the next version is declared without its change (its event is read again).
-        taken_at = await self._claims.taken_at(f"{bucket_id}@{version + 1}")
-        if taken_at is not None and taken_at + INDEX_CLAIM_TIMEOUT < now:
-            await self._index.update_one(
-                {"_id": bucket_id, "version": version},
-                {"$set": {"version": version + 1}, "$setOnInsert": {"data": ""}},
-                upsert=version == 0,
-            )
+        await self._match_index.copy([record])
 
     async def candidates(self, pilot: PilotAnnounced) -> list[tuple[str, list[str]]]:
         """(email key, shared codes) of every focal point `pilot` matches, from the match index."""
@@ -431,6 +511,20 @@ class Registry:
         return PilotAnnounced.model_validate(document["pilot"], context=TOLERANT)
 
 
+Registered = Record | Refused | None
+# The confirmation request a focal point's first record holds from the start, if any.
+FirstRequest = Callable[[Record], Request | None]
+
+
+def _review_document(review: reviews.NotedReview) -> Document:
+    return {
+        "_id": review.key,
+        "identity": review.identity,
+        "status": review.status,
+        "rank": list(review.rank),
+    }
+
+
 def _older_than(response: SurveyResponse) -> Document:
     """The filter of records from a response older than `response`: submitted earlier, or at
     the same time in a lower revision (a record without one is from revision 1)."""
@@ -566,6 +660,12 @@ def document_of(record: Record) -> Document:
         "erased_at": record.erased_at,
     }
     return {name: value for name, value in document.items() if value is not None}
+
+
+def first_document(record: Record) -> Document:
+    """The stored document of a focal point's first record (`records.first_record`): the one
+    the guarded upsert of `register` would make, which also holds `response_revision` 1."""
+    return {**document_of(record), "response_revision": record.response_revision}
 
 
 def _request_document(request: Request) -> Document:

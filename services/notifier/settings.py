@@ -91,6 +91,9 @@ class NotifierSettings(ServiceSettings):
     retention_sweep_seconds: float = Field(default=3600.0, gt=0)
     # A pause between the steps of an erasure: for fault tests only (0 in service).
     erasure_step_delay_seconds: float = Field(default=0.0, ge=0, le=10)
+    # Most responses the registry takes from Kafka in one batch (a few commands per batch,
+    # whatever its size: `registry.register_many`).
+    registry_batch_size: int = Field(default=5000, gt=0, le=10_000)
     # Double opt-in: pilot emails only to addresses whose owner confirmed them (`consent`).
     # Off only where a test is about something else (SMTP mechanics); never in a deployment.
     double_opt_in: bool = True

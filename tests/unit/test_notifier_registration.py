@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from services.notifier import consent
-from services.notifier.notifier import Notifier
+from services.notifier.notifier import Notifier, rounds
 from services.notifier.people import People
 from services.notifier.records import FocalPoint, Request
 from services.notifier.settings import NotifierSettings
@@ -33,8 +33,13 @@ class Registry:
     calls: list[tuple[str, Any]] = field(default_factory=list)
     released: bool = False  # what `review` says of the record
 
-    async def register(self, response: SurveyResponse) -> FocalPoint | None:
-        return self.record
+    def key(self, email: str) -> str:
+        return "k1"
+
+    async def register_many(
+        self, responses: list[SurveyResponse], first_request: Any = None
+    ) -> list[FocalPoint | None]:
+        return [self.record for _ in responses]
 
     async def review(self, review: ResponseReview) -> list[tuple[FocalPoint, bool]]:
         self.calls.append(("review", review.status))
@@ -76,9 +81,9 @@ class Deliveries:
         self.created.append((pilot_id, email_key, codes))
         return True
 
-    async def create_confirmation(self, email_key: str, number: int) -> bool:
-        self.confirmations.append((email_key, number))
-        return True
+    async def create_confirmations(self, requests: list[tuple[str, int]]) -> int:
+        self.confirmations.extend(requests)
+        return len(requests)
 
 
 def person(response: SurveyResponse, **fields: Any) -> FocalPoint:
@@ -258,3 +263,8 @@ async def test_on_response_withheld_record_asks_nothing_sends_nothing(
     created = await notifier(registry, deliveries, woken).on_response(response)
 
     assert created == 0 and registry.requested == [] and deliveries.created == []
+
+
+def test_rounds_one_key_per_round_in_order_no_key_first() -> None:
+    assert rounds(["a", "b", "a", None, "a", "b"]) == [[0, 1, 3], [2, 5], [4]]
+    assert rounds([]) == []

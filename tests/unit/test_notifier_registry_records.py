@@ -1,18 +1,29 @@
-"""services.notifier.registry: `reindex` (used by `rekey`) and `matching` (the benchmark's
-baseline) on typed focal-point records, over a small in-memory fake of the collections (the real
-server: tests/integration/test_erasure_records.py's rekey test, `make bench-notifier`)."""
+"""services.notifier.registry: `register` of a new address (one insert, no guarded update),
+`reindex` (used by `rekey`) and `matching` (the benchmark's baseline) on typed focal-point
+records, over a small in-memory fake of the collections (the real server:
+tests/integration/test_erasure_records.py's rekey test, test_notifier_first_record.py,
+`make bench-notifier`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.notifier.matching import IndexEntry, bucket_of, decode_bucket
-from services.notifier.registry import FOCAL_POINTS, MATCH_INDEX, Registry, record_of
+from services.notifier.records import first_record
+from services.notifier.registry import (
+    FOCAL_POINTS,
+    MATCH_INDEX,
+    Registry,
+    first_document,
+    record_of,
+)
+from shared.events import SurveyResponse
 from shared.mongo import Document
 from shared.personal import EmailKeys
 
@@ -32,8 +43,9 @@ STORED: Document = {
 
 
 class Collection:
-    """What the registry's index writes and `matching` use: lookups and writes by `_id`, and a
-    `find` that answers the documents it holds and remembers the filter it was given."""
+    """What the registry's writes and `matching` use: lookups and writes by `_id` (one by one
+    or many at once), and a `find` that answers the documents it holds and remembers the filter
+    it was given."""
 
     def __init__(self) -> None:
         self.documents: dict[Any, Document] = {}
@@ -46,6 +58,20 @@ class Collection:
         if document["_id"] in self.documents:
             raise DuplicateKeyError("taken")
         self.documents[document["_id"]] = dict(document)
+
+    async def insert_many(self, documents: list[Document], ordered: bool = True) -> None:
+        taken = []
+        for index, document in enumerate(documents):
+            try:
+                await self.insert_one(document)
+            except DuplicateKeyError:
+                taken.append({"index": index, "code": 11000, "errmsg": "taken"})
+        if taken:
+            raise BulkWriteError({"writeErrors": taken})
+
+    async def bulk_write(self, requests: list[UpdateOne], ordered: bool = True) -> None:
+        for request in requests:
+            await self.update_one(request._filter, request._doc, upsert=bool(request._upsert))
 
     async def update_one(
         self, query: dict[str, Any], update: dict[str, Any], upsert: bool = False
@@ -122,3 +148,37 @@ async def test_matching_query_passed_typed_records_returned() -> None:
     assert db[FOCAL_POINTS].filters == [query]
     assert found == [record_of(STORED), record_of(other)]
     assert [record.key for record in found] == ["key-1", "key-2"]
+
+
+async def test_register_new_address_one_insert_no_guarded_update(
+    make_event: Callable[..., SurveyResponse],
+) -> None:
+    db = Database()  # no `find_one_and_update`: the guarded update would fail here
+    given = make_event()
+    assert given.focal_point is not None
+    key = registry(db).key(str(given.focal_point.email))
+
+    record = await registry(db).register(given)
+
+    assert record == first_record(key, given, None)
+    assert db[FOCAL_POINTS].documents == {key: first_document(record)}
+    assert (record.revision, record.unsubscribed, record.withheld_at) == (1, False, None)
+    assert indexed(db, key) == IndexEntry(key, 1, record.country, record.survey_codes)
+
+
+async def test_register_new_unconfirmed_address_no_bucket_written_until_it_has_codes(
+    make_event: Callable[..., SurveyResponse],
+) -> None:
+    db = Database()
+    confirming = Registry(cast(AsyncDatabase[Document], db), EmailKeys("secret"))
+    given = make_event()
+
+    record = await confirming.register(given)
+    assert record is not None
+    before = dict(db[MATCH_INDEX].documents)
+    # The same first revision, not from an insert of this call (a record was there): copied.
+    await confirming.reindex(record)
+
+    assert record.revision == 1 and record.confirmed_at is None
+    assert before == {}
+    assert indexed(db, record.key) == IndexEntry(record.key, 1, record.country, ())
