@@ -100,6 +100,8 @@ def normalise_name(text: str) -> str:
     """A name, city or organisation as it is kept: invisible format characters (Unicode Cf:
     bidi controls and marks, zero-width space, word joiner, BOM, soft hyphen, tags) removed,
     except ZWNJ/ZWJ where a script spells with them; spaces collapsed; NFC."""
+    if text.isascii():  # no format character, already NFC: the common case, per character no more
+        return " ".join(text.split())
     visible = "".join(
         char
         for index, char in enumerate(text)
@@ -113,6 +115,10 @@ def _normalise_text(value: Any) -> Any:
     # characters out, so that "Đà\u200bNẵng" is that city too and no name hides or reorders text.
     if isinstance(value, str):
         value = normalise_name(value)
+        if value.isascii():  # its only unprintable characters are the controls
+            if not value.isprintable():
+                raise ValueError("control characters are not allowed")
+            return value
         if any(unicodedata.category(char) == "Cc" for char in value):
             raise ValueError("control characters are not allowed")
         if any("\ud800" <= char <= "\udfff" for char in value):  # no UTF-8 can carry one

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 import yaml
@@ -28,7 +28,7 @@ class Taxonomy:
                 return vocabulary[code]
         return self.surveys.get(code, code)
 
-    @property
+    @cached_property
     def interest_codes(self) -> frozenset[str]:
         """Codes a collaboration interest may take: a theme or a modality."""
         return frozenset(self.themes) | frozenset(self.modalities)

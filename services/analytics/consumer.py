@@ -12,6 +12,7 @@ record's (the database away, a timeout) parks nothing: the batch is read again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, TypeAlias
 
@@ -22,16 +23,23 @@ from faststream.kafka.annotations import KafkaMessage
 
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.states import review_partition
-from services.analytics.store import AnalyticsStore, Positioned, PositionedReview
+from services.analytics.store import AnalyticsStore, Positioned, PositionedReview, Recorded
 from shared.events import ResponseReview, SurveyResponse
 from shared.kafka import REFUSED, Rejection, decode_event, keep_raw, send_to_dlq
 
 logger = logging.getLogger(__name__)
 RETRY_PAUSE_SECONDS = 1.0
 # Every batch costs a few writes per aggregate document whatever its size, so let the broker
-# gather some data (at most a quarter of a second) rather than hand over a few records at a time.
+# gather some data rather than hand over a few records at a time, but wait at most 50 ms for it:
+# each record waits up to that long before it can be counted, and with a backlog the minimum is
+# reached at once. Measured (`bench.pipeline`, 200 webhooks/s): a 250 ms wait made the p95 from
+# webhook to visible count 527 ms, 50 ms made it 207-232 ms, with the campaign's time unchanged.
 FETCH_MIN_BYTES = 256 * 1024
-FETCH_MAX_WAIT_MS = 250
+FETCH_MAX_WAIT_MS = 50
+# Responses decoded and stored together within a batch (`record_chunks`); measured on 2 cores,
+# smaller chunks cost the database more commands than the overlap gains.
+RECORD_CHUNK = 1000
+YIELD_EVERY = 100
 
 Record: TypeAlias = ConsumerRecord[Any, Any]
 
@@ -42,28 +50,62 @@ async def handle_batch(
     """Apply one batch; what cannot be decoded, validated or stored goes to the DLQ (before
     the offsets are committed, so a crash parks it again rather than never). Returns how many
     responses counted."""
-    valid: list[Positioned] = []
-    by_position: dict[tuple[int, int], Record] = {}
     # Redelivered after a crash or a rebalance, records the aggregates already cover are done:
     # left out before any read (on FerretDB each duplicate check scans the stored responses, so
     # catching up would otherwise cost more the more is stored).
     done = await store.applied((record.partition, record.offset) for record in records)
-    for record in records:
-        if (record.partition, record.offset) in done:
-            continue
-        event = decode_event(SurveyResponse, record.value)
-        if isinstance(event, Rejection):
-            await send_to_dlq(broker, record, event.error, reason=event.reason, group=group)
-            continue
-        valid.append(Positioned(event, record.partition, record.offset))
-        by_position[record.partition, record.offset] = record
-    recorded = await store.record_each(valid, tracked=True)
-    for item, error in recorded.refused:
-        record = by_position[item.partition, item.offset]
-        await send_to_dlq(broker, record, error, reason=REFUSED, group=group)
+    todo = [record for record in records if (record.partition, record.offset) not in done]
+    recorded = await record_chunks(todo, store, broker, group)
     changes = await store.track(list(recorded.counted), recorded.inserted)
     await store.apply(changes)
     return len(changes)
+
+
+async def record_chunks(
+    records: list[Record], store: AnalyticsStore, broker: KafkaBroker, group: str | None
+) -> Recorded:
+    """Decode the records and store the raw responses, `RECORD_CHUNK` at a time: each chunk is
+    decoded while the database stores the one before (on a full batch the decoding takes about
+    as long as the insert, and the two use different cores). Chunks are stored one after the
+    other, in order, as one `record_each` of the whole batch would."""
+    counted: list[Positioned] = []
+    by_position: dict[tuple[int, int], Record] = {}
+    inserted: set[str] = set()
+    storing: asyncio.Task[Recorded] | None = None
+
+    async def collect(task: asyncio.Task[Recorded]) -> None:
+        recorded = await task
+        counted.extend(recorded.counted)
+        inserted.update(recorded.inserted)
+        for item, error in recorded.refused:
+            record = by_position[item.partition, item.offset]
+            await send_to_dlq(broker, record, error, reason=REFUSED, group=group)
+
+    try:
+        for start in range(0, len(records), RECORD_CHUNK):
+            valid: list[Positioned] = []
+            for number, record in enumerate(records[start : start + RECORD_CHUNK]):
+                if number % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # let the chunk being stored send and read meanwhile
+                event = decode_event(SurveyResponse, record.value)
+                if isinstance(event, Rejection):
+                    await send_to_dlq(broker, record, event.error, reason=event.reason, group=group)
+                    continue
+                valid.append(Positioned(event, record.partition, record.offset))
+                by_position[record.partition, record.offset] = record
+            documents = store.documents_of(valid, tracked=True)
+            if storing is not None:
+                await collect(storing)
+            storing = asyncio.create_task(store.record_each(valid, True, documents))
+        if storing is not None:
+            await collect(storing)
+    except BaseException:
+        if storing is not None:  # the batch is read again: its chunk in flight need not finish
+            storing.cancel()
+            with contextlib.suppress(BaseException):
+                await storing
+        raise
+    return Recorded(counted, [], frozenset(inserted))
 
 
 async def handle_reviews(

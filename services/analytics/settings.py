@@ -15,7 +15,7 @@ class AnalyticsSettings(ServiceSettings):
     analytics_host: str = "0.0.0.0"
     analytics_port: int = 8001
     analytics_group_id: str = "analytics"
-    analytics_batch_size: int = Field(default=2000, gt=0, le=10_000)
+    analytics_batch_size: int = Field(default=5000, gt=0, le=10_000)
     # A pause between applying a batch and committing its offsets: for fault tests only (0 in
     # service), so that a SIGKILL can be placed in that window on a fast machine.
     analytics_commit_delay_seconds: float = Field(default=0.0, ge=0, le=10)

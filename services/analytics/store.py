@@ -320,20 +320,30 @@ class AnalyticsStore:
             raise StoreRefusedError(recorded.refused[0][1])
         return recorded.counted
 
-    async def record_each(self, batch: list[Positioned], tracked: bool = False) -> Recorded:
+    def documents_of(self, batch: list[Positioned], tracked: bool = False) -> list[Document]:
+        """What `record_each` stores of each response; no I/O, so that a caller can build the
+        next chunk's documents while the database stores the last."""
+        expired = datetime.now(UTC) - self._retention if self._retention else None
+        return [raw_document(item, self._keys, tracked, personal_after=expired) for item in batch]
+
+    async def record_each(
+        self,
+        batch: list[Positioned],
+        tracked: bool = False,
+        documents: list[Document] | None = None,
+    ) -> Recorded:
         """Store the raw responses, each on its own: those the database refuses for what they
         are (`shared.failures`) are left out and returned with the reason, the others are
-        stored. Returns those that count at their own position.
+        stored. Returns those that count at their own position. `documents`: the batch's
+        `documents_of`, when the caller built them already.
 
         A refused response is never stored, so it never counts, and storing the same batch
         again refuses it again and counts the same others: the exactly-once design holds.
         A transient failure raises, for the whole batch to be read again."""
         if not batch:
             return Recorded([], [])
-        expired = datetime.now(UTC) - self._retention if self._retention else None
-        documents = [
-            raw_document(item, self._keys, tracked, personal_after=expired) for item in batch
-        ]
+        if documents is None:
+            documents = self.documents_of(batch, tracked)
         refused: dict[int, str] = {}
         try:
             errors = await self._insert_unordered(documents, list(range(len(documents))))
