@@ -98,8 +98,17 @@ async def insert_only(settings: AnalyticsSettings, bodies: list[dict[str, Any]])
         await client.close()
 
 
+class NotCounted(TimeoutError):
+    """Analytics had not counted every event when the time limit ran out (`total`: how many)."""
+
+    def __init__(self, total: int, events: int) -> None:
+        super().__init__(f"{total:,} of {events:,} counted in the {TIME_LIMIT_SECONDS:.0f} s limit")
+        self.total = total
+
+
 async def counted(settings: AnalyticsSettings, events: int) -> None:
-    """Return once the overall total in the settings' database reaches `events`."""
+    """Return once the overall total in the settings' database reaches `events`; `NotCounted`
+    after `TIME_LIMIT_SECONDS`."""
     wiring = wire(settings)
     deadline = time.perf_counter() + TIME_LIMIT_SECONDS
     try:
@@ -109,7 +118,7 @@ async def counted(settings: AnalyticsSettings, events: int) -> None:
             if total >= events:
                 return
             if time.perf_counter() > deadline:
-                raise TimeoutError(f"analytics counted {total} of {events}")
+                raise NotCounted(int(total), events)
             # Each look reads the aggregates collection the consumer writes to (a scan on
             # FerretDB), so it looks once a second: at most 1% of a run of 100 s.
             await asyncio.sleep(POLL_SECONDS)

@@ -57,8 +57,7 @@ def create_app(settings: AnalyticsSettings) -> FastAPI:
             ),
             security=security,
         )
-        await erasure.ensure_indexes()
-        await store.ensure_indexes()
+        await wiring.ensure_indexes()
         await broker.start()
         retention = asyncio.create_task(
             sweep_periodically(

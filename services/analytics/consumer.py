@@ -23,9 +23,16 @@ from faststream.kafka.annotations import KafkaMessage
 
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.states import review_partition
-from services.analytics.store import AnalyticsStore, Positioned, PositionedReview, Recorded
+from services.analytics.store import (
+    AnalyticsStore,
+    Positioned,
+    PositionedReview,
+    RawInsert,
+    Recorded,
+)
 from shared.events import ResponseReview, SurveyResponse
 from shared.kafka import REFUSED, Rejection, decode_event, keep_raw, send_to_dlq
+from shared.mongo import Document
 
 logger = logging.getLogger(__name__)
 RETRY_PAUSE_SECONDS = 1.0
@@ -58,6 +65,7 @@ async def handle_batch(
     recorded = await record_chunks(todo, store, broker, group)
     changes = await store.track(list(recorded.counted), recorded.inserted)
     await store.apply(changes)
+    await store.drop_receipts(recorded.receipts)  # applied: a redelivery skips it whole
     return len(changes)
 
 
@@ -65,47 +73,47 @@ async def record_chunks(
     records: list[Record], store: AnalyticsStore, broker: KafkaBroker, group: str | None
 ) -> Recorded:
     """Decode the records and store the raw responses, `RECORD_CHUNK` at a time: each chunk is
-    decoded while the database stores the one before (on a full batch the decoding takes about
-    as long as the insert, and the two use different cores). Chunks are stored one after the
-    other, in order, as one `record_each` of the whole batch would."""
-    counted: list[Positioned] = []
+    decoded while the database inserts the one before (on a full batch the decoding takes about
+    as long as the insert, and the two use different cores). Chunks are inserted one after the
+    other, in order, each with its receipt, and settled together as one `record_each` of the
+    whole batch would be: what a redelivered batch finds stored, its receipts place, and the
+    stored responses are read (a scan on FerretDB) at most once per batch, for the rest."""
+    valid: list[Positioned] = []
+    documents: list[Document] = []
     by_position: dict[tuple[int, int], Record] = {}
-    inserted: set[str] = set()
-    storing: asyncio.Task[Recorded] | None = None
-
-    async def collect(task: asyncio.Task[Recorded]) -> None:
-        recorded = await task
-        counted.extend(recorded.counted)
-        inserted.update(recorded.inserted)
-        for item, error in recorded.refused:
-            record = by_position[item.partition, item.offset]
-            await send_to_dlq(broker, record, error, reason=REFUSED, group=group)
-
+    raw = RawInsert({}, frozenset())
+    inserting: tuple[int, asyncio.Task[RawInsert]] | None = None
     try:
         for start in range(0, len(records), RECORD_CHUNK):
-            valid: list[Positioned] = []
+            chunk: list[Positioned] = []
             for number, record in enumerate(records[start : start + RECORD_CHUNK]):
                 if number % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)  # let the chunk being stored send and read meanwhile
+                    await asyncio.sleep(0)  # let the chunk being inserted send and read meanwhile
                 event = decode_event(SurveyResponse, record.value)
                 if isinstance(event, Rejection):
                     await send_to_dlq(broker, record, event.error, reason=event.reason, group=group)
                     continue
-                valid.append(Positioned(event, record.partition, record.offset))
+                chunk.append(Positioned(event, record.partition, record.offset))
                 by_position[record.partition, record.offset] = record
-            documents = store.documents_of(valid, tracked=True)
-            if storing is not None:
-                await collect(storing)
-            storing = asyncio.create_task(store.record_each(valid, True, documents))
-        if storing is not None:
-            await collect(storing)
+            made = store.documents_of(chunk, tracked=True)
+            if inserting is not None:
+                raw = raw.after(inserting[0], await inserting[1])
+            inserting = len(valid), asyncio.create_task(store.insert_raw(made, receipt=True))
+            valid += chunk
+            documents += made
+        if inserting is not None:
+            raw = raw.after(inserting[0], await inserting[1])
     except BaseException:
-        if storing is not None:  # the batch is read again: its chunk in flight need not finish
-            storing.cancel()
+        if inserting is not None:  # the batch is read again: its chunk in flight need not finish
+            inserting[1].cancel()
             with contextlib.suppress(BaseException):
-                await storing
+                await inserting[1]
         raise
-    return Recorded(counted, [], frozenset(inserted))
+    recorded = await store.settle_raw(valid, documents, raw)
+    for item, error in recorded.refused:
+        record = by_position[item.partition, item.offset]
+        await send_to_dlq(broker, record, error, reason=REFUSED, group=group)
+    return recorded
 
 
 async def handle_reviews(

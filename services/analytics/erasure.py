@@ -9,7 +9,8 @@ response's free answers may name people, and a response is linked to its focal p
   response is a new consent); responses stored before `focal_point_key` existed cannot be told
   apart by address (analytics never had it) and are reached by the retention sweep instead;
 - by the retention sweep, from every response received more than
-  `PERSONAL_DATA_RETENTION_DAYS` ago, read through the `(personal, received_at)` index.
+  `PERSONAL_DATA_RETENTION_DAYS` ago, read through the `(personal, received_at)` index, and
+  only when the hours marked as holding personal data say that some are due.
 
 What is counted stays exactly as it was: codes, respondent type, country, city, submission
 time and whether there was a (consenting) focal point; `verify` and the summaries are unchanged.
@@ -26,18 +27,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.analytics.store import RESPONSES
+from services.analytics.store import MARKS_COMPLETE, PERSONAL_HOURS, RESPONSES
 from shared.events import ErasureRequested
 from shared.mongo import Document
 
 ERASURES = "analytics_erasures"
 SWEEP_BATCH = 500
+# A marked hour is dropped once it ended this long before the cutoff: by then a response received
+# in it is stored anonymised at once (`raw_document`), so no store can need the mark again.
+SPENT_AFTER = timedelta(hours=1)
 logger = logging.getLogger(__name__)
 
 
@@ -55,6 +60,7 @@ class AnalyticsErasure:
 
     def __init__(self, db: AsyncDatabase[Document], step_delay: float = 0.0) -> None:
         self._responses = db[RESPONSES]
+        self._hours = db[PERSONAL_HOURS]
         self._erasures = db[ERASURES]
         # Pause between two responses: lets a fault test land a crash mid-way (0 in service).
         self._step_delay = step_delay
@@ -99,12 +105,23 @@ class AnalyticsErasure:
     async def sweep(self, retention: timedelta, now: datetime | None = None) -> int:
         """Anonymise every response received before `now - retention`; how many changed.
 
+        Reads the stored responses only when a marked hour with personal data is due
+        (`store.PERSONAL_HOURS`; always in a database stored before the marks existed): on the
+        local MongoDB-wire server every such read is a scan, which a sweep at each start and
+        every hour would repeat however little is due.
+
         In updates of at most `SWEEP_BATCH` responses, each one statement: a statement that
         changed the whole backlog at once (a first sweep over a campaign imported a year late)
         would hold the local MongoDB-wire server's SQLite writer for minutes and starve the
         consumer, whose writes then fail as busy."""
         now = now or datetime.now(UTC)
         cutoff = (now - retention).strftime("%Y-%m-%dT%H:%M:%SZ")
+        marks = {str(document["_id"]) async for document in self._hours.find({})}
+        complete = MARKS_COMPLETE in marks
+        marks.discard(MARKS_COMPLETE)
+        # Every stored response marked: scan only when an hour with personal data is due.
+        if complete and not due_hours(marks, cutoff):
+            return 0
         # `personal` absent: stored before the field existed.
         query = {"personal": {"$in": [True, None]}, "received_at": {"$lt": cutoff}}
         changed = 0
@@ -117,4 +134,23 @@ class AnalyticsErasure:
                 )
                 changed += result.modified_count
             if len(ids) < SWEEP_BATCH:
-                return changed
+                break
+        if complete and (spent := spent_hours(marks, cutoff)):
+            await self._hours.delete_many({"_id": {"$in": spent}})
+        return changed
+
+
+def due_hours(marks: Iterable[str], cutoff: str) -> list[str]:
+    """The marked hours (`2024-05-02T10`) that began before `cutoff`: some of their responses
+    may be due for the sweep."""
+    return sorted(hour for hour in marks if f"{hour}:00:00Z" < cutoff)
+
+
+def spent_hours(marks: Iterable[str], cutoff: str) -> list[str]:
+    """The marked hours that ended `SPENT_AFTER` or more before `cutoff`: swept whole."""
+    limit = datetime.strptime(cutoff, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) - SPENT_AFTER
+    return sorted(
+        hour
+        for hour in marks
+        if datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=UTC) + timedelta(hours=1) <= limit
+    )

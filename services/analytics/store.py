@@ -108,6 +108,17 @@ AGGREGATES = "analytics_aggregates"
 # The chains of response states (`states.py`): one immutable entry per change, `_id`
 # `<identity>@<seq>`, the unique insert that decides which writer's change comes next.
 STATES = "analytics_response_states"
+# Receipts of the raw inserts of a batch in progress (`insert_raw`): which raw `_id`s it stored
+# at which position. A batch read again after a crash learns from them, without reading the
+# stored responses (a scan on FerretDB, which grows with the campaign), that what it finds
+# stored is its own earlier insert. A batch's receipts go once it is applied: few remain.
+RECEIPTS = "analytics_raw_receipts"
+# The hours in which responses that hold personal data were received (`_id`: `received_at` to
+# the hour, marked before such a response is stored) and, once every stored response is marked
+# so, a document `complete`: the retention sweep reads these few documents and scans the stored
+# responses only when an hour is due (`erasure.py`).
+PERSONAL_HOURS = "analytics_personal_hours"
+MARKS_COMPLETE = "complete"
 # Each generation of parts is a collection `analytics_aggregate_parts-<key hash>-<field>-<version
 # that compacted>-<writer token>`.
 AGGREGATE_PARTS = "analytics_aggregate_parts"
@@ -174,11 +185,30 @@ class StoreRefusedError(Exception):
 @dataclass(frozen=True)
 class Recorded:
     """A batch of raw responses stored: what counts, and what the database refused;
-    `inserted`: the raw `_id`s this call stored (no earlier message had)."""
+    `inserted`: the raw `_id`s these very messages stored (this call, or an earlier attempt
+    at the same positions that a receipt proves); `receipts`: those to drop once the batch is
+    applied (`drop_receipts`)."""
 
     counted: list[Positioned]
     refused: list[tuple[Positioned, str]]
     inserted: frozenset[str] = frozenset()
+    receipts: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class RawInsert:
+    """An insert of raw documents, by index: those the database refused for what they are
+    (with why), and those whose `_id` was taken already (a redelivery, or a duplicate)."""
+
+    refused: dict[int, str]
+    taken: frozenset[int]
+    receipts: tuple[str, ...] = ()
+
+    def after(self, shift: int, other: RawInsert) -> RawInsert:
+        """This insert followed by `other`, whose indexes start at `shift`."""
+        refused = self.refused | {shift + i: why for i, why in other.refused.items()}
+        taken = self.taken | {shift + i for i in other.taken}
+        return RawInsert(refused, taken, self.receipts + other.receipts)
 
 
 @dataclass(frozen=True)
@@ -246,6 +276,12 @@ def first_of(document: Document) -> Change:
     return replace(change, after=after)
 
 
+def personal_hours(documents: Iterable[Document]) -> set[str]:
+    """The hours (`received_at` to the hour: `2024-05-02T10`) in which those of these raw
+    documents that hold personal data were received."""
+    return {str(document["received_at"])[:13] for document in documents if document["personal"]}
+
+
 def _claims(found: Mapping[str, Document], raw: str) -> bool:
     """Whether a placeholder is stored under this raw `_id`."""
     return bool(found.get(raw, {}).get(PLACEHOLDER))
@@ -300,6 +336,10 @@ class AnalyticsStore:
         self._responses = db[RESPONSES]
         self._aggregates = db[AGGREGATES]
         self._states = db[STATES]
+        self._receipts = db[RECEIPTS]
+        self._hours = db[PERSONAL_HOURS]
+        self._marked: set[str] = set()  # hours this process marked
+        self._marking = False  # whether it checked that every stored response is marked
         self._indexed = False
         # The newest version of each document this process has seen: a starting point for
         # probing, so a steady writer reads one document per write.
@@ -340,10 +380,16 @@ class AnalyticsStore:
         A refused response is never stored, so it never counts, and storing the same batch
         again refuses it again and counts the same others: the exactly-once design holds.
         A transient failure raises, for the whole batch to be read again."""
-        if not batch:
-            return Recorded([], [])
         if documents is None:
             documents = self.documents_of(batch, tracked)
+        return await self.settle_raw(batch, documents, await self.insert_raw(documents))
+
+    async def insert_raw(self, documents: list[Document], receipt: bool = False) -> RawInsert:
+        """The first half of `record_each`: insert the raw documents, each on its own; which
+        the database refused for what they are and which were there already. `receipt`: then
+        also store a receipt of what this stored (`RECEIPTS`), for `settle_raw` of the same
+        batch read again after a crash. A transient failure raises."""
+        await self._mark_personal(documents)
         refused: dict[int, str] = {}
         try:
             errors = await self._insert_unordered(documents, list(range(len(documents))))
@@ -357,21 +403,55 @@ class AnalyticsStore:
                 raise
             kept = [i for i in range(len(documents)) if i not in refused]
             errors = await self._insert_unordered([documents[i] for i in kept], kept)
-        duplicates = False
+        taken: set[int] = set()
         for index, error in errors:
             if classify_write_error(error) is Disposition.DEAD_LETTER:
                 refused[index] = f"refused by the database: {error.get('errmsg', '')}"
             else:
-                duplicates = True
+                taken.add(index)
+        receipts: tuple[str, ...] = ()
+        stored = [d for i, d in enumerate(documents) if i not in taken and i not in refused]
+        if receipt and stored:
+            receipts = (secrets.token_hex(8),)
+            # Three lists side by side: the local MongoDB-wire server stores no nested arrays.
+            await self._receipts.insert_one(
+                {
+                    "_id": receipts[0],
+                    "ids": [d["_id"] for d in stored],
+                    "partitions": [d["position"]["partition"] for d in stored],
+                    "offsets": [d["position"]["offset"] for d in stored],
+                }
+            )
+        return RawInsert(refused, frozenset(taken), receipts)
+
+    async def settle_raw(
+        self, batch: list[Positioned], documents: list[Document], raw: RawInsert
+    ) -> Recorded:
+        """The second half of `record_each`: what counts of `batch` after `insert_raw` of its
+        `documents`. Only when some were there already does it read them (one read of the
+        stored responses, a scan on FerretDB), so a caller that inserts in chunks settles
+        them all at once."""
+        refused = dict(raw.refused)
         stored = [item for i, item in enumerate(batch) if i not in refused]
-        out = [(batch[i], why) for i, why in sorted(refused.items())]
-        failed = {index for index, _ in errors} | set(refused)
+        failed = raw.taken | set(refused)
         inserted = frozenset(documents[i]["_id"] for i in range(len(batch)) if i not in failed)
-        if not duplicates:
-            return Recorded(stored, out, inserted)
+        receipts = frozenset(raw.receipts)
+        if not raw.taken:
+            out = [(batch[i], why) for i, why in sorted(refused.items())]
+            return Recorded(stored, out, inserted, receipts)
         kept = [i for i in range(len(batch)) if i not in refused]
         ids = {i: str(documents[i]["_id"]) for i in kept}
-        found = await self._stored(list(ids.values()))
+        # What this call stored is at its own position; of the rest, a receipt may say where
+        # it was stored, and only what none does is read.
+        found: dict[str, Document] = {
+            ids[i]: {"position": batch[i].position} for i in kept if i not in raw.taken
+        }
+        unknown = sorted({ids[i] for i in kept} - set(found))
+        receipted, consulted = await self._receipted(unknown)
+        found.update({key: {"position": position} for key, position in receipted.items()})
+        found.update(await self._stored([key for key in unknown if key not in receipted]))
+        inserted |= {ids[i] for i in kept if receipted.get(ids[i]) == batch[i].position}
+        receipts |= consulted
         # A revision 1 whose identity a placeholder claimed is stored beside it.
         moved = {
             i: displaced_id(batch[i].response.identity) for i in kept if _claims(found, ids[i])
@@ -385,8 +465,8 @@ class AnalyticsStore:
             for index, error in errors:
                 if classify_write_error(error) is Disposition.DEAD_LETTER:
                     refused[index] = f"refused by the database: {error.get('errmsg', '')}"
-            failed = {index for index, _ in errors}
-            inserted = inserted | {moved[i] for i in moved if i not in failed}
+            not_beside = {index for index, _ in errors}
+            inserted = inserted | {moved[i] for i in moved if i not in not_beside}
             ids.update(moved)
             found.update(await self._stored(list(moved.values())))
         out = [(batch[i], why) for i, why in sorted(refused.items())]
@@ -395,7 +475,53 @@ class AnalyticsStore:
             for i in kept
             if i not in refused and found.get(ids[i], {}).get("position") == batch[i].position
         ]
-        return Recorded(counted, out, inserted)
+        return Recorded(counted, out, inserted, receipts)
+
+    async def _mark_personal(self, documents: list[Document]) -> None:
+        """Mark the hours in which these responses that hold personal data were received,
+        before they are stored (a crash in between leaves a mark too many, never one too few).
+        The first time, also mark the marks complete if nothing is stored yet."""
+        if not self._marking:
+            if await self._responses.estimated_document_count() == 0:
+                with contextlib.suppress(DuplicateKeyError):
+                    await self._hours.insert_one({"_id": MARKS_COMPLETE})
+            self._marking = True
+        hours = personal_hours(documents) - self._marked
+        if not hours:
+            return
+        try:
+            await self._hours.insert_many([{"_id": hour} for hour in sorted(hours)], ordered=False)
+        except BulkWriteError as exc:  # marked already by another process: the same mark
+            errors = exc.details.get("writeErrors", [])
+            if exc.details.get("writeConcernErrors") or any(
+                error.get("code") != DUPLICATE_KEY for error in errors
+            ):
+                raise
+        # Remembered only where an hour the sweep has dropped cannot come again: a response
+        # received then is stored anonymised at once (`retention`).
+        if self._retention:
+            self._marked |= hours
+
+    async def _receipted(self, ids: list[str]) -> tuple[dict[str, Document], frozenset[str]]:
+        """Where the receipts of batches in progress say these raw `_id`s were stored (the
+        position), and which receipts said so. Reads the receipts collection, which holds the
+        receipts of the batches in progress only."""
+        wanted, where, consulted = set(ids), {}, set()
+        if not wanted:
+            return {}, frozenset()
+        async for receipt in self._receipts.find({}):
+            listed = zip(receipt["ids"], receipt["partitions"], receipt["offsets"], strict=True)
+            for key, partition, offset in listed:
+                if key in wanted:
+                    where[key] = {"partition": partition, "offset": offset}
+                    consulted.add(str(receipt["_id"]))
+        return where, frozenset(consulted)
+
+    async def drop_receipts(self, receipts: Iterable[str]) -> None:
+        """Drop these receipts: their batch is applied, and a redelivery of it needs none."""
+        dropped = sorted(receipts)
+        if dropped:
+            await self._receipts.delete_many({"_id": {"$in": dropped}})
 
     async def _stored(self, ids: list[str]) -> dict[str, Document]:
         """The position (or placeholder mark) stored under each of these raw `_id`s."""

@@ -28,6 +28,11 @@ class Wiring:
     # Free answers and focal-point keys of responses received longer ago are not kept.
     personal_for: timedelta
 
+    async def ensure_indexes(self) -> None:
+        """Create the indexes the service reads by; a no-op once they exist."""
+        await self.erasure.ensure_indexes()
+        await self.store.ensure_indexes()
+
     async def close(self) -> None:
         """Close the MongoDB client."""
         await self.client.close()

@@ -9,11 +9,20 @@ from typing import Any
 import pytest
 from aiokafka.structs import ConsumerRecord
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
+from services.analytics import consumer
 from services.analytics.aggregates import OVERALL
 from services.analytics.consumer import handle_batch, handle_reviews
 from services.analytics.states import Change
-from services.analytics.store import AnalyticsStore, Message, Positioned, Recorded
+from services.analytics.store import (
+    RECEIPTS,
+    AnalyticsStore,
+    Chains,
+    Message,
+    Positioned,
+    RawInsert,
+)
 from shared.events import ResponseReview, SurveyResponse
 from shared.mongo import Document
 from tests.support import canonical_response
@@ -22,21 +31,27 @@ pytestmark = pytest.mark.integration
 
 
 class CountingStore(AnalyticsStore):
-    """The real store, counting the responses handed to its raw insert (each a read of the
-    stored responses when it meets a duplicate) and the messages handed to `track` (each a
-    read of its response's states)."""
+    """The real store, counting the responses handed to each raw insert, the `_id`s of each
+    read of the stored responses (a scan on FerretDB: to count them, or to read their chains)
+    and the messages handed to `track`."""
 
     recorded: list[int]
     tracked: list[int]
+    looked_up: list[int]
 
-    async def record_each(
-        self,
-        batch: list[Positioned],
-        tracked: bool = False,
-        documents: list[Document] | None = None,
-    ) -> Recorded:
-        self.recorded.append(len(batch))
-        return await super().record_each(batch, tracked, documents)
+    async def insert_raw(self, documents: list[Document], receipt: bool = False) -> RawInsert:
+        self.recorded.append(len(documents))
+        return await super().insert_raw(documents, receipt)
+
+    async def _stored(self, ids: list[str]) -> dict[str, Document]:
+        if ids:
+            self.looked_up.append(len(ids))
+        return await super()._stored(ids)
+
+    async def _read(self, identities: list[str]) -> Chains:
+        if identities:
+            self.looked_up.append(len(identities))
+        return await super()._read(identities)
 
     async def track(
         self, messages: list[Message], inserted: frozenset[str] = frozenset()
@@ -80,6 +95,18 @@ def records(first: int, last: int) -> list[ConsumerRecord[Any, Any]]:
     return out
 
 
+def counting(db: AsyncDatabase[Document]) -> CountingStore:
+    """A `CountingStore` of `db` that counted nothing yet."""
+    store = CountingStore(db)
+    store.recorded, store.tracked, store.looked_up = [], [], []
+    return store
+
+
+async def crashed_after_raw_insert(db: AsyncDatabase[Document]) -> None:
+    """Records 0..9 stored raw in chunks of 4, with their receipts, and never applied."""
+    await consumer.record_chunks(records(0, 9), AnalyticsStore(db), None, None)  # type: ignore[arg-type]
+
+
 async def test_handle_batch_redelivered_after_crash_skips_what_is_applied(
     mongo_client: AsyncMongoClient[Document], run_id: str
 ) -> None:
@@ -87,8 +114,7 @@ async def test_handle_batch_redelivered_after_crash_skips_what_is_applied(
     assert await handle_batch(records(0, 9), writer, None) == 10  # type: ignore[arg-type]
 
     # A restarted process reads from the last commit: the batch again, and five new ones.
-    restarted = CountingStore(mongo_client[f"test_{run_id}"])
-    restarted.recorded, restarted.tracked = [], []
+    restarted = counting(mongo_client[f"test_{run_id}"])
     counted = await handle_batch(records(0, 14), restarted, None)  # type: ignore[arg-type]
     again = await handle_batch(records(10, 14), restarted, None)  # type: ignore[arg-type]
     total = await restarted.aggregate(OVERALL)
@@ -99,6 +125,41 @@ async def test_handle_batch_redelivered_after_crash_skips_what_is_applied(
     assert total is not None and total["total"] == 15
 
 
+@pytest.mark.parametrize(
+    ("receipts", "looked_up"),
+    [
+        # The receipts say the earlier attempt stored them, at these positions: no read of the
+        # stored responses (each a scan on FerretDB), neither to count them nor to track them.
+        (True, []),
+        # The crash came before the receipts were stored: one read of the stored responses for
+        # the batch (not one per chunk), then one of their chains.
+        (False, [10, 10]),
+    ],
+)
+async def test_handle_batch_stored_before_crash_counts_all_with_few_reads(
+    mongo_client: AsyncMongoClient[Document],
+    run_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    receipts: bool,
+    looked_up: list[int],
+) -> None:
+    monkeypatch.setattr(consumer, "RECORD_CHUNK", 4)
+    db = mongo_client[f"test_{run_id}"]
+    await crashed_after_raw_insert(db)
+    if not receipts:
+        await db[RECEIPTS].delete_many({})
+
+    restarted = counting(db)
+    counted = await handle_batch(records(0, 9), restarted, None)  # type: ignore[arg-type]
+    total = await restarted.aggregate(OVERALL)
+
+    assert counted == 10
+    assert restarted.recorded == [4, 4, 2]
+    assert restarted.looked_up == looked_up
+    assert total is not None and total["total"] == 10
+    assert await db[RECEIPTS].count_documents({}) == 0  # applied: dropped
+
+
 async def test_handle_reviews_redelivered_after_crash_skips_what_is_applied(
     mongo_client: AsyncMongoClient[Document], run_id: str
 ) -> None:
@@ -106,8 +167,7 @@ async def test_handle_reviews_redelivered_after_crash_skips_what_is_applied(
     await handle_batch(records(0, 5), writer, None)  # type: ignore[arg-type]
     assert await handle_reviews(reviews(0, 3), writer, None) == 4  # type: ignore[arg-type]
 
-    restarted = CountingStore(mongo_client[f"test_{run_id}"])
-    restarted.recorded, restarted.tracked = [], []
+    restarted = counting(mongo_client[f"test_{run_id}"])
     changed = await handle_reviews(reviews(0, 5), restarted, None)  # type: ignore[arg-type]
     total = await restarted.aggregate(OVERALL)
 

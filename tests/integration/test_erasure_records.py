@@ -12,8 +12,15 @@ from typing import Any
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.analytics.documents import raw_document
 from services.analytics.erasure import AnalyticsErasure
-from services.analytics.store import AnalyticsStore, Positioned
+from services.analytics.store import (
+    MARKS_COMPLETE,
+    PERSONAL_HOURS,
+    RESPONSES,
+    AnalyticsStore,
+    Positioned,
+)
 from services.notifier.deliveries import Deliveries
 from services.notifier.erasure import NotifierErasure
 from services.notifier.registry import Registry
@@ -233,6 +240,58 @@ async def test_retention_sweeps_anonymise_only_old_records(
     stored = await db["notifier_deliveries"].find_one({"_id": kept.key})
     assert kept.state == "failed" and stored is not None
     assert "codes" not in stored and "last_error" not in stored
+
+
+async def test_retention_sweep_nothing_due_reads_no_stored_response(
+    db: AsyncDatabase[Document], keys: EmailKeys
+) -> None:
+    now = datetime.now(UTC)
+    store, analytics = AnalyticsStore(db, keys), AnalyticsErasure(db)
+    await store.record([Positioned(response(1, "recent@example.org", received=now), 0, 0)])
+    # Stored behind the store's back, unmarked: only a scan of the stored responses finds it.
+    old = response(2, "unmarked@example.org", received=now - timedelta(days=40))
+    await db[RESPONSES].insert_one(raw_document(Positioned(old, 0, 1), keys))
+
+    swept = await analytics.sweep(timedelta(days=30))
+
+    assert swept == 0  # the marks said nothing is due: no scan
+    assert await db[RESPONSES].count_documents({"personal": True}) == 2
+
+
+async def test_retention_sweep_due_hour_swept_and_its_mark_dropped(
+    db: AsyncDatabase[Document], keys: EmailKeys
+) -> None:
+    now = datetime.now(UTC)
+    store, analytics = AnalyticsStore(db, keys), AnalyticsErasure(db)
+    received = [now - timedelta(days=40), now - timedelta(days=10)]
+    await store.record(
+        [
+            Positioned(response(n, f"p{n}@example.org", received=at), 0, n)
+            for n, at in enumerate(received)
+        ]
+    )
+
+    swept = await analytics.sweep(timedelta(days=30))
+    marks = {d["_id"] async for d in db[PERSONAL_HOURS].find({})}
+
+    assert swept == 1
+    assert marks == {MARKS_COMPLETE, received[1].strftime("%Y-%m-%dT%H")}
+
+
+async def test_retention_sweep_responses_stored_before_marks_still_scanned(
+    db: AsyncDatabase[Document], keys: EmailKeys
+) -> None:
+    now = datetime.now(UTC)
+    old = response(1, "before.marks@example.org", received=now - timedelta(days=40))
+    await db[RESPONSES].insert_one(raw_document(Positioned(old, 0, 0), keys))
+    store, analytics = AnalyticsStore(db, keys), AnalyticsErasure(db)
+    await store.record([Positioned(response(2, "later@example.org", received=now), 0, 1)])
+
+    swept = await analytics.sweep(timedelta(days=30))
+
+    # Something was stored unmarked before the first mark: the marks are never complete.
+    assert swept == 1
+    assert await db[PERSONAL_HOURS].find_one({"_id": MARKS_COMPLETE}) is None
 
 
 class AddressKeys(EmailKeys):

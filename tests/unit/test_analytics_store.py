@@ -11,15 +11,18 @@ from services.analytics.documents import (
     responses_query,
     version_id,
 )
+from services.analytics.erasure import due_hours, spent_hours
 from services.analytics.parts import Layout
 from services.analytics.store import (
     AGGREGATE_PARTS,
     AGGREGATES,
     Positioned,
+    RawInsert,
     first_of,
     generation_collection,
     generation_of,
     key_hash,
+    personal_hours,
 )
 
 
@@ -120,3 +123,35 @@ def test_first_of_keeps_whether_the_focal_point_consented(make_event) -> None:
 
     assert consenting.after.consenting and consenting.after.has_focal_point
     assert not without.after.consenting and not without.after.has_focal_point
+
+
+def test_raw_insert_after_shifts_the_later_chunk():
+    first = RawInsert({1: "too large"}, frozenset({0}))
+    second = RawInsert({0: "bad key"}, frozenset({2}))
+
+    joined = first.after(0, RawInsert({}, frozenset())).after(4, second)
+
+    assert joined.refused == {1: "too large", 4: "bad key"}
+    assert joined.taken == {0, 6}
+
+
+def test_personal_hours_only_of_responses_holding_personal_data():
+    documents = [
+        {"received_at": "2024-05-02T10:31:00Z", "personal": True},
+        {"received_at": "2024-05-02T11:02:00Z", "personal": False},
+        {"received_at": "2024-05-02T10:59:59Z", "personal": True},
+    ]
+
+    assert personal_hours(documents) == {"2024-05-02T10"}
+
+
+def test_due_hours_began_before_the_cutoff():
+    marks = ["2024-05-02T09", "2024-05-02T10", "2024-05-02T11"]
+
+    assert due_hours(marks, "2024-05-02T10:30:00Z") == ["2024-05-02T09", "2024-05-02T10"]
+
+
+def test_spent_hours_ended_an_hour_before_the_cutoff():
+    marks = ["2024-05-02T08", "2024-05-02T09", "2024-05-02T10"]
+
+    assert spent_hours(marks, "2024-05-02T10:30:00Z") == ["2024-05-02T08"]
