@@ -34,7 +34,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.analytics.store import MARKS_COMPLETE, PERSONAL_HOURS, RESPONSES
+from services.analytics.store import MARKS_COMPLETE, MARKS_INCOMPLETE, PERSONAL_HOURS, RESPONSES
 from shared.events import ErasureRequested
 from shared.mongo import Document
 
@@ -117,8 +117,8 @@ class AnalyticsErasure:
         now = now or datetime.now(UTC)
         cutoff = (now - retention).strftime("%Y-%m-%dT%H:%M:%SZ")
         marks = {str(document["_id"]) async for document in self._hours.find({})}
-        complete = MARKS_COMPLETE in marks
-        marks.discard(MARKS_COMPLETE)
+        complete = MARKS_COMPLETE in marks and MARKS_INCOMPLETE not in marks
+        marks -= {MARKS_COMPLETE, MARKS_INCOMPLETE}
         # Every stored response marked: scan only when an hour with personal data is due.
         if complete and not due_hours(marks, cutoff):
             return 0

@@ -119,6 +119,7 @@ RECEIPTS = "analytics_raw_receipts"
 # responses only when an hour is due (`erasure.py`).
 PERSONAL_HOURS = "analytics_personal_hours"
 MARKS_COMPLETE = "complete"
+MARKS_INCOMPLETE = "incomplete"  # responses were stored before the first mark
 # Each generation of parts is a collection `analytics_aggregate_parts-<key hash>-<field>-<version
 # that compacted>-<writer token>`.
 AGGREGATE_PARTS = "analytics_aggregate_parts"
@@ -480,11 +481,19 @@ class AnalyticsStore:
     async def _mark_personal(self, documents: list[Document]) -> None:
         """Mark the hours in which these responses that hold personal data were received,
         before they are stored (a crash in between leaves a mark too many, never one too few).
-        The first time, also mark the marks complete if nothing is stored yet."""
+        The first time in a database, also mark the marks complete if nothing is stored yet,
+        else incomplete for good."""
         if not self._marking:
-            if await self._responses.estimated_document_count() == 0:
+            # Counting the stored responses is a scan on FerretDB: once per database, ever.
+            if (
+                await self._hours.find_one({"_id": {"$in": [MARKS_COMPLETE, MARKS_INCOMPLETE]}})
+                is None
+            ):
+                empty = await self._responses.estimated_document_count() == 0
                 with contextlib.suppress(DuplicateKeyError):
-                    await self._hours.insert_one({"_id": MARKS_COMPLETE})
+                    await self._hours.insert_one(
+                        {"_id": MARKS_COMPLETE if empty else MARKS_INCOMPLETE}
+                    )
             self._marking = True
         hours = personal_hours(documents) - self._marked
         if not hours:
