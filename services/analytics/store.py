@@ -513,13 +513,23 @@ class AnalyticsStore:
 
     async def _receipted(self, ids: list[str]) -> tuple[dict[str, Document], frozenset[str]]:
         """Where the receipts of batches in progress say these raw `_id`s were stored (the
-        position), and which receipts said so. Reads the receipts collection, which holds the
-        receipts of the batches in progress only."""
+        position), and the receipts to drop once this batch is applied: those that said so,
+        and those of batches the overall watermarks this process knows cover already. Reads
+        the receipts collection, which holds the receipts of the batches in progress only."""
         wanted, where, consulted = set(ids), {}, set()
         if not wanted:
             return {}, frozenset()
+        known = self._known.get(OVERALL)
+        marks = watermarks(known[1]) if known else {}
         async for receipt in self._receipts.find({}):
-            listed = zip(receipt["ids"], receipt["partitions"], receipt["offsets"], strict=True)
+            listed = list(
+                zip(receipt["ids"], receipt["partitions"], receipt["offsets"], strict=True)
+            )
+            if all(offset <= marks.get(partition, -1) for _, partition, offset in listed):
+                # Its batch is applied (a crash came before its receipts were dropped): no
+                # redelivery asks about it again, so it goes with this batch's.
+                consulted.add(str(receipt["_id"]))
+                continue
             for key, partition, offset in listed:
                 if key in wanted:
                     where[key] = {"partition": partition, "offset": offset}

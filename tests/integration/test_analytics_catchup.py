@@ -102,9 +102,11 @@ def counting(db: AsyncDatabase[Document]) -> CountingStore:
     return store
 
 
-async def crashed_after_raw_insert(db: AsyncDatabase[Document]) -> None:
-    """Records 0..9 stored raw in chunks of 4, with their receipts, and never applied."""
-    await consumer.record_chunks(records(0, 9), AnalyticsStore(db), None, None)  # type: ignore[arg-type]
+async def crashed_after_raw_insert(
+    db: AsyncDatabase[Document], first: int = 0, last: int = 9
+) -> None:
+    """Records `first`..`last` stored raw, with their receipts, and never applied."""
+    await consumer.record_chunks(records(first, last), AnalyticsStore(db), None, None)  # type: ignore[arg-type]
 
 
 async def test_handle_batch_redelivered_after_crash_skips_what_is_applied(
@@ -158,6 +160,22 @@ async def test_handle_batch_stored_before_crash_counts_all_with_few_reads(
     assert restarted.looked_up == looked_up
     assert total is not None and total["total"] == 10
     assert await db[RECEIPTS].count_documents({}) == 0  # applied: dropped
+
+
+async def test_handle_batch_redelivered_drops_receipts_of_applied_batches(
+    mongo_client: AsyncMongoClient[Document], run_id: str
+) -> None:
+    db = mongo_client[f"test_{run_id}"]
+    assert await handle_batch(records(0, 9), AnalyticsStore(db), None) == 10  # type: ignore[arg-type]
+    # A crash after that batch was applied, before its receipts were dropped.
+    left = {"_id": "left", "ids": ["x"], "partitions": [0], "offsets": [9]}
+    await db[RECEIPTS].insert_one(left)
+    await crashed_after_raw_insert(db, 10, 19)
+
+    counted = await handle_batch(records(10, 19), counting(db), None)  # type: ignore[arg-type]
+
+    assert counted == 10
+    assert await db[RECEIPTS].count_documents({}) == 0
 
 
 async def test_handle_reviews_redelivered_after_crash_skips_what_is_applied(
