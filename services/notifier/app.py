@@ -47,7 +47,8 @@ def expiry_interval(settings: NotifierSettings) -> float:
 
 
 def create_app(settings: NotifierSettings) -> FastAPI:
-    """The notifier app; subscribers and the dispatcher run inside its lifespan."""
+    """The notifier app; subscribers and the dispatcher (unless `dispatcher_enabled` is off)
+    run inside its lifespan."""
     install_redaction(settings)
     wiring = wire(settings)
     notifier, dispatcher = wiring.cases.notifier, wiring.cases.dispatcher
@@ -68,7 +69,11 @@ def create_app(settings: NotifierSettings) -> FastAPI:
             security=security,
         )
         await broker.start()
-        sending = asyncio.create_task(dispatcher.run(), name="dispatcher")
+        sending = (
+            asyncio.create_task(dispatcher.run(), name="dispatcher")
+            if settings.dispatcher_enabled
+            else None
+        )
         retention = asyncio.create_task(
             sweep_periodically(
                 "notifier",
@@ -97,9 +102,10 @@ def create_app(settings: NotifierSettings) -> FastAPI:
                 task.cancel()
             # The dispatcher finishes the message it is sending while the consumers commit and
             # leave their groups, each within its own bound.
-            await asyncio.gather(
-                broker.stop(), dispatcher.stop_within(sending, DISPATCHER_GRACE_SECONDS)
-            )
+            stopping = [broker.stop()]
+            if sending is not None:
+                stopping.append(dispatcher.stop_within(sending, DISPATCHER_GRACE_SECONDS))
+            await asyncio.gather(*stopping)
             await wiring.close(grace=QUIT_GRACE_SECONDS)
 
     app = FastAPI(

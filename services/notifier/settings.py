@@ -60,6 +60,10 @@ class NotifierSettings(ServiceSettings):
     send_rate_per_second: float = Field(default=50.0, ge=0)
     # SMTP connections of one replica, each sending one message at a time (`mailer_pool`).
     smtp_connections: int = Field(default=1, ge=1, le=32)
+    # False: this replica registers focal points and creates deliveries but sends nothing;
+    # replicas with True send them. Lets the senders be as few as an SMTP quota allows while
+    # the consumers scale with the partitions.
+    dispatcher_enabled: bool = True
     # Pilots matching one focal point within this many seconds go out as one digest; 0: at once.
     digest_window_seconds: float = Field(default=0.0, ge=0)
     # Provider reports (`provider_reports`). Soft bounces of one address after which it is

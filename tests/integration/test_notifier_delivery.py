@@ -159,6 +159,38 @@ async def test_dispatcher_one_connection_for_many_messages(
     assert len(recorder.peers) == 1
 
 
+async def test_replica_without_dispatcher_creates_deliveries_and_sends_none(
+    stack: Stack,
+    settings: NotifierSettings,
+    run_id: str,
+    recorder: Recorder,
+    smtp_server: Controller,
+) -> None:
+    people = addresses(run_id, "split", 3)
+    await register(stack, settings, people)
+    announced = pilot(f"pilot-{run_id}")
+    smtp_server.start()
+    consumers_only = settings.model_copy(update={"dispatcher_enabled": False})
+    async with serving(create_app(consumers_only)) as client:
+        await produce(stack.kafka, settings.topic_pilots, records(announced))
+        created = await eventually(
+            lambda: client.get(
+                "/v1/deliveries", params={"pilot_id": announced.pilot_id}, headers=OPERATOR
+            ),
+            lambda answer: answer.json()["counts"] == {"pending": 3},
+        )
+        # A dispatcher polls every 0.1 s here: twenty polls would have sent them all.
+        await asyncio.sleep(2.0)
+        unsent = recorder.count()
+    # The replicas that send pick up what the consumers created.
+    async with serving(create_app(settings)):
+        await eventually(recorder.counted, lambda c: len(c) == 3)
+
+    assert created.json()["counts"] == {"pending": 3}
+    assert unsent == Counter()
+    assert recorder.count() == Counter({address: 1 for address in people})
+
+
 async def test_pilot_replayed_sends_nothing_twice(
     stack: Stack,
     settings: NotifierSettings,
