@@ -26,6 +26,7 @@ from bench.report import Measurement, Section, Verdict, run_alone
 from bench.topics import consume_only, fill
 from services.analytics.aggregates import OVERALL, Positioned
 from services.analytics.app import create_app
+from services.analytics.consumer import RECORD_CHUNK
 from services.analytics.documents import raw_document
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.wiring import wire
@@ -39,7 +40,6 @@ QUICK_EVENTS = 5000
 TIME_LIMIT_SECONDS = float(os.environ.get("BENCH_TIME_LIMIT", "600"))
 TARGET_INSERT_RATIO = 0.6
 TARGET_RATE = 5000.0
-INSERT_BATCH = 500
 POLL_SECONDS = 1.0
 COUNTRIES = ["VN", "ID", "KE", "BR", "LK", "PH", "IN", "MX", "SN", "EG"]
 
@@ -79,7 +79,8 @@ def responses(events: int) -> list[dict[str, Any]]:
 
 
 async def insert_only(settings: AnalyticsSettings, bodies: list[dict[str, Any]]) -> float:
-    """The database baseline: raw documents/s of unordered `insert_many` into a fresh collection."""
+    """The database baseline: raw documents/s of unordered `insert_many` into a fresh collection
+    (no index but `_id`), as many at once as the consumer inserts (`RECORD_CHUNK`)."""
     documents = [
         raw_document(Positioned(SurveyResponse.model_validate(body), number % 6, number))
         for number, body in enumerate(bodies)
@@ -88,9 +89,9 @@ async def insert_only(settings: AnalyticsSettings, bodies: list[dict[str, Any]])
     database = mongo.database(client, f"{settings.mongodb_database}_inserts")
     try:
         started = time.perf_counter()
-        for start in range(0, len(documents), INSERT_BATCH):
+        for start in range(0, len(documents), RECORD_CHUNK):
             await database["responses"].insert_many(
-                documents[start : start + INSERT_BATCH], ordered=False
+                documents[start : start + RECORD_CHUNK], ordered=False
             )
         return len(documents) / (time.perf_counter() - started)
     finally:

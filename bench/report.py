@@ -15,6 +15,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from shared.serve import tune_garbage_collector
+
 RESULTS = Path("bench-results")
 BAR_WIDTH = 40
 
@@ -61,7 +63,9 @@ def publish_section(section: Section, console: Console | None = None) -> Path:
 
 def run_alone(measure: Callable[[bool], Section]) -> None:
     """A benchmark's own command (`python -m bench.<name>`): measure at full size, print the
-    results, and exit with status 1 when a target is not met."""
+    results, and exit with status 1 when a target is not met. The services measured in this
+    process collect garbage as they do when served, and so do their baselines."""
+    tune_garbage_collector()
     measured = measure(False)
     publish_section(measured)
     raise SystemExit(0 if measured.met else 1)

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from bench import analytics, growth, intake, notifier, pipeline, profiles, scaleout
 from bench.performance import write
 from bench.report import Section, publish_section
+from shared.serve import tune_garbage_collector
 
 SECTIONS: list[tuple[str, Callable[[bool], Section]]] = [
     ("intake", intake.section),
@@ -72,6 +73,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     quick = parser.parse_args().quick
+    # The services measured in this process collect garbage as they do when served, and so do
+    # their baselines.
+    tune_garbage_collector()
     console = Console()
     sections = run(quick, console)
     target = QUICK_REPORT if quick else REPORT
