@@ -28,11 +28,14 @@ from fastapi.responses import JSONResponse
 from services.intake.batching import InsertBatcher
 from shared import mongo
 from shared.kafka_security import kafka_security
+from shared.serve import tune_garbage_collector
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """One MongoDB client and one producer for the process, as the intake has."""
+    """One MongoDB client and one producer for the process, as the intake has, and its
+    garbage collector tuned as the intake's is."""
+    tune_garbage_collector()
     client = mongo.new_client(os.environ.get("MONGODB_URL", "mongodb://localhost:27017"))
     database = mongo.database(client, os.environ.get("MONGODB_DATABASE", "bench_ceiling"))
     producer = AIOKafkaProducer(

@@ -39,7 +39,7 @@ from bench.load import (
     start_all,
     stop,
 )
-from bench.report import Measurement, Section, Verdict, run_alone
+from bench.report import Curve, Measurement, Section, Verdict, run_alone
 from bench.scaleout import analytics_settings
 from bench.topics import fill
 from services.analytics.aggregates import OVERALL, Positioned
@@ -234,6 +234,22 @@ def section(quick: bool = False) -> Section:
         ],
         ["each figure starts an analytics process: its start-up (about 2 s) is in the time"]
         + [note for at in figures.values() for note in at.notes],
+        [
+            Curve(
+                "responses already stored",
+                "responses/s",
+                {"applied": [(s, at.rate) for s, at in figures.items()]},
+            ),
+            Curve(
+                "responses already stored",
+                "s",
+                {
+                    f"catch-up of {more:,} after SIGKILL": [
+                        (s, at.catch_up) for s, at in figures.items()
+                    ]
+                },
+            ),
+        ],
     )
 
 

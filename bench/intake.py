@@ -15,6 +15,8 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -35,6 +37,7 @@ from bench.load import (
 from bench.report import Measurement, Section, Verdict, run_alone
 from services.intake.settings import IntakeSettings
 from shared.kafka import delete_topics, ensure_topics, topics_with_dlq
+from shared.serve import tune_garbage_collector
 
 SETTINGS = (IntakeSettings,)
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "3000"))
@@ -55,7 +58,15 @@ SERVERS: list[tuple[str, list[str]]] = [
     (INTAKE, ["-m", "services.intake"]),
 ]
 
-bare = FastAPI()
+
+@asynccontextmanager
+async def tuned(_: FastAPI) -> AsyncIterator[None]:
+    """The garbage collector tuned as the intake's is (`shared.serve`)."""
+    tune_garbage_collector()
+    yield
+
+
+bare = FastAPI(lifespan=tuned)
 
 
 @bare.post("/v1/webhooks/{source}/{survey_id}", status_code=202)

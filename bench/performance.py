@@ -19,7 +19,7 @@ matplotlib.use("Agg")  # files only: the machines that run benchmarks have no di
 
 import matplotlib.pyplot as plt  # after `use`: the backend is chosen first
 
-from bench.report import Measurement, Section, Verdict
+from bench.report import Curve, Measurement, Section, Verdict
 
 Previous = dict[str, dict[str, float]]  # section key -> measurement label -> value
 
@@ -103,7 +103,8 @@ def render(
 
 
 def plot(section: Section, directory: Path) -> list[Path]:
-    """One horizontal bar chart per unit of the section's figures, as PNG files."""
+    """One horizontal bar chart per unit of the section's figures, and one line chart per
+    curve, as PNG files."""
     directory.mkdir(parents=True, exist_ok=True)
     by_unit: dict[str, list[Measurement]] = {}
     for m in section.measurements:
@@ -124,7 +125,38 @@ def plot(section: Section, directory: Path) -> list[Path]:
         figure.savefig(path, dpi=110)
         plt.close(figure)
         written.append(path)
+    for number, curve in enumerate(section.curves):
+        path = directory / f"{section.key}-curve-{number}.png"
+        written.append(plot_curve(section.title, curve, path))
     return written
+
+
+def plot_curve(title: str, curve: Curve, path: Path) -> Path:
+    """One line per label of `curve`, its figure against the growing quantity, as a PNG file.
+    The x axis is linear up to 10,000 and logarithmic beyond, so 0 and 1,000,000 both show."""
+    figure, axes = plt.subplots(figsize=(8, 3.2))
+    for label, points in curve.points.items():
+        xs, ys = zip(*sorted(points), strict=True)
+        axes.plot(xs, ys, marker="o", label=label)
+        for x, y in zip(xs, ys, strict=True):
+            axes.annotate(
+                f"{y:,.1f}",
+                (x, y),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=8,
+            )
+    axes.set_xscale("symlog", linthresh=10_000)
+    axes.set_xlabel(curve.x_label)
+    axes.set_ylabel(curve.unit)
+    axes.set_ylim(bottom=0, top=max(y for p in curve.points.values() for _, y in p) * 1.25 or 1.0)
+    axes.legend(fontsize=8)
+    axes.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
 
 
 def write(

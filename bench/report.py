@@ -41,6 +41,16 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class Curve:
+    """Figures of one unit against a quantity that grows, plotted as lines, e.g. the applied
+    rate against the responses already stored: each label maps to its (x, y) points."""
+
+    x_label: str
+    unit: str
+    points: dict[str, list[tuple[float, float]]]
+
+
+@dataclass(frozen=True)
 class Section:
     """What one benchmark measured: its figures, the targets it checks, and what to know."""
 
@@ -49,6 +59,7 @@ class Section:
     measurements: list[Measurement]
     verdicts: list[Verdict]
     notes: list[str] = field(default_factory=list)
+    curves: list[Curve] = field(default_factory=list)
 
     @property
     def met(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.performance import previous_figures, render, write
-from bench.report import Measurement, Section, Verdict
+from bench.report import Curve, Measurement, Section, Verdict
 
 SECTION = Section(
     "intake",
@@ -49,6 +49,28 @@ def test_write_plots_each_unit_and_keeps_figures_for_the_next_run(tmp_path: Path
     assert previous_figures(markdown.with_suffix(".json")) == {
         "intake": {"intake: accepted/s": 400.0, "intake: p99": 120.0}
     }
+
+
+def test_write_plots_each_curve_as_lines_against_what_grows(tmp_path: Path) -> None:
+    growth = Section(
+        "growth",
+        "Cost against responses already stored",
+        [Measurement("applied with 0 stored", 3000.0, "responses/s")],
+        [],
+        curves=[
+            Curve(
+                "responses already stored",
+                "responses/s",
+                {"applied": [(1_000_000, 2900.0), (0, 3000.0), (100_000, 2950.0)]},
+            )
+        ],
+    )
+
+    written, images = write([growth], tmp_path / "performance.md", {})
+
+    assert [image.name for image in images] == ["growth-0.png", "growth-curve-0.png"]
+    assert images[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "(performance/growth-curve-0.png)" in written.read_text()
 
 
 def test_previous_figures_of_a_first_run_are_none(tmp_path: Path) -> None:
