@@ -33,6 +33,7 @@ from bench.report import Measurement, Section, Verdict, run_alone
 from bench.topics import consume_only, fill
 from services.notifier import emails
 from services.notifier.app import create_app
+from services.notifier.deliveries import DELIVERIES
 from services.notifier.matching import (
     BUCKETS,
     Bucket,
@@ -351,6 +352,11 @@ async def bench_registry(count: int) -> tuple[list[Measurement], list[Verdict]]:
                 "responses/s",
             ),
             Measurement("registry: consume-only aiokafka loop", baseline, "responses/s"),
+            Measurement(
+                "confirmation emails its dispatcher sent meanwhile (claim, send, record)",
+                sending.sent_per_second,
+                "emails/s",
+            ),
         ],
         [
             Verdict(
@@ -369,6 +375,7 @@ class Registered:
 
     rate: float
     within: str
+    sent_per_second: float  # confirmation emails its dispatcher sent meanwhile (0 without one)
 
 
 async def registered(
@@ -387,7 +394,8 @@ async def registered(
     bootstrap = settings.kafka_bootstrap_servers
     group = f"{settings.notifier_group_id}.registry"
     client = mongo.new_client(settings.mongodb_url)
-    focal_points = mongo.database(client, settings.mongodb_database)[FOCAL_POINTS]
+    database = mongo.database(client, settings.mongodb_database)
+    focal_points, deliveries = database[FOCAL_POINTS], database[DELIVERIES]
     try:
         app = create_app(settings)
         started = time.perf_counter()
@@ -403,13 +411,14 @@ async def registered(
                 await asyncio.sleep(LAG_POLL_SECONDS)
             elapsed = time.perf_counter() - started
             held = await focal_points.count_documents({})
+            sent = await deliveries.count_documents({"state": "sent"})
     finally:
         await client.drop_database(settings.mongodb_database)
         await client.close()
     if lag == 0 and held != count:
         raise RuntimeError(f"registry: {held:,} focal points held of {count:,} committed")
     within = "" if lag == 0 else f", {count - lag:,} of {count:,} in the time limit"
-    return Registered((count - lag) / elapsed, within)
+    return Registered((count - lag) / elapsed, within, sent / elapsed)
 
 
 async def measure(quick: bool = False) -> Section:
