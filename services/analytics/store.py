@@ -187,8 +187,8 @@ class StoreRefusedError(Exception):
 class Recorded:
     """A batch of raw responses stored: what counts, and what the database refused;
     `inserted`: the raw `_id`s these very messages stored (this call, or an earlier attempt
-    at the same positions that a receipt proves); `receipts`: those to drop once the batch is
-    applied (`drop_receipts`)."""
+    at the same positions that a receipt or the stored position proves); `receipts`: those
+    to drop once the batch is applied (`drop_receipts`)."""
 
     counted: list[Positioned]
     refused: list[tuple[Positioned, str]]
@@ -450,8 +450,16 @@ class AnalyticsStore:
         unknown = sorted({ids[i] for i in kept} - set(found))
         receipted, consulted = await self._receipted(unknown)
         found.update({key: {"position": position} for key, position in receipted.items()})
-        found.update(await self._stored([key for key in unknown if key not in receipted]))
+        read = await self._stored([key for key in unknown if key not in receipted])
+        found.update(read)
         inserted |= {ids[i] for i in kept if receipted.get(ids[i]) == batch[i].position}
+        # A revision 1 read back at this very position was stored by an earlier attempt at it,
+        # as a receipt would have said: its chain starts with it, with no read of its own.
+        inserted |= {
+            ids[i]
+            for i in kept
+            if read.get(ids[i], {}).get("position") == batch[i].position and read[ids[i]].get(FIRST)
+        }
         receipts |= consulted
         # A revision 1 whose identity a placeholder claimed is stored beside it.
         moved = {
@@ -543,10 +551,11 @@ class AnalyticsStore:
             await self._receipts.delete_many({"_id": {"$in": dropped}})
 
     async def _stored(self, ids: list[str]) -> dict[str, Document]:
-        """The position (or placeholder mark) stored under each of these raw `_id`s."""
+        """The position (or placeholder mark) stored under each of these raw `_id`s, and
+        whether it is a revision 1 that starts its chain (`FIRST`)."""
         if not ids:
             return {}
-        projection = {"position": 1, PLACEHOLDER: 1}
+        projection = {"position": 1, PLACEHOLDER: 1, FIRST: 1}
         return {
             document["_id"]: document
             async for document in self._responses.find({"_id": {"$in": ids}}, projection)
