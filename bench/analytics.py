@@ -4,10 +4,11 @@ and the database's own insert rate for the same documents.
 
 The topic holds `BENCH_EVENTS` (100,000) unique responses over 6 partitions. The consume-only
 baseline reads them all with one consumer and does nothing else. The insert baseline writes the
-raw documents analytics keeps for those responses with unordered `insert_many` of 500 (the
-consumer's batch size) into a fresh collection, and nothing else. The service's consumer (its
-FastStream app, in this process) reads them from a fresh group and database, validates, stores
-raw, and applies the aggregates; the clock stops when the overall total reaches the count.
+raw documents analytics keeps for those responses into a fresh collection and nothing else, as
+the consumer inserts them: unordered `insert_many` of `RECORD_CHUNK` documents, up to
+`INSERTS_IN_FLIGHT` at once. The service's consumer (its FastStream app, in this process) reads
+them from a fresh group and database, validates, stores raw, and applies the aggregates; the
+clock stops when the overall total reaches the count.
 Targets: at least 5,000 responses/s, and at least 0.6 of the database's insert rate.
 """
 
@@ -26,13 +27,14 @@ from bench.report import Measurement, Section, Verdict, run_alone
 from bench.topics import consume_only, fill
 from services.analytics.aggregates import OVERALL, Positioned
 from services.analytics.app import create_app
-from services.analytics.consumer import RECORD_CHUNK
+from services.analytics.consumer import INSERTS_IN_FLIGHT, RECORD_CHUNK
 from services.analytics.documents import raw_document
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.wiring import wire
 from shared import mongo
 from shared.events import SurveyResponse
 from shared.kafka import delete_topics, ensure_topics, topics_with_dlq
+from shared.mongo import Document
 from shared.taxonomy import load_taxonomy
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "100000"))
@@ -80,19 +82,28 @@ def responses(events: int) -> list[dict[str, Any]]:
 
 async def insert_only(settings: AnalyticsSettings, bodies: list[dict[str, Any]]) -> float:
     """The database baseline: raw documents/s of unordered `insert_many` into a fresh collection
-    (no index but `_id`), as many at once as the consumer inserts (`RECORD_CHUNK`)."""
+    (no index but `_id`), as the consumer inserts: `RECORD_CHUNK` at once, `INSERTS_IN_FLIGHT`
+    inserts under way (measured on 2 cores, the database takes 35% more documents/s from two
+    inserts at once than from one after the other)."""
     documents = [
-        raw_document(Positioned(SurveyResponse.model_validate(body), number % 6, number))
+        # As the consumer stores them: counted through their states (`tracked`).
+        raw_document(
+            Positioned(SurveyResponse.model_validate(body), number % 6, number), tracked=True
+        )
         for number, body in enumerate(bodies)
     ]
     client = mongo.new_client(settings.mongodb_url)
     database = mongo.database(client, f"{settings.mongodb_database}_inserts")
+    under_way = asyncio.Semaphore(INSERTS_IN_FLIGHT)
+
+    async def insert(chunk: list[Document]) -> None:
+        async with under_way:
+            await database["responses"].insert_many(chunk, ordered=False)
+
     try:
         started = time.perf_counter()
-        for start in range(0, len(documents), RECORD_CHUNK):
-            await database["responses"].insert_many(
-                documents[start : start + RECORD_CHUNK], ordered=False
-            )
+        chunks = range(0, len(documents), RECORD_CHUNK)
+        await asyncio.gather(*(insert(documents[at : at + RECORD_CHUNK]) for at in chunks))
         return len(documents) / (time.perf_counter() - started)
     finally:
         await client.drop_database(database.name)

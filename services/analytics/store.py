@@ -341,6 +341,9 @@ class AnalyticsStore:
         self._hours = db[PERSONAL_HOURS]
         self._marked: set[str] = set()  # hours this process marked
         self._marking = False  # whether it checked that every stored response is marked
+        # Held for that check: two chunks inserted at once must not both decide it, one before
+        # and one after the other's responses are stored.
+        self._marking_lock = asyncio.Lock()
         self._indexed = False
         # The newest version of each document this process has seen: a starting point for
         # probing, so a steady writer reads one document per write.
@@ -492,17 +495,9 @@ class AnalyticsStore:
         The first time in a database, also mark the marks complete if nothing is stored yet,
         else incomplete for good."""
         if not self._marking:
-            # Counting the stored responses is a scan on FerretDB: once per database, ever.
-            if (
-                await self._hours.find_one({"_id": {"$in": [MARKS_COMPLETE, MARKS_INCOMPLETE]}})
-                is None
-            ):
-                empty = await self._responses.estimated_document_count() == 0
-                with contextlib.suppress(DuplicateKeyError):
-                    await self._hours.insert_one(
-                        {"_id": MARKS_COMPLETE if empty else MARKS_INCOMPLETE}
-                    )
-            self._marking = True
+            async with self._marking_lock:
+                if not self._marking:
+                    await self._check_marks()
         hours = personal_hours(documents) - self._marked
         if not hours:
             return
@@ -518,6 +513,16 @@ class AnalyticsStore:
         # received then is stored anonymised at once (`retention`).
         if self._retention:
             self._marked |= hours
+
+    async def _check_marks(self) -> None:
+        """Mark the marks complete if nothing is stored yet, else incomplete, unless either is
+        marked already (by this process or another)."""
+        # Counting the stored responses is a scan on FerretDB: once per database, ever.
+        if await self._hours.find_one({"_id": {"$in": [MARKS_COMPLETE, MARKS_INCOMPLETE]}}) is None:
+            empty = await self._responses.estimated_document_count() == 0
+            with contextlib.suppress(DuplicateKeyError):
+                await self._hours.insert_one({"_id": MARKS_COMPLETE if empty else MARKS_INCOMPLETE})
+        self._marking = True
 
     async def _receipted(self, ids: list[str]) -> tuple[dict[str, Document], frozenset[str]]:
         """Where the receipts of batches in progress say these raw `_id`s were stored (the
