@@ -53,9 +53,9 @@ STORED = (0, 100_000, 1_000_000)
 QUICK_STORED = (0, 2_000, 10_000)
 NEW, QUICK_NEW = 20_000, 2_000
 # The catch-up spans several of the consumer's batches, so that the kill lands between two:
-# two of its default 5,000, or five of `QUICK_BATCH` in a smoke run.
+# two of `BATCH`, or five of `QUICK_BATCH` in a smoke run.
 CATCH_UP, QUICK_CATCH_UP = 10_000, 5_000
-QUICK_BATCH = 1000
+BATCH, QUICK_BATCH = 5000, 1000
 PRELOAD_BATCH = 1000
 TARGET_GROWTH = 1.5
 KILL_POLL_SECONDS = 0.2
@@ -176,8 +176,7 @@ def measure_at(stored: int, quick: bool, run: str, progress: Progress) -> AtSize
     # One topic and one group throughout: analytics counts a database's responses from one
     # topic, by position, so the catch-up continues where the rate's process left off.
     env |= {"ANALYTICS_GROUP_ID": f"bench-{run}-{stored}"}
-    if quick:
-        env |= {"ANALYTICS_BATCH_SIZE": str(QUICK_BATCH)}
+    env |= {"ANALYTICS_BATCH_SIZE": str(QUICK_BATCH if quick else BATCH)}
     notes = []
     try:
         asyncio.run(ensure_topics(bootstrap, topics_with_dlq(topic)))
