@@ -9,7 +9,9 @@ what a long campaign leaves behind), then:
 - **catch-up after SIGKILL**: an analytics process counts `CATCH_UP` more, added to the same
   topic, and is SIGKILLed once its first batch of them is counted (work in progress: the batch
   it was applying is read again); a new process is started and the clock runs from its start
-  until all are counted.
+  until all are counted. The report says how many times that process read stored responses by
+  id (`analytics_stored_response_reads_total`): a kill during a raw insert leaves responses
+  stored without a receipt, and settling them takes one such read, a scan on FerretDB.
 
 Targets (issue "Performance"): at the largest size each figure within 1.5x of its value at 0.
 A step that read the whole collection per response or per batch would show here first.
@@ -27,6 +29,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from rich.progress import Progress
 
 from bench.analytics import NotCounted, counted, response
@@ -106,18 +110,31 @@ async def total(settings: AnalyticsSettings) -> int:
         await wiring.close()
 
 
-def analytics_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """One analytics process on its own port, ready."""
+def analytics_process(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    """One analytics process on its own port, ready; and the port."""
     port = free_port()
     command = [sys.executable, "-m", "services.analytics"]
-    return start_all([(command, env | listening({"analytics": port}), port)])[0]
+    return start_all([(command, env | listening({"analytics": port}), port)])[0], port
+
+
+def stored_reads(port: int) -> dict[str, int]:
+    """How many times the analytics process on `port` read stored responses by id (each a
+    scan on FerretDB), by reason, from its `/metrics`."""
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return {
+        sample.labels["reason"]: int(sample.value)
+        for family in text_string_to_metric_families(metrics)
+        if family.name == "analytics_stored_response_reads"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
 
 
 def applied_rate(env: dict[str, str], events: int) -> tuple[float, str | None]:
     """Responses/s of one process from its start to `events` counted; when the time limit ran
     out first, the rate so far and why."""
     started = time.perf_counter()
-    process = analytics_process(env)
+    process, _ = analytics_process(env)
     try:
         asyncio.run(counted(analytics_settings(env), events))
         return events / (time.perf_counter() - started), None
@@ -127,12 +144,23 @@ def applied_rate(env: dict[str, str], events: int) -> tuple[float, str | None]:
         stop(process)
 
 
-def catch_up_seconds(env: dict[str, str], before: int, events: int) -> tuple[float, str | None]:
+@dataclass(frozen=True)
+class CatchUp:
+    """Seconds to catch up, the reads of stored responses they took, and why they ran short."""
+
+    seconds: float
+    reads: dict[str, int]
+    short: str | None
+
+
+def catch_up(env: dict[str, str], before: int, events: int) -> CatchUp:
     """SIGKILL a process once it counted a first batch of `events` more, then the seconds a new
-    one takes from its start until all of them are counted; when the time limit ran out first,
-    the seconds so far (a lower bound) and why."""
+    one takes from its start until all of them are counted, and how many times it read stored
+    responses meanwhile (a kill during a raw insert leaves responses stored without a receipt:
+    one read, a scan on FerretDB); when the time limit ran out first, the seconds so far (a
+    lower bound) and why."""
     settings = analytics_settings(env)
-    victim = analytics_process(env)
+    victim, _ = analytics_process(env)
     try:
         while (shown := asyncio.run(total(settings))) <= before:
             if victim.poll() is not None:
@@ -146,12 +174,12 @@ def catch_up_seconds(env: dict[str, str], before: int, events: int) -> tuple[flo
             "the process counted everything before it was killed: nothing to catch up"
         )
     started = time.perf_counter()
-    process = analytics_process(env)
+    process, port = analytics_process(env)
     try:
         asyncio.run(counted(settings, before + events))
-        return time.perf_counter() - started, None
+        return CatchUp(time.perf_counter() - started, stored_reads(port), None)
     except NotCounted as short:
-        return time.perf_counter() - started, str(short)
+        return CatchUp(time.perf_counter() - started, stored_reads(port), str(short))
     finally:
         stop(process)
 
@@ -186,9 +214,14 @@ def measure_at(stored: int, quick: bool, run: str, progress: Progress) -> AtSize
         if short:
             notes.append(f"applied rate with {stored:,} stored: {short}; the rate so far")
         asyncio.run(fill(bootstrap, topic, bodies("more", more, 2)))
-        seconds, short = catch_up_seconds(env, new, more)
-        if short:
-            notes.append(f"catch-up with {stored:,} stored: {short}; the time is a lower bound")
+        caught = catch_up(env, new, more)
+        seconds = caught.seconds
+        reads = ", ".join(f"{why}: {n}" for why, n in sorted(caught.reads.items())) or "none"
+        notes.append(f"catch-up with {stored:,} stored: reads of stored responses by id: {reads}")
+        if caught.short:
+            notes.append(
+                f"catch-up with {stored:,} stored: {caught.short}; the time is a lower bound"
+            )
     finally:
         asyncio.run(drop_database(env["MONGODB_DATABASE"]))
         asyncio.run(delete_topics(bootstrap, f"bench-{run}-{stored}."))

@@ -28,6 +28,13 @@ EMAILS = Counter("emails_total", "Pilot emails by outcome", ["status"])
 SMTP_FAILURES = Counter("notifier_smtp_failures_total", "Failed SMTP sends by kind", ["kind"])
 SMTP_PAUSED = Gauge("notifier_smtp_paused", "1 while sending waits for the SMTP server to recover")
 CONSUMER_LAG = Gauge("consumer_lag", "Records not yet committed by a group", ["group", "topic"])
+STORED_READS = Counter(
+    "analytics_stored_response_reads_total",
+    "Reads of stored responses by id (each a scan of the collection on FerretDB), by why: "
+    "settle (a batch read again found responses stored without a receipt), chains (a batch "
+    "held revisions, duplicates, reviews or retractions)",
+    ["reason"],
+)
 
 # Log record attributes that identify the thing a line is about; they become JSON fields.
 CONTEXT_FIELDS = ("response_id", "pilot_id", "survey_id", "topic", "partition", "offset")

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import secrets
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -101,8 +102,10 @@ from services.analytics.states import (
 from shared.events import ResponseReview, SurveyResponse
 from shared.failures import Disposition, classify_write_error, unstorable
 from shared.mongo import Document
+from shared.observability import STORED_READS
 from shared.personal import EmailKeys
 
+logger = logging.getLogger(__name__)
 RESPONSES = "analytics_responses"
 AGGREGATES = "analytics_aggregates"
 # The chains of response states (`states.py`): one immutable entry per change, `_id`
@@ -560,6 +563,8 @@ class AnalyticsStore:
         whether it is a revision 1 that starts its chain (`FIRST`)."""
         if not ids:
             return {}
+        STORED_READS.labels("settle").inc()
+        logger.info("reading %d stored responses that no receipt places", len(ids))
         projection = {"position": 1, PLACEHOLDER: 1, FIRST: 1}
         return {
             document["_id"]: document
@@ -724,6 +729,7 @@ class AnalyticsStore:
         read = Chains({identity: [] for identity in identities}, {}, set())
         if not identities:
             return read
+        STORED_READS.labels("chains").inc()
         query = {"_id": {"$in": identities}}
         async for document in self._responses.find(query, {"answers": 0}):
             identity = str(document["_id"])

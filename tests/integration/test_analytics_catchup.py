@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -28,6 +29,7 @@ from shared.mongo import Document
 from tests.support import canonical_response
 
 pytestmark = pytest.mark.integration
+STORED_READS_TOTAL = "analytics_stored_response_reads_total"
 
 
 class CountingStore(AnalyticsStore):
@@ -95,6 +97,14 @@ def records(first: int, last: int) -> list[ConsumerRecord[Any, Any]]:
     return out
 
 
+def stored_reads() -> float:
+    """The process's `analytics_stored_response_reads_total`, every reason together."""
+    return sum(
+        REGISTRY.get_sample_value(STORED_READS_TOTAL, {"reason": reason}) or 0.0
+        for reason in ("settle", "chains")
+    )
+
+
 def counting(db: AsyncDatabase[Document]) -> CountingStore:
     """A `CountingStore` of `db` that counted nothing yet."""
     store = CountingStore(db)
@@ -153,12 +163,14 @@ async def test_handle_batch_stored_before_crash_counts_all_with_few_reads(
         await db[RECEIPTS].delete_many({})
 
     restarted = counting(db)
+    reads = stored_reads()
     counted = await handle_batch(records(0, 9), restarted, None)  # type: ignore[arg-type]
     total = await restarted.aggregate(OVERALL)
 
     assert counted == 10
     assert restarted.recorded == [4, 4, 2]
     assert restarted.looked_up == looked_up
+    assert stored_reads() - reads == len(looked_up)  # what operators see in `/metrics`
     assert total is not None and total["total"] == 10
     assert await db[RECEIPTS].count_documents({}) == 0  # applied: dropped
 
