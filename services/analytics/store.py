@@ -111,9 +111,10 @@ AGGREGATES = "analytics_aggregates"
 # The chains of response states (`states.py`): one immutable entry per change, `_id`
 # `<identity>@<seq>`, the unique insert that decides which writer's change comes next.
 STATES = "analytics_response_states"
-# Receipts of the raw inserts of a batch in progress (`insert_raw`): which raw `_id`s it stored
-# at which position. A batch read again after a crash learns from them, without reading the
-# stored responses (a scan on FerretDB, which grows with the campaign), that what it finds
+# Receipts of the raw inserts of a batch in progress (`insert_raw`): the positions whose raw
+# response it stored, as runs of offsets (a record at a position never changes, so neither does
+# the `_id` stored from it). A batch read again after a crash learns from them, without reading
+# the stored responses (a scan on FerretDB, which grows with the campaign), that what it finds
 # stored is its own earlier insert. A batch's receipts go once it is applied: few remain.
 RECEIPTS = "analytics_raw_receipts"
 # The hours in which responses that hold personal data were received (`_id`: `received_at` to
@@ -225,6 +226,42 @@ class PositionedReview:
 
 
 Message = Positioned | PositionedReview
+
+
+@dataclass(frozen=True)
+class OffsetRun:
+    """Consecutive offsets `first`..`last` of one partition."""
+
+    partition: int
+    first: int
+    last: int
+
+
+def offset_runs(positions: Iterable[tuple[int, int]]) -> list[OffsetRun]:
+    """These (partition, offset) positions as runs of consecutive offsets, fewest first."""
+    runs: list[OffsetRun] = []
+    for partition, offset in sorted(set(positions)):
+        if runs and runs[-1].partition == partition and runs[-1].last + 1 == offset:
+            runs[-1] = OffsetRun(partition, runs[-1].first, offset)
+        else:
+            runs.append(OffsetRun(partition, offset, offset))
+    return runs
+
+
+def placed(wanted: Mapping[str, list[Document]], runs: list[OffsetRun]) -> dict[str, Document]:
+    """Of these `_id`s, each with the positions that carry it, those whose position one of the
+    runs holds, with that position."""
+    by_partition: defaultdict[int, list[OffsetRun]] = defaultdict(list)
+    for run in runs:
+        by_partition[run.partition].append(run)
+    found: dict[str, Document] = {}
+    for key, positions in wanted.items():
+        for position in positions:
+            partition, offset = position["partition"], position["offset"]
+            if any(run.first <= offset <= run.last for run in by_partition.get(partition, [])):
+                found[key] = position
+                break
+    return found
 
 
 def _identity(message: Message) -> str:
@@ -420,13 +457,18 @@ class AnalyticsStore:
         stored = [d for i, d in enumerate(documents) if i not in taken and i not in refused]
         if receipt and stored:
             receipts = (secrets.token_hex(8),)
+            runs = offset_runs(
+                (d["position"]["partition"], d["position"]["offset"]) for d in stored
+            )
             # Three lists side by side: the local MongoDB-wire server stores no nested arrays.
+            # Positions alone, not `_id`s: a receipt of a full chunk is a few hundred bytes, where
+            # its `_id`s made it some 60 KB to insert, read and delete.
             await self._receipts.insert_one(
                 {
                     "_id": receipts[0],
-                    "ids": [d["_id"] for d in stored],
-                    "partitions": [d["position"]["partition"] for d in stored],
-                    "offsets": [d["position"]["offset"] for d in stored],
+                    "partitions": [run.partition for run in runs],
+                    "firsts": [run.first for run in runs],
+                    "lasts": [run.last for run in runs],
                 }
             )
         return RawInsert(refused, frozenset(taken), receipts)
@@ -454,7 +496,11 @@ class AnalyticsStore:
             ids[i]: {"position": batch[i].position} for i in kept if i not in raw.taken
         }
         unknown = sorted({ids[i] for i in kept} - set(found))
-        receipted, consulted = await self._receipted(unknown)
+        wanted: dict[str, list[Document]] = {}
+        for i in kept:
+            if ids[i] not in found:
+                wanted.setdefault(ids[i], []).append(batch[i].position)
+        receipted, consulted = await self._receipted(wanted)
         found.update({key: {"position": position} for key, position in receipted.items()})
         read = await self._stored([key for key in unknown if key not in receipted])
         found.update(read)
@@ -527,28 +573,46 @@ class AnalyticsStore:
                 await self._hours.insert_one({"_id": MARKS_COMPLETE if empty else MARKS_INCOMPLETE})
         self._marking = True
 
-    async def _receipted(self, ids: list[str]) -> tuple[dict[str, Document], frozenset[str]]:
-        """Where the receipts of batches in progress say these raw `_id`s were stored (the
-        position), and the receipts to drop once this batch is applied: those that said so,
-        and those of batches the overall watermarks this process knows cover already. Reads
-        the receipts collection, which holds the receipts of the batches in progress only."""
-        wanted, where, consulted = set(ids), {}, set()
+    async def _receipted(
+        self, wanted: Mapping[str, list[Document]]
+    ) -> tuple[dict[str, Document], frozenset[str]]:
+        """Where the receipts of batches in progress say these raw `_id`s were stored (each
+        given with the positions in this batch of the messages that carry it), and the receipts
+        to drop once this batch is applied: those that said so, and those of batches the overall
+        watermarks this process knows cover already. Reads the receipts collection, which holds
+        the receipts of the batches in progress only.
+
+        A receipt places an `_id` at a position of this batch that it lists. An `_id` stored from
+        another position (a duplicate) is not placed, and `settle_raw` reads it."""
+        where: dict[str, Document] = {}
+        consulted: set[str] = set()
         if not wanted:
             return {}, frozenset()
         known = self._known.get(OVERALL)
         marks = watermarks(known[1]) if known else {}
         async for receipt in self._receipts.find({}):
-            listed = list(
-                zip(receipt["ids"], receipt["partitions"], receipt["offsets"], strict=True)
-            )
-            if all(offset <= marks.get(partition, -1) for _, partition, offset in listed):
+            if "ids" in receipt:  # written before receipts listed runs of positions
+                listed = list(
+                    zip(receipt["ids"], receipt["partitions"], receipt["offsets"], strict=True)
+                )
+                runs = [OffsetRun(p, o, o) for _, p, o in listed]
+                places = {key: {"partition": p, "offset": o} for key, p, o in listed}
+            else:
+                runs = [
+                    OffsetRun(*run)
+                    for run in zip(
+                        receipt["partitions"], receipt["firsts"], receipt["lasts"], strict=True
+                    )
+                ]
+                places = placed(wanted, runs)
+            if all(run.last <= marks.get(run.partition, -1) for run in runs):
                 # Its batch is applied (a crash came before its receipts were dropped): no
                 # redelivery asks about it again, so it goes with this batch's.
                 consulted.add(str(receipt["_id"]))
                 continue
-            for key, partition, offset in listed:
+            for key, position in places.items():
                 if key in wanted:
-                    where[key] = {"partition": partition, "offset": offset}
+                    where[key] = position
                     consulted.add(str(receipt["_id"]))
         return where, frozenset(consulted)
 

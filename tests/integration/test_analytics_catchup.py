@@ -15,6 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.analytics import consumer
 from services.analytics.aggregates import OVERALL
 from services.analytics.consumer import handle_batch, handle_reviews
+from services.analytics.documents import revision_id
 from services.analytics.states import Change
 from services.analytics.store import (
     RECEIPTS,
@@ -142,25 +143,31 @@ async def test_handle_batch_redelivered_after_crash_skips_what_is_applied(
     [
         # The receipts say the earlier attempt stored them, at these positions: no read of the
         # stored responses (each a scan on FerretDB), neither to count them nor to track them.
-        (True, []),
+        ("runs", []),
+        # The same from receipts written before they listed runs of positions (their `_id`s).
+        ("ids", []),
         # The crash came before the receipts were stored: one read of the stored responses for
         # the batch (not one per chunk); what it finds at its own positions needs no read of
         # chains.
-        (False, [10]),
+        (None, [10]),
     ],
 )
 async def test_handle_batch_stored_before_crash_counts_all_with_few_reads(
     mongo_client: AsyncMongoClient[Document],
     run_id: str,
     monkeypatch: pytest.MonkeyPatch,
-    receipts: bool,
+    receipts: str | None,
     looked_up: list[int],
 ) -> None:
     monkeypatch.setattr(consumer, "RECORD_CHUNK", 4)
     db = mongo_client[f"test_{run_id}"]
     await crashed_after_raw_insert(db)
-    if not receipts:
+    if receipts != "runs":
         await db[RECEIPTS].delete_many({})
+    if receipts == "ids":
+        ids = [revision_id(f"cities-2024-priorities/generic:c{n}", 1) for n in range(10)]
+        legacy = {"_id": "legacy", "ids": ids, "partitions": [0] * 10, "offsets": list(range(10))}
+        await db[RECEIPTS].insert_one(legacy)
 
     restarted = counting(db)
     reads = stored_reads()

@@ -16,13 +16,16 @@ from services.analytics.parts import Layout
 from services.analytics.store import (
     AGGREGATE_PARTS,
     AGGREGATES,
+    OffsetRun,
     Positioned,
     RawInsert,
     first_of,
     generation_collection,
     generation_of,
     key_hash,
+    offset_runs,
     personal_hours,
+    placed,
 )
 
 
@@ -133,6 +136,33 @@ def test_raw_insert_after_shifts_the_later_chunk():
 
     assert joined.refused == {1: "too large", 4: "bad key"}
     assert joined.taken == {0, 6}
+
+
+def test_offset_runs_join_consecutive_offsets_of_one_partition():
+    positions = [(1, 7), (0, 3), (0, 4), (0, 6), (1, 8), (0, 5), (0, 9), (1, 8)]
+
+    assert offset_runs(positions) == [
+        OffsetRun(0, 3, 6),
+        OffsetRun(0, 9, 9),
+        OffsetRun(1, 7, 8),
+    ]
+
+
+def test_placed_only_ids_at_a_position_the_runs_hold():
+    runs = [OffsetRun(0, 3, 6), OffsetRun(2, 10, 10)]
+    wanted = {
+        "inside": [{"partition": 0, "offset": 5}],
+        "edge": [{"partition": 2, "offset": 10}],
+        "other partition": [{"partition": 1, "offset": 5}],
+        "after": [{"partition": 0, "offset": 7}],
+        "second position": [{"partition": 0, "offset": 1}, {"partition": 0, "offset": 3}],
+    }
+
+    assert placed(wanted, runs) == {
+        "inside": {"partition": 0, "offset": 5},
+        "edge": {"partition": 2, "offset": 10},
+        "second position": {"partition": 0, "offset": 3},
+    }
 
 
 def test_personal_hours_only_of_responses_holding_personal_data():
