@@ -495,11 +495,11 @@ class AnalyticsStore:
         found: dict[str, Document] = {
             ids[i]: {"position": batch[i].position} for i in kept if i not in raw.taken
         }
-        unknown = sorted({ids[i] for i in kept} - set(found))
-        wanted: dict[str, list[Document]] = {}
+        wanted: dict[str, list[Document]] = {}  # each unknown `_id`, at its positions here
         for i in kept:
             if ids[i] not in found:
                 wanted.setdefault(ids[i], []).append(batch[i].position)
+        unknown = sorted(wanted)
         receipted, consulted = await self._receipted(wanted)
         found.update({key: {"position": position} for key, position in receipted.items()})
         read = await self._stored([key for key in unknown if key not in receipted])
