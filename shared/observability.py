@@ -31,7 +31,8 @@ CONSUMER_LAG = Gauge("consumer_lag", "Records not yet committed by a group", ["g
 STORED_READS = Counter(
     "analytics_stored_response_reads_total",
     "Reads of stored responses by id (each a scan of the collection on FerretDB), by why: "
-    "settle (a batch read again found responses stored without a receipt), chains (a batch "
+    "settle (a batch read again found responses stored that no receipt or probe placed), probe "
+    "(the delete of probes that found nothing stored from their position), chains (a batch "
     "held revisions, duplicates, reviews or retractions)",
     ["reason"],
 )

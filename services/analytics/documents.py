@@ -51,8 +51,14 @@ FIRST = "first"
 # revision 1: it claims the identity, so that the response's chain starts in the states
 # collection, and a revision 1 arriving later is stored beside it (`displaced_id`).
 PLACEHOLDER = "placeholder"
+# The position a tracked raw document was stored from, as `<partition>:<offset>`, under a unique
+# index: the one fact about a raw insert that the insert itself writes, so a batch read again
+# after a crash during its insert can ask the database, by an insert that collides on it,
+# whether what it finds stored is its own (`store.AnalyticsStore._probe`). The only other way
+# to know is to read the stored responses, a scan on FerretDB.
+ORIGIN = "origin"
 # What a raw document holds beside the response's own fields.
-STORED_ONLY = ("_id", "position", TRACKED, FIRST)
+STORED_ONLY = ("_id", "position", TRACKED, FIRST, ORIGIN)
 
 
 def raw_id(response: SurveyResponse) -> str:
@@ -69,6 +75,23 @@ def revision_id(identity: str, revision: int) -> str:
 def displaced_id(identity: str) -> str:
     """The `_id` of a revision 1 that found a placeholder under its identity."""
     return f"{identity}#r1"
+
+
+def origin_of(position: Mapping[str, int]) -> str:
+    """The `ORIGIN` of a raw document stored from `position`."""
+    return f"{position['partition']}:{position['offset']}"
+
+
+def probe_document(token: str, number: int, position: Mapping[str, int]) -> Document:
+    """A document whose insert collides on `ORIGIN` exactly when a raw document was stored from
+    `position`. Should it be stored (nothing was), it is shaped as a placeholder nothing
+    claims, which every reader of the stored responses passes over, until it is deleted."""
+    return {
+        "_id": f"~probe:{token}:{number}",
+        TRACKED: True,
+        PLACEHOLDER: True,
+        ORIGIN: origin_of(position),
+    }
 
 
 def placeholder_document(identity: str, survey_id: str) -> Document:
@@ -106,6 +129,7 @@ def raw_document(
         document[TRACKED] = True
         if item.response.revision == 1:
             document[FIRST] = True
+        document[ORIGIN] = origin_of(item.position)
     document["has_focal_point"] = item.response.focal_point is not None
     document["consenting_focal_point"] = item.response.consenting_focal_point is not None
     document["position"] = item.position

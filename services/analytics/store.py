@@ -69,16 +69,19 @@ from services.analytics.audit import (
 )
 from services.analytics.documents import (
     FIRST,
+    ORIGIN,
     PLACEHOLDER,
     TRACKED,
     displaced_id,
     from_raw_document,
     layouts,
     main_counters,
+    origin_of,
     part_id,
     part_ids,
     placeholder_document,
     positioned_from_raw,
+    probe_document,
     raw_document,
     version_id,
 )
@@ -117,6 +120,8 @@ STATES = "analytics_response_states"
 # the stored responses (a scan on FerretDB, which grows with the campaign), that what it finds
 # stored is its own earlier insert. A batch's receipts go once it is applied: few remain.
 RECEIPTS = "analytics_raw_receipts"
+# Marks the receipt of a probe (`AnalyticsStore._probe`): the positions it asked about.
+PROBE = "probe"
 # The hours in which responses that hold personal data were received (`_id`: `received_at` to
 # the hour, marked before such a response is stored) and, once every stored response is marked
 # so, a document `complete`: the retention sweep reads these few documents and scans the stored
@@ -248,17 +253,37 @@ def offset_runs(positions: Iterable[tuple[int, int]]) -> list[OffsetRun]:
     return runs
 
 
+def runs_fields(runs: list[OffsetRun]) -> Document:
+    """Runs as a receipt stores them: three lists side by side (the local MongoDB-wire server
+    stores no nested arrays)."""
+    return {
+        "partitions": [run.partition for run in runs],
+        "firsts": [run.first for run in runs],
+        "lasts": [run.last for run in runs],
+    }
+
+
+def runs_of(receipt: Document) -> list[OffsetRun]:
+    """The runs a receipt stores (`runs_fields`)."""
+    fields = (receipt["partitions"], receipt["firsts"], receipt["lasts"])
+    return [OffsetRun(*run) for run in zip(*fields, strict=True)]
+
+
+def holds(runs: Iterable[OffsetRun], position: Mapping[str, int]) -> bool:
+    """Whether one of these runs holds `position`."""
+    return any(
+        run.partition == position["partition"] and run.first <= position["offset"] <= run.last
+        for run in runs
+    )
+
+
 def placed(wanted: Mapping[str, list[Document]], runs: list[OffsetRun]) -> dict[str, Document]:
     """Of these `_id`s, each with the positions that carry it, those whose position one of the
     runs holds, with that position."""
-    by_partition: defaultdict[int, list[OffsetRun]] = defaultdict(list)
-    for run in runs:
-        by_partition[run.partition].append(run)
     found: dict[str, Document] = {}
     for key, positions in wanted.items():
         for position in positions:
-            partition, offset = position["partition"], position["offset"]
-            if any(run.first <= offset <= run.last for run in by_partition.get(partition, [])):
+            if holds(runs, position):
                 found[key] = position
                 break
     return found
@@ -460,26 +485,19 @@ class AnalyticsStore:
             runs = offset_runs(
                 (d["position"]["partition"], d["position"]["offset"]) for d in stored
             )
-            # Three lists side by side: the local MongoDB-wire server stores no nested arrays.
             # Positions alone, not `_id`s: a receipt of a full chunk is a few hundred bytes, where
             # its `_id`s made it some 60 KB to insert, read and delete.
-            await self._receipts.insert_one(
-                {
-                    "_id": receipts[0],
-                    "partitions": [run.partition for run in runs],
-                    "firsts": [run.first for run in runs],
-                    "lasts": [run.last for run in runs],
-                }
-            )
+            await self._receipts.insert_one({"_id": receipts[0], **runs_fields(runs)})
         return RawInsert(refused, frozenset(taken), receipts)
 
     async def settle_raw(
         self, batch: list[Positioned], documents: list[Document], raw: RawInsert
     ) -> Recorded:
         """The second half of `record_each`: what counts of `batch` after `insert_raw` of its
-        `documents`. Only when some were there already does it read them (one read of the
-        stored responses, a scan on FerretDB), so a caller that inserts in chunks settles
-        them all at once."""
+        `documents`. What was there already, a receipt may place (`_receipted`), or a probe
+        find stored from its own position (`_probe`: after a crash during the insert); only
+        what neither does is read (one read of the stored responses, a scan on FerretDB), so
+        a caller that inserts in chunks settles them all at once."""
         refused = dict(raw.refused)
         stored = [item for i, item in enumerate(batch) if i not in refused]
         failed = raw.taken | set(refused)
@@ -491,7 +509,7 @@ class AnalyticsStore:
         kept = [i for i in range(len(batch)) if i not in refused]
         ids = {i: str(documents[i]["_id"]) for i in kept}
         # What this call stored is at its own position; of the rest, a receipt may say where
-        # it was stored, and only what none does is read.
+        # it was stored, a probe that it was stored from here, and only the others are read.
         found: dict[str, Document] = {
             ids[i]: {"position": batch[i].position} for i in kept if i not in raw.taken
         }
@@ -502,7 +520,11 @@ class AnalyticsStore:
         unknown = sorted(wanted)
         receipted, consulted = await self._receipted(wanted)
         found.update({key: {"position": position} for key, position in receipted.items()})
-        read = await self._stored([key for key in unknown if key not in receipted])
+        probed, probes = await self._probe(
+            {key: wanted[key] for key in unknown if key not in receipted}, documents
+        )
+        read = await self._stored([key for key in unknown if key not in receipted | probed])
+        read.update(probed)
         found.update(read)
         inserted |= {ids[i] for i in kept if receipted.get(ids[i]) == batch[i].position}
         # A revision 1 read back at this very position was stored by an earlier attempt at it,
@@ -512,14 +534,17 @@ class AnalyticsStore:
             for i in kept
             if read.get(ids[i], {}).get("position") == batch[i].position and read[ids[i]].get(FIRST)
         }
-        receipts |= consulted
+        receipts |= consulted | probes
         # A revision 1 whose identity a placeholder claimed is stored beside it.
         moved = {
             i: displaced_id(batch[i].response.identity) for i in kept if _claims(found, ids[i])
         }
         if moved:
+            # Without `ORIGIN`: a probe of this position asks about the `_id` under the identity,
+            # which holds the placeholder, and must not find this document's position for it.
             beside = [
-                {**{k: v for k, v in documents[i].items() if k != FIRST}, "_id": moved[i]}
+                {**{k: v for k, v in documents[i].items() if k not in (FIRST, ORIGIN)}}
+                | {"_id": moved[i]}
                 for i in moved
             ]
             errors = await self._insert_unordered(beside, list(moved))
@@ -598,13 +623,9 @@ class AnalyticsStore:
                 runs = [OffsetRun(p, o, o) for _, p, o in listed]
                 places = {key: {"partition": p, "offset": o} for key, p, o in listed}
             else:
-                runs = [
-                    OffsetRun(*run)
-                    for run in zip(
-                        receipt["partitions"], receipt["firsts"], receipt["lasts"], strict=True
-                    )
-                ]
-                places = placed(wanted, runs)
+                runs = runs_of(receipt)
+                # A probe's receipt (`_probe`) lists the positions it asked about: it places none.
+                places = {} if receipt.get(PROBE) else placed(wanted, runs)
             if all(run.last <= marks.get(run.partition, -1) for run in runs):
                 # Its batch is applied (a crash came before its receipts were dropped): no
                 # redelivery asks about it again, so it goes with this batch's.
@@ -615,6 +636,54 @@ class AnalyticsStore:
                     where[key] = position
                     consulted.add(str(receipt["_id"]))
         return where, frozenset(consulted)
+
+    async def _probe(
+        self, wanted: Mapping[str, list[Document]], documents: list[Document]
+    ) -> tuple[dict[str, Document], frozenset[str]]:
+        """Of these `_id`s, taken with no receipt (each with its positions in this batch, whose
+        raw `documents` are given), those stored from one of these positions, by an attempt at
+        this batch that a crash cut short during its insert: each with that position and
+        whether it starts its chain. Also the receipt of the probe, to drop with the batch's.
+
+        Asks by inserting, for each position, a `probe_document` that collides on the unique
+        `ORIGIN` exactly when a raw document was stored from there: the database checks that
+        by its index, where reading the stored responses is a scan on FerretDB. What does not
+        collide was stored from another position (a duplicate): `settle_raw` reads it, and its
+        probe is deleted again (a scan too, and as rare).
+
+        Another probe of the same position (one a crash left behind, or another process's at
+        the same batch) collides as well, and proves nothing: each probe stores its receipt
+        first, and a position that another probe's receipt holds is read instead."""
+        at = {document[ORIGIN]: document for document in documents if ORIGIN in document}
+        asked = [
+            (key, position)
+            for key, positions in wanted.items()
+            for position in positions
+            if origin_of(position) in at
+        ]
+        if not asked:
+            return {}, frozenset()
+        await self.ensure_indexes()
+        token = secrets.token_hex(8)
+        runs = offset_runs((position["partition"], position["offset"]) for _, position in asked)
+        await self._receipts.insert_one({"_id": token, PROBE: True, **runs_fields(runs)})
+        probes = [probe_document(token, n, position) for n, (_, position) in enumerate(asked)]
+        errors = dict(await self._insert_unordered(probes, list(range(len(probes)))))
+        if len(errors) < len(probes):
+            STORED_READS.labels("probe").inc()
+            left = [probe["_id"] for n, probe in enumerate(probes) if n not in errors]
+            await self._responses.delete_many({"_id": {"$in": left}})
+        others = [
+            run
+            async for receipt in self._receipts.find({PROBE: True, "_id": {"$ne": token}})
+            for run in runs_of(receipt)
+        ]
+        found: dict[str, Document] = {}
+        for n, error in sorted(errors.items()):
+            key, position = asked[n]
+            if error.get("code") == DUPLICATE_KEY and not holds(others, position):
+                found[key] = {"position": position, FIRST: bool(at[origin_of(position)].get(FIRST))}
+        return found, frozenset({token})
 
     async def drop_receipts(self, receipts: Iterable[str]) -> None:
         """Drop these receipts: their batch is applied, and a redelivery of it needs none."""
@@ -636,9 +705,12 @@ class AnalyticsStore:
         }
 
     async def ensure_indexes(self) -> None:
-        """The index the chains are read by (MongoDB uses it; FerretDB scans regardless)."""
+        """The index the chains are read by (MongoDB uses it; FerretDB scans regardless), and
+        the unique `ORIGIN` of the stored responses that `_probe` collides on (the database
+        checks it on insert, by the index, on FerretDB too)."""
         if not self._indexed:
             await self._states.create_index("identity")
+            await self._responses.create_index(ORIGIN, unique=True, sparse=True)
             self._indexed = True
 
     async def track(

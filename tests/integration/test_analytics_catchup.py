@@ -15,15 +15,19 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.analytics import consumer
 from services.analytics.aggregates import OVERALL
 from services.analytics.consumer import handle_batch, handle_reviews
-from services.analytics.documents import revision_id
+from services.analytics.documents import probe_document, revision_id
 from services.analytics.states import Change
 from services.analytics.store import (
+    PROBE,
     RECEIPTS,
+    RESPONSES,
     AnalyticsStore,
     Chains,
     Message,
+    OffsetRun,
     Positioned,
     RawInsert,
+    runs_fields,
 )
 from shared.events import ResponseReview, SurveyResponse
 from shared.mongo import Document
@@ -86,23 +90,24 @@ def reviews(first: int, last: int) -> list[ConsumerRecord[Any, Any]]:
     ]
 
 
+def response(number: int) -> str:
+    """Response `number` as a record's value."""
+    body = canonical_response(f"generic:c{number}", submitted_at="2024-05-02T10:31:00Z")
+    return SurveyResponse.model_validate(
+        {**body, "source": "generic", "received_at": datetime.now(UTC)}
+    ).model_dump_json()
+
+
 def records(first: int, last: int) -> list[ConsumerRecord[Any, Any]]:
     """Responses `first`..`last` as partition 0 holds them at their own offsets."""
-    out = []
-    for number in range(first, last + 1):
-        body = canonical_response(f"generic:c{number}", submitted_at="2024-05-02T10:31:00Z")
-        value = SurveyResponse.model_validate(
-            {**body, "source": "generic", "received_at": datetime.now(UTC)}
-        ).model_dump_json()
-        out.append(record(number, value))
-    return out
+    return [record(number, response(number)) for number in range(first, last + 1)]
 
 
 def stored_reads() -> float:
     """The process's `analytics_stored_response_reads_total`, every reason together."""
     return sum(
         REGISTRY.get_sample_value(STORED_READS_TOTAL, {"reason": reason}) or 0.0
-        for reason in ("settle", "chains")
+        for reason in ("settle", "chains", "probe")
     )
 
 
@@ -146,10 +151,9 @@ async def test_handle_batch_redelivered_after_crash_skips_what_is_applied(
         ("runs", []),
         # The same from receipts written before they listed runs of positions (their `_id`s).
         ("ids", []),
-        # The crash came before the receipts were stored: one read of the stored responses for
-        # the batch (not one per chunk); what it finds at its own positions needs no read of
-        # chains.
-        (None, [10]),
+        # The crash came before the receipts were stored: a probe finds each stored from its
+        # own position, and what is stored there needs no read of chains either.
+        (None, []),
     ],
 )
 async def test_handle_batch_stored_before_crash_counts_all_with_few_reads(
@@ -212,3 +216,62 @@ async def test_handle_reviews_redelivered_after_crash_skips_what_is_applied(
     assert changed == 2
     assert restarted.tracked == [2]  # the four applied ones were never looked up
     assert total is not None and total["total"] == 0
+
+
+def with_duplicates() -> list[ConsumerRecord[Any, Any]]:
+    """Offsets 5..14: responses 0 and 1 again (a duplicate each: stored from offsets 0 and 1),
+    then responses 7..14."""
+    return [record(5, response(0)), record(6, response(1)), *records(7, 14)]
+
+
+async def crashed_during_insert_with_duplicates(db: AsyncDatabase[Document]) -> None:
+    """Responses 0..4 applied, then `with_duplicates` stored raw and never applied, with no
+    receipt: the crash came during the insert."""
+    assert await handle_batch(records(0, 4), AnalyticsStore(db), None) == 5  # type: ignore[arg-type]
+    await consumer.record_chunks(with_duplicates(), AnalyticsStore(db), None, None)  # type: ignore[arg-type]
+    await db[RECEIPTS].delete_many({})
+
+
+async def test_handle_batch_crashed_during_insert_reads_only_duplicates(
+    mongo_client: AsyncMongoClient[Document], run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer, "RECORD_CHUNK", 4)
+    db = mongo_client[f"test_{run_id}"]
+    await crashed_during_insert_with_duplicates(db)
+
+    restarted = counting(db)
+    counted = await handle_batch(with_duplicates(), restarted, None)  # type: ignore[arg-type]
+    total = await restarted.aggregate(OVERALL)
+
+    assert counted == 8
+    # Probes find the eight stored from this batch's positions; only the two duplicates, which
+    # no probe finds, are read.
+    assert restarted.looked_up == [2]
+    assert total is not None and total["total"] == 13
+    assert await db[RESPONSES].count_documents({"_id": {"$regex": "^~probe:"}}) == 0
+    assert await db[RECEIPTS].count_documents({}) == 0
+
+
+async def test_handle_batch_crashed_while_probing_reads_what_another_probe_asked(
+    mongo_client: AsyncMongoClient[Document], run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumer, "RECORD_CHUNK", 4)
+    db = mongo_client[f"test_{run_id}"]
+    await crashed_during_insert_with_duplicates(db)
+    # A crash during the probe of the batch read again: its receipt, and the probes of the two
+    # duplicates' positions, stored (nothing collided) and not yet deleted.
+    await db[RECEIPTS].insert_one({"_id": "cut", PROBE: True, **runs_fields([OffsetRun(0, 5, 14)])})
+    left = [probe_document("cut", n, {"partition": 0, "offset": n + 5}) for n in range(2)]
+    await db[RESPONSES].insert_many(left)
+
+    restarted = counting(db)
+    counted = await handle_batch(with_duplicates(), restarted, None)  # type: ignore[arg-type]
+    total = await restarted.aggregate(OVERALL)
+    recounted = await restarted.recount()
+
+    # The probes of offsets 5 and 6 collide with those left behind, which proves nothing: every
+    # position the other probe asked about is read.
+    assert counted == 8
+    assert restarted.looked_up == [10]
+    assert total is not None and total["total"] == 13
+    assert recounted[OVERALL]["total"] == 13  # what a probe left is no response

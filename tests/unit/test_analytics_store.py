@@ -7,6 +7,7 @@ from services.analytics.documents import (
     layouts,
     main_counters,
     part_ids,
+    probe_document,
     raw_document,
     responses_query,
     version_id,
@@ -22,10 +23,13 @@ from services.analytics.store import (
     first_of,
     generation_collection,
     generation_of,
+    holds,
     key_hash,
     offset_runs,
     personal_hours,
     placed,
+    runs_fields,
+    runs_of,
 )
 
 
@@ -36,6 +40,25 @@ def test_raw_document_keeps_no_personal_data_and_consent(make_event):
     assert document["has_focal_point"] is True
     assert document["consenting_focal_point"] is True
     assert document["position"] == {"partition": 2, "offset": 41}
+
+
+def test_raw_document_tracked_holds_its_origin_and_reads_back_without(make_event):
+    event = make_event()
+
+    tracked = raw_document(Positioned(event, 2, 41), tracked=True)
+
+    assert tracked["origin"] == "2:41"
+    assert "origin" not in raw_document(Positioned(event, 2, 41))
+    assert from_raw_document(tracked) == event.model_copy(update={"focal_point": None})
+
+
+def test_probe_document_collides_on_origin_only_and_reads_as_placeholder():
+    probe = probe_document("t0k3n", 3, {"partition": 2, "offset": 41})
+
+    assert probe["origin"] == "2:41"
+    assert probe["_id"] == "~probe:t0k3n:3"
+    assert probe["placeholder"] is True and probe["tracked"] is True
+    assert "first" not in probe  # never read as the start of a chain
 
 
 def test_raw_document_withdrawn_consent_not_consenting(make_event):
@@ -163,6 +186,22 @@ def test_placed_only_ids_at_a_position_the_runs_hold():
         "edge": {"partition": 2, "offset": 10},
         "second position": {"partition": 0, "offset": 3},
     }
+
+
+def test_runs_of_reads_back_runs_fields():
+    runs = [OffsetRun(0, 3, 6), OffsetRun(2, 10, 10)]
+
+    assert runs_of({"_id": "r", **runs_fields(runs)}) == runs
+
+
+def test_holds_only_positions_inside_a_run_of_their_partition():
+    runs = [OffsetRun(0, 3, 6), OffsetRun(2, 10, 10)]
+
+    assert holds(runs, {"partition": 0, "offset": 3})
+    assert holds(runs, {"partition": 2, "offset": 10})
+    assert not holds(runs, {"partition": 1, "offset": 4})
+    assert not holds(runs, {"partition": 0, "offset": 7})
+    assert not holds([], {"partition": 0, "offset": 3})
 
 
 def test_personal_hours_only_of_responses_holding_personal_data():
