@@ -118,17 +118,27 @@ def analytics_process(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int
     return start_all([(command, env | listening({"analytics": port}), port)])[0], port
 
 
-def stored_reads(port: int) -> dict[str, int]:
+def stored_reads(port: int) -> tuple[dict[str, int], int]:
     """How many times the analytics process on `port` read stored responses by id (each a
-    scan on FerretDB), by reason, from its `/metrics`."""
+    scan on FerretDB), by reason, and how many positions it probed instead, from its
+    `/metrics`."""
     metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    return {
-        sample.labels["reason"]: int(sample.value)
+    totals = [
+        (family.name, sample)
         for family in text_string_to_metric_families(metrics)
-        if family.name == "analytics_stored_response_reads"
+        if family.name.startswith("analytics_stored_response_")
         for sample in family.samples
         if sample.name.endswith("_total")
+    ]
+    reads = {
+        sample.labels["reason"]: int(sample.value)
+        for name, sample in totals
+        if name == "analytics_stored_response_reads"
     }
+    probed = sum(
+        int(sample.value) for name, sample in totals if name == "analytics_stored_response_probes"
+    )
+    return reads, probed
 
 
 def applied_rate(env: dict[str, str], events: int) -> tuple[float, str | None]:
@@ -147,10 +157,12 @@ def applied_rate(env: dict[str, str], events: int) -> tuple[float, str | None]:
 
 @dataclass(frozen=True)
 class CatchUp:
-    """Seconds to catch up, the reads of stored responses they took, and why they ran short."""
+    """Seconds to catch up, the reads of stored responses they took and the positions they
+    probed instead, and why they ran short."""
 
     seconds: float
     reads: dict[str, int]
+    probed: int
     short: str | None
 
 
@@ -177,9 +189,9 @@ def catch_up(env: dict[str, str], before: int, events: int) -> CatchUp:
     process, port = analytics_process(env)
     try:
         asyncio.run(counted(settings, before + events))
-        return CatchUp(time.perf_counter() - started, stored_reads(port), None)
+        return CatchUp(time.perf_counter() - started, *stored_reads(port), None)
     except NotCounted as short:
-        return CatchUp(time.perf_counter() - started, stored_reads(port), str(short))
+        return CatchUp(time.perf_counter() - started, *stored_reads(port), str(short))
     finally:
         stop(process)
 
@@ -217,7 +229,10 @@ def measure_at(stored: int, quick: bool, run: str, progress: Progress) -> AtSize
         caught = catch_up(env, new, more)
         seconds = caught.seconds
         reads = ", ".join(f"{why}: {n}" for why, n in sorted(caught.reads.items())) or "none"
-        notes.append(f"catch-up with {stored:,} stored: reads of stored responses by id: {reads}")
+        notes.append(
+            f"catch-up with {stored:,} stored: reads of stored responses by id: {reads}; "
+            f"positions probed instead: {caught.probed:,}"
+        )
         if caught.short:
             notes.append(
                 f"catch-up with {stored:,} stored: {caught.short}; the time is a lower bound"

@@ -28,6 +28,11 @@ EMAILS = Counter("emails_total", "Pilot emails by outcome", ["status"])
 SMTP_FAILURES = Counter("notifier_smtp_failures_total", "Failed SMTP sends by kind", ["kind"])
 SMTP_PAUSED = Gauge("notifier_smtp_paused", "1 while sending waits for the SMTP server to recover")
 CONSUMER_LAG = Gauge("consumer_lag", "Records not yet committed by a group", ["group", "topic"])
+STORED_PROBES = Counter(
+    "analytics_stored_response_probes_total",
+    "Positions a batch read again after a crash during its raw insert asked about by a probe "
+    "(an insert that collides on the stored responses' unique origin index: no read)",
+)
 STORED_READS = Counter(
     "analytics_stored_response_reads_total",
     "Reads of stored responses by id (each a scan of the collection on FerretDB), by why: "

@@ -105,7 +105,7 @@ from services.analytics.states import (
 from shared.events import ResponseReview, SurveyResponse
 from shared.failures import Disposition, classify_write_error, unstorable
 from shared.mongo import Document
-from shared.observability import STORED_READS
+from shared.observability import STORED_PROBES, STORED_READS
 from shared.personal import EmailKeys
 
 logger = logging.getLogger(__name__)
@@ -664,6 +664,7 @@ class AnalyticsStore:
         if not asked:
             return {}, frozenset()
         await self.ensure_indexes()
+        STORED_PROBES.inc(len(asked))
         token = secrets.token_hex(8)
         runs = offset_runs((position["partition"], position["offset"]) for _, position in asked)
         await self._receipts.insert_one({"_id": token, PROBE: True, **runs_fields(runs)})
