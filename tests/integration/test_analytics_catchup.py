@@ -238,10 +238,15 @@ async def crashed_during_insert_with_duplicates(db: AsyncDatabase[Document]) -> 
     await db[RECEIPTS].delete_many({})
 
 
+@pytest.mark.parametrize("few_probes", [1, 64])  # the probes left deleted at once, one by one
 async def test_handle_batch_crashed_during_insert_reads_only_duplicates(
-    mongo_client: AsyncMongoClient[Document], run_id: str, monkeypatch: pytest.MonkeyPatch
+    mongo_client: AsyncMongoClient[Document],
+    run_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+    few_probes: int,
 ) -> None:
     monkeypatch.setattr(consumer, "RECORD_CHUNK", 4)
+    monkeypatch.setattr("services.analytics.store.FEW_PROBES", few_probes)
     db = mongo_client[f"test_{run_id}"]
     await crashed_during_insert_with_duplicates(db)
 
