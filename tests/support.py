@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic_settings import BaseSettings
 from standardwebhooks.webhooks import Webhook
 
@@ -398,3 +399,13 @@ def run_service_command(
         text=True,
         timeout=timeout,
     )
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of sample `name` with exactly these labels in a Prometheus text exposition (a
+    service's `/metrics`); 0 when absent."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and dict(sample.labels) == labels:
+                return float(sample.value)
+    return 0.0

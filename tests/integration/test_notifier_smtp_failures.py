@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -36,7 +35,16 @@ from tests.integration.smtp_support import (
     removed_afterwards,
     scripted_server,
 )
-from tests.support import OPERATOR, OPERATOR_TOKEN, Stack, eventually, free_port, produce, serving
+from tests.support import (
+    OPERATOR,
+    OPERATOR_TOKEN,
+    Stack,
+    eventually,
+    free_port,
+    metric,
+    produce,
+    serving,
+)
 
 pytestmark = pytest.mark.integration
 SENDER = "pilots@cities.example.org"
@@ -188,14 +196,6 @@ async def test_send_deadline_after_data_unconfirmed_server_has_message(
 
 
 # The dispatcher against the scripted server: the full service in this process.
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """A sample's value in a Prometheus text exposition; 0 when absent."""
-    selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = rf"^{name}{{{selector}}} (\S+)$" if labels else rf"^{name} (\S+)$"
-    found = re.search(pattern, text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
 
 
 @pytest.fixture

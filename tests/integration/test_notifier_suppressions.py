@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -53,17 +52,10 @@ from tests.sns_signing import (
     ses_bounce,
     ses_complaint,
 )
-from tests.support import OPERATOR, OPERATOR_TOKEN, Stack, eventually, produce, serving
+from tests.support import OPERATOR, OPERATOR_TOKEN, Stack, eventually, metric, produce, serving
 
 pytestmark = pytest.mark.integration
 POSTMARK_SECRET = "pm-hook-9fK2xq7LwZ3mB8vN1cR5tY0uE4iO6pAs"
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """A sample's value in a Prometheus text exposition; 0 when absent."""
-    selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    found = re.search(rf"^{name}{{{selector}}} (\S+)$", text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
 
 
 def basic(password: str) -> dict[str, str]:
