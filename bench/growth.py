@@ -168,9 +168,9 @@ class CatchUp:
 
 def catch_up(env: dict[str, str], before: int, events: int) -> CatchUp:
     """SIGKILL a process once it counted a first batch of `events` more, then the seconds a new
-    one takes from its start until all of them are counted, and how many times it read stored
-    responses meanwhile (each a scan on FerretDB); when the time limit ran out first, the
-    seconds so far (a lower bound) and why."""
+    one takes from its start until all of them are counted, how many times it read stored
+    responses meanwhile (each a scan on FerretDB) and how many positions it probed instead;
+    when the time limit ran out first, the seconds so far (a lower bound) and why."""
     settings = analytics_settings(env)
     victim, _ = analytics_process(env)
     try:
