@@ -118,7 +118,7 @@ def analytics_process(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int
     return start_all([(command, env | listening({"analytics": port}), port)])[0], port
 
 
-def stored_reads(port: int) -> tuple[dict[str, int], int]:
+def stored_response_lookups(port: int) -> tuple[dict[str, int], int]:
     """How many times the analytics process on `port` read stored responses by id (each a
     scan on FerretDB), by reason, and how many positions it probed instead, from its
     `/metrics`."""
@@ -189,9 +189,9 @@ def catch_up(env: dict[str, str], before: int, events: int) -> CatchUp:
     process, port = analytics_process(env)
     try:
         asyncio.run(counted(settings, before + events))
-        return CatchUp(time.perf_counter() - started, *stored_reads(port), None)
+        return CatchUp(time.perf_counter() - started, *stored_response_lookups(port), None)
     except NotCounted as short:
-        return CatchUp(time.perf_counter() - started, *stored_reads(port), str(short))
+        return CatchUp(time.perf_counter() - started, *stored_response_lookups(port), str(short))
     finally:
         stop(process)
 
