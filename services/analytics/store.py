@@ -547,7 +547,7 @@ class AnalyticsStore:
             # Without `ORIGIN`: a probe of this position asks about the `_id` under the identity,
             # which holds the placeholder, and must not find this document's position for it.
             beside = [
-                {**{k: v for k, v in documents[i].items() if k not in (FIRST, ORIGIN)}}
+                {k: v for k, v in documents[i].items() if k not in (FIRST, ORIGIN)}
                 | {"_id": moved[i]}
                 for i in moved
             ]
