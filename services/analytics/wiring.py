@@ -7,6 +7,8 @@ the Kafka broker.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -16,6 +18,8 @@ from services.analytics.erasure import AnalyticsErasure
 from services.analytics.settings import AnalyticsSettings
 from services.analytics.store import AnalyticsStore
 from shared import mongo
+
+RETIRE_ON_CLOSE_SECONDS = 2.0  # within the operators' 10 s from SIGTERM to exit
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,10 @@ class Wiring:
         await self.store.ensure_indexes()
 
     async def close(self) -> None:
-        """Close the MongoDB client."""
+        """Give the superseded aggregate versions being shrunk `RETIRE_ON_CLOSE_SECONDS` (a
+        version left whole is passed over by readers), then close the MongoDB client."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.store.retired(), RETIRE_ON_CLOSE_SECONDS)
         await self.client.close()
 
 

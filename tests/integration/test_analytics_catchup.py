@@ -3,6 +3,7 @@ of the stored responses, and the counts stay exact."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,10 +62,13 @@ class CountingStore(AnalyticsStore):
         return await super()._read(identities)
 
     async def track(
-        self, messages: list[Message], inserted: frozenset[str] = frozenset()
+        self,
+        messages: list[Message],
+        inserted: frozenset[str] = frozenset(),
+        firsts: Mapping[str, Change] | None = None,
     ) -> list[Change | Positioned]:
         self.tracked.append(len(messages))
-        return await super().track(messages, inserted)
+        return await super().track(messages, inserted, firsts)
 
 
 def record(offset: int, value: str) -> ConsumerRecord[Any, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pymongo import AsyncMongoClient
+
 from services.analytics.documents import (
     from_raw_document,
     layouts,
@@ -17,9 +19,12 @@ from services.analytics.parts import Layout
 from services.analytics.store import (
     AGGREGATE_PARTS,
     AGGREGATES,
+    AnalyticsStore,
     OffsetRun,
     Positioned,
     RawInsert,
+    first_change,
+    first_changes,
     first_of,
     generation_collection,
     generation_of,
@@ -149,6 +154,48 @@ def test_first_of_keeps_whether_the_focal_point_consented(make_event) -> None:
 
     assert consenting.after.consenting and consenting.after.has_focal_point
     assert not without.after.consenting and not without.after.has_focal_point
+
+
+def test_first_changes_of_revisions_1_only_the_last_position_of_each(make_event) -> None:
+    new = make_event(response_id="r1")
+    revised = make_event(response_id="r2", revision=2)
+
+    firsts = first_changes(
+        [Positioned(new, 0, 3), Positioned(revised, 1, 4), Positioned(new, 2, 9)]
+    )
+
+    assert firsts == {new.identity: first_change(new, 2, 9)}
+
+
+def unreachable_store() -> AnalyticsStore:
+    """A store whose database answers nothing: any read or write fails within 0.1 s."""
+    client: AsyncMongoClient[dict] = AsyncMongoClient(
+        "mongodb://127.0.0.1:9", connect=False, serverSelectionTimeoutMS=100
+    )
+    return AnalyticsStore(client["unreachable"])
+
+
+async def test_track_new_responses_takes_the_entries_worked_out_ahead_without_io(
+    make_event,
+) -> None:
+    new = [Positioned(make_event(response_id=f"r{n}"), n % 2, n) for n in range(4)]
+    firsts = first_changes(new)
+
+    changes = await unreachable_store().track(new, frozenset(firsts), firsts)
+
+    assert len(changes) == 4
+    assert all(change is firsts[change.identity] for change in changes)
+
+
+async def test_track_entry_worked_out_at_another_position_worked_out_again(make_event) -> None:
+    event = make_event(response_id="r1")
+    elsewhere = first_changes([Positioned(event, 0, 99)])
+
+    changes = await unreachable_store().track(
+        [Positioned(event, 0, 5)], frozenset({event.identity}), elsewhere
+    )
+
+    assert changes == [first_change(event, 0, 5)]
 
 
 def test_raw_insert_after_shifts_the_later_chunk():
