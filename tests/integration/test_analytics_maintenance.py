@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import pytest
 from pymongo import AsyncMongoClient, monitoring
+from pymongo.errors import AutoReconnect
 
 from services.analytics.aggregates import OVERALL, survey_key
 from services.analytics.audit import flatten
 from services.analytics.documents import version_id
-from services.analytics.store import AGGREGATES, HEAD_EVERY, AnalyticsStore, Positioned
+from services.analytics.store import (
+    AGGREGATES,
+    HEAD_EVERY,
+    AnalyticsStore,
+    PartsWrite,
+    Positioned,
+)
 from shared import mongo
 from shared.events import SurveyResponse
 from shared.mongo import Document
@@ -251,3 +259,99 @@ async def test_apply_batches_retire_old_versions_in_one_update_each(
     assert len(old) == 12 and all(set(d) == {"_id", "key", "version", "superseded"} for d in old)
     assert len(whole) == 6 and not any(d.get("superseded") for d in whole)
     assert total is not None and total["total"] == 12
+
+
+class VersionInserts(monitoring.CommandListener):
+    """The aggregate versions inserted: when each insert started and when it was answered, in
+    the order these happened."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []  # ("started" | "succeeded", version `_id`)
+        self._ids: dict[int, list[str]] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "insert" and event.command.get("insert") == AGGREGATES:
+            ids = [str(document["_id"]) for document in event.command["documents"]]
+            self._ids[event.request_id] = ids
+            self.events += [("started", id_) for id_ in ids]
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self.events += [("succeeded", id_) for id_ in self._ids.pop(event.request_id, [])]
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._ids.pop(event.request_id, None)
+
+
+SURVEYS = ("cities-2024-priorities", "cities-2024-capacity", "cities-2024-collaboration")
+
+
+async def test_apply_overall_version_inserted_after_every_survey_version(
+    stack: Stack, run_id: str
+) -> None:
+    inserts = VersionInserts()
+    watched = mongo.new_client(stack.mongodb_url, event_listeners=[inserts])
+    store = AnalyticsStore(watched[f"test_{run_id}"])
+    try:
+        for batch in range(3):
+            await store.apply(
+                await store.record(
+                    [
+                        Positioned(event(300 + 3 * batch + s, survey_id=survey), 0, 3 * batch + s)
+                        for s, survey in enumerate(SURVEYS)
+                    ]
+                )
+            )
+    finally:
+        await watched.close()
+
+    # The boundary `rebuild` relies on: the overall version of a batch is asked for only once
+    # every survey's version of the batch is stored.
+    for version in (1, 2, 3):
+        overall = inserts.events.index(("started", version_id(OVERALL, version)))
+        surveys = [
+            inserts.events.index(("succeeded", version_id(survey_key(survey), version)))
+            for survey in SURVEYS
+        ]
+        assert max(surveys) < overall, inserts.events
+
+
+class SurveyWritesFail(AnalyticsStore):
+    """The real store, but the versions of one survey's document cannot be inserted, as when
+    the database goes away in the middle of a batch."""
+
+    async def _insert_version(
+        self,
+        key: str,
+        version: int,
+        counters: Document,
+        marks: Mapping[int, int],
+        parts: PartsWrite,
+        previous: Document | None,
+    ) -> bool:
+        if key == PRIORITIES:
+            raise AutoReconnect("the database went away")
+        return await super()._insert_version(key, version, counters, marks, parts, previous)
+
+
+async def test_apply_survey_write_failing_no_overall_version_and_read_again_counts_once(
+    run_id: str, mongo_client: AsyncMongoClient[Document]
+) -> None:
+    database = mongo_client[f"test_{run_id}"]
+    capacity = survey_key("cities-2024-capacity")
+    batch = [
+        Positioned(event(400), 0, 0),
+        Positioned(event(401, survey_id="cities-2024-capacity"), 0, 1),
+    ]
+    failing = SurveyWritesFail(database)
+
+    with pytest.raises(AutoReconnect):
+        await failing.apply(await failing.record(batch))
+    overall_first = await database[AGGREGATES].find_one({"_id": version_id(OVERALL, 1)})
+    store = AnalyticsStore(database)  # the batch read again, the database back
+    await store.apply(await store.record(batch))
+
+    assert overall_first is None
+    assert await database[AGGREGATES].find_one({"_id": version_id(capacity, 1)}) is not None
+    for key, total in ((OVERALL, 2), (PRIORITIES, 1), (capacity, 1)):
+        document = await store.aggregate(key)
+        assert document is not None and document["total"] == total, key
