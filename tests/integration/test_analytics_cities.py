@@ -242,7 +242,8 @@ async def test_rebuild_cities_over_generations_exact_and_writers_race_exactly(
         verified = await asyncio.to_thread(run, environment, "verify")
         final = {key: flatten(doc) for key, doc in (await store.aggregates()).items()}
         recount = await store.recount()
-        await asyncio.gather(store.retired(), other.retired())  # drops behind the batches
+        # Superseded generations are dropped behind the batches: wait for those drops.
+        await asyncio.gather(store.retired(), other.retired())
         left = await part_collections(client, database)
     finally:
         await client.drop_database(database)
