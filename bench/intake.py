@@ -18,9 +18,11 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import psutil
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from bench.cpu import spent, stack_processes
 from bench.load import (
     CONCURRENCY,
     Result,
@@ -51,6 +53,10 @@ ROUNDS = 4
 BARE = "bare FastAPI (parse only)"
 DURABLE = "durable ceiling (insert + produce)"
 INTAKE = "intake"
+# The processes whose CPU is counted per accepted webhook, besides the stack's servers.
+OWN_PROCESS = "its own process"
+LOAD_GENERATOR = "load generator"
+CPU_UNIT = "µs of CPU per webhook"
 UVICORN = ["-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
 SERVERS: list[tuple[str, list[str]]] = [
     (BARE, [*UVICORN, "bench.intake:bare"]),
@@ -82,16 +88,23 @@ async def ready() -> dict[str, str]:
     return {"status": "ready"}
 
 
-async def measure(ports: dict[str, int], run: str, requests: int, secret: str) -> list[Result]:
+async def measure(
+    servers: dict[str, tuple[int, psutil.Process]], run: str, requests: int, secret: str
+) -> tuple[list[Result], dict[str, dict[str, float]]]:
     """Warm every server up, then load them in alternating rounds, so that a change in the
-    machine's load (it is shared) weighs on all alike."""
-    for name, port in ports.items():
+    machine's load (it is shared) weighs on all alike. Also the CPU seconds each process used
+    while each server was loaded: the server's own, the stack's and the load generator's."""
+    for name, (port, _) in servers.items():
         await load(f"{name} warm-up", port, signed_requests(WARMUP, f"{run}-warm", secret))
     per_round = requests // ROUNDS
-    totals = {name: Result(name, 0, 0.0, []) for name in ports}
+    totals = {name: Result(name, 0, 0.0, []) for name in servers}
+    cpu: dict[str, dict[str, float]] = {name: {} for name in servers}
+    watched = stack_processes() | {LOAD_GENERATOR: psutil.Process()}
     for number in range(ROUNDS):
-        for name, port in ports.items():
-            part = await load(name, port, signed_requests(per_round, f"{run}-{number}", secret))
+        for name, (port, process) in servers.items():
+            prepared = signed_requests(per_round, f"{run}-{number}", secret)
+            with spent(watched | {OWN_PROCESS: process}, cpu[name]):
+                part = await load(name, port, prepared)
             total = totals[name]
             totals[name] = Result(
                 name,
@@ -99,7 +112,45 @@ async def measure(ports: dict[str, int], run: str, requests: int, secret: str) -
                 total.seconds + part.seconds,
                 total.latencies_ms + part.latencies_ms,
             )
-    return list(totals.values())
+    return list(totals.values()), cpu
+
+
+def cpu_figures(
+    results: dict[str, Result], cpu: dict[str, dict[str, float]]
+) -> tuple[list[Measurement], list[str]]:
+    """CPU per accepted webhook of each process, the cores each server used, and what the
+    intake could spend per webhook to reach the target against the durable ceiling."""
+    measurements = [
+        Measurement(f"{name}: {process}", seconds / results[name].accepted * 1e6, CPU_UNIT)
+        for name, used in cpu.items()
+        for process, seconds in used.items()
+        if results[name].accepted
+    ]
+    machine = os.cpu_count() or 1
+    notes = [
+        f"{name}: {used.get(OWN_PROCESS, 0.0) / results[name].seconds:.2f} cores in its own "
+        f"process, {sum(used.values()) / results[name].seconds:.2f} of {machine} in the "
+        "processes measured"
+        for name, used in cpu.items()
+        if results[name].seconds
+    ]
+    intake, durable = results[INTAKE], results[DURABLE]
+    if intake.accepted and durable.accepted:
+        cores = cpu[INTAKE].get(OWN_PROCESS, 0.0) / intake.seconds
+        wanted = TARGET_DURABLE_RATIO * durable.rate
+        budget = cores / wanted * 1e6
+        per_webhook = {
+            name: cpu[name].get(OWN_PROCESS, 0.0) / results[name].accepted * 1e6
+            for name in (INTAKE, DURABLE, BARE)
+        }
+        notes.append(
+            f"for {TARGET_DURABLE_RATIO} of the durable ceiling ({wanted:,.0f} webhooks/s) at the "
+            f"{cores:.2f} cores its process used, the intake could spend at most {budget:.0f} µs "
+            f"of CPU per webhook; it spent {per_webhook[INTAKE]:.0f} µs, "
+            f"the durable ceiling {per_webhook[DURABLE]:.0f} µs, the bare parse "
+            f"{per_webhook[BARE]:.0f} µs"
+        )
+    return measurements, notes
 
 
 def section(quick: bool = False) -> Section:
@@ -115,7 +166,7 @@ def section(quick: bool = False) -> Section:
         ensure_topics(bootstrap, topics_with_dlq(env["TOPIC_RESPONSES"], env["TOPIC_PILOTS"]))
     )
     processes = []
-    ports: dict[str, int] = {}
+    servers: dict[str, tuple[int, psutil.Process]] = {}
     try:
         for name, arguments in SERVERS:
             port = free_port()
@@ -126,10 +177,9 @@ def section(quick: bool = False) -> Section:
                 command += ["--host", "127.0.0.1", "--port", str(port)]
                 server_env = env
             processes.append(start(command, server_env, port))
-            ports[name] = port
-        results = {
-            result.name: result for result in asyncio.run(measure(ports, run, requests, secret))
-        }
+            servers[name] = (port, psutil.Process(processes[-1].pid))
+        measured, cpu = asyncio.run(measure(servers, run, requests, secret))
+        results = {result.name: result for result in measured}
     finally:
         for process in processes:
             stop(process)
@@ -145,6 +195,8 @@ def section(quick: bool = False) -> Section:
             Measurement(f"{result.name}: p95", result.percentile(95), "ms"),
             Measurement(f"{result.name}: p99", result.percentile(99), "ms"),
         ]
+    cpu_measurements, cpu_notes = cpu_figures(results, cpu)
+    measurements += cpu_measurements
     to_durable, to_bare, p99 = (
         intake.rate / durable_rate,
         intake.rate / bare_rate,
@@ -166,7 +218,8 @@ def section(quick: bool = False) -> Section:
             ),
             Verdict("intake p99 ms (lower is better)", p99, TARGET_P99_MS, p99 < TARGET_P99_MS),
         ],
-        [f"{name}: {r.accepted:,} accepted in {r.seconds:.1f} s" for name, r in results.items()],
+        [f"{name}: {r.accepted:,} accepted in {r.seconds:.1f} s" for name, r in results.items()]
+        + cpu_notes,
     )
 
 

@@ -74,11 +74,13 @@ def publish_section(section: Section, console: Console | None = None) -> Path:
 
 def run_alone(measure: Callable[[bool], Section]) -> None:
     """A benchmark's own command (`python -m bench.<name>`): measure at full size, print the
-    results, and exit with status 1 when a target is not met. The services measured in this
-    process collect garbage as they do when served, and so do their baselines."""
+    results and their notes, and exit with status 1 when a target is not met. The services
+    measured in this process collect garbage as they do when served, and so do their baselines."""
     tune_garbage_collector()
     measured = measure(False)
     publish_section(measured)
+    for note in measured.notes:
+        print(f"- {note}")
     raise SystemExit(0 if measured.met else 1)
 
 

@@ -21,17 +21,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import psutil
 
 from bench.analytics import QUICK_EVENTS, counted, responses
+from bench.cpu import cpu_seconds, metered, stack_processes
 from bench.load import (
     CONCURRENCY,
-    REPO,
     Result,
     drop_database,
     free_port,
@@ -55,7 +52,6 @@ INTAKE_COUNTS = (1, 2)
 PARTITIONS = 6
 REQUESTS = int(os.environ.get("SCALE_REQUESTS", "3000"))
 QUICK_REQUESTS = 300
-STACK_SERVERS = ("kafka", "ferretdb")
 
 
 @dataclass(frozen=True)
@@ -75,39 +71,6 @@ def analytics_settings(env: dict[str, str]) -> AnalyticsSettings:
         mongodb_url=env["MONGODB_URL"],
         mongodb_database=env["MONGODB_DATABASE"],
     )
-
-
-def stack_processes() -> dict[str, psutil.Process]:
-    """The stack's servers running on this machine, by name, from their pid files."""
-    pids = Path(os.environ.get("STACK_DIR", REPO / ".stack")) / "pids"
-    found = {}
-    for name in STACK_SERVERS:
-        try:
-            found[name] = psutil.Process(int((pids / f"{name}.pid").read_text().strip()))
-        except (OSError, ValueError, psutil.Error):
-            continue  # a stack run elsewhere: its CPU is not this machine's to count
-    return found
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    """User and system CPU time of `process` so far; 0 once it is gone."""
-    try:
-        times = process.cpu_times()
-    except psutil.Error:
-        return 0.0
-    return float(times.user + times.system)
-
-
-@contextmanager
-def metered(processes: dict[str, psutil.Process], cores: dict[str, float]) -> Iterator[None]:
-    """Fill `cores` with the CPU each process used during the block, in cores (CPU seconds per
-    second of wall time)."""
-    before = {name: cpu_seconds(process) for name, process in processes.items()}
-    started = time.perf_counter()
-    yield
-    wall = time.perf_counter() - started
-    for name, process in processes.items():
-        cores[name] = (cpu_seconds(process) - before[name]) / wall
 
 
 def analytics_servers(

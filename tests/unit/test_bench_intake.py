@@ -1,0 +1,52 @@
+"""The intake benchmark's CPU figures: per accepted webhook, and the intake's budget for its
+target against the durable ceiling."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.intake import BARE, CPU_UNIT, DURABLE, INTAKE, LOAD_GENERATOR, OWN_PROCESS, cpu_figures
+from bench.load import Result
+
+RESULTS = {
+    BARE: Result(BARE, 2_000, 0.5, []),
+    DURABLE: Result(DURABLE, 2_000, 1.0, []),
+    INTAKE: Result(INTAKE, 2_000, 2.0, []),
+}
+CPU = {
+    BARE: {OWN_PROCESS: 0.4, LOAD_GENERATOR: 0.1},
+    DURABLE: {OWN_PROCESS: 0.6, "ferretdb": 0.2, LOAD_GENERATOR: 0.1},
+    INTAKE: {OWN_PROCESS: 1.6, "ferretdb": 0.4, LOAD_GENERATOR: 0.1},
+}
+
+
+def test_cpu_figures_give_each_process_per_accepted_webhook() -> None:
+    measurements, _ = cpu_figures(RESULTS, CPU)
+
+    figures = {m.label: m.value for m in measurements}
+    assert {m.unit for m in measurements} == {CPU_UNIT}
+    assert figures[f"{INTAKE}: {OWN_PROCESS}"] == pytest.approx(800.0)
+    assert figures[f"{INTAKE}: ferretdb"] == pytest.approx(200.0)
+    assert figures[f"{DURABLE}: {OWN_PROCESS}"] == pytest.approx(300.0)
+    assert len(figures) == 8
+
+
+def test_cpu_figures_name_the_intake_budget_for_its_target() -> None:
+    _, notes = cpu_figures(RESULTS, CPU)
+
+    # 0.8 cores over 0.8 x 2,000 webhooks/s: 500 µs per webhook at most.
+    assert notes[-1] == (
+        "for 0.8 of the durable ceiling (1,600 webhooks/s) at the 0.80 cores its process used, "
+        "the intake could spend at most 500 µs of CPU per webhook; it spent 800 µs, the durable "
+        "ceiling 300 µs, the bare parse 200 µs"
+    )
+    assert f"{INTAKE}: 0.80 cores in its own process, 1.05 of" in notes[2]
+
+
+def test_cpu_figures_skip_a_server_that_accepted_nothing() -> None:
+    results = RESULTS | {INTAKE: Result(INTAKE, 0, 0.0, [])}
+
+    measurements, notes = cpu_figures(results, CPU)
+
+    assert not [m for m in measurements if m.label.startswith(f"{INTAKE}:")]
+    assert not [note for note in notes if note.startswith("for 0.8")]
