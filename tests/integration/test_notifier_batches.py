@@ -6,17 +6,20 @@ without the confirmation request its first record was stored with."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from services.notifier import match_index, reviews
+from services.notifier import match_index, matching, reviews
+from services.notifier import registry as registry_module
 from services.notifier.deliveries import Deliveries
-from services.notifier.matching import bucket_of
+from services.notifier.matching import Bucket, bucket_of
 from services.notifier.notifier import Notifier
-from services.notifier.registry import Registry
+from services.notifier.registry import MATCH_BATCH, Registry
 from shared import mongo
+from shared.events import PilotAnnounced
 from tests.integration.notifier_support import addresses, notifier_settings, pilot
 from tests.integration.test_notifier_registry import T0, response
 from tests.integration.test_notifier_review import Parts
@@ -64,6 +67,30 @@ async def test_on_responses_batch_over_many_buckets_each_entry_indexed(
     assert handled.refused == []
     assert len({bucket_of(key) for key in keys}) > 200  # spread over most of the 256 buckets
     assert sorted(key for key, _ in found) == sorted(keys)
+
+
+async def test_candidates_matched_batch_by_batch_off_the_event_loop(
+    parts: Parts, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emails = addresses(run_id, "threads", 600)
+    await parts.notifier.on_responses([response(n, email) for n, email in enumerate(emails)])
+    calls: list[tuple[str, int]] = []
+
+    def recorded(pilot: PilotAnnounced, buckets: list[Bucket]) -> list[tuple[str, list[str]]]:
+        calls.append((threading.current_thread().name, len(buckets)))
+        return matching.match(pilot, buckets)
+
+    monkeypatch.setattr(registry_module, "match", recorded)
+    found = await parts.registry.candidates(ANYWHERE)
+
+    # Each batch of buckets matched in a worker thread while the next one is read: one bucket
+    # document for each bucket a key fell into.
+    buckets = {bucket_of(parts.registry.key(email)) for email in emails}
+    assert [size for _, size in calls] == [
+        min(MATCH_BATCH, len(buckets) - start) for start in range(0, len(buckets), MATCH_BATCH)
+    ]
+    assert threading.main_thread().name not in {thread for thread, _ in calls}
+    assert sorted(key for key, _ in found) == sorted(parts.registry.key(e) for e in emails)
 
 
 async def test_on_responses_crash_before_index_write_repaired_when_read_again(
