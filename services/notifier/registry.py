@@ -361,8 +361,8 @@ class Registry:
 
         The buckets are read `MATCH_BATCH` at a time, and each batch is matched in a worker
         thread while the next one is read: the server's read and this process's match overlap
-        (at 100,000 focal points each took about half of the whole), and the event loop stays
-        free to serve meanwhile rather than stopping for the whole match."""
+        (at 100,000 focal points, about 0.13 s and 0.09 s one after the other), and the event
+        loop stays free to serve meanwhile rather than stopping for the whole match."""
         matched: list[tuple[str, list[str]]] = []
         matching: asyncio.Future[list[tuple[str, list[str]]]] | None = None
         async with self._index.find({}, {"data": True}, batch_size=MATCH_BATCH) as cursor:
