@@ -13,7 +13,7 @@ from pymongo.errors import PyMongoError
 
 from services.intake.claims import Claim, ClaimStore
 from services.intake.publisher import BrokerUnavailable, EventPublisher, Unacknowledged
-from services.intake.revisions import RevisionStore, revision_claim_key
+from services.intake.revisions import revision_claim_key, seal_key, sealable, seals_below
 from shared.events import PilotAnnounced, ResponseReview, SurveyResponse
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ class Intake:
     publisher: EventPublisher
     responses_topic: str
     pilots_topic: str
-    revisions: RevisionStore
     reviews_topic: str
     # Claims settled in the background: confirmations of acknowledged events, and claims of
     # unacknowledged ones once the broker answers for them.
@@ -49,27 +48,15 @@ class Intake:
     async def accept_response(
         self, response: SurveyResponse, encoded: bytes | None = None
     ) -> Outcome:
-        """Publish a validated response unless this revision of it was accepted before for the
-        same survey (`DUPLICATE`) or a newer one was (`SUPERSEDED`). `encoded`: its JSON, when
-        the caller has it already (admission encodes it to measure it)."""
+        """Publish a validated response unless this revision of it was delivered before for the
+        same survey (`DUPLICATE`) or a newer one was published first (`SUPERSEDED`, found by
+        the seals that one set: `revisions.py`). `encoded`: its JSON, when the caller has it
+        already (admission encodes it to measure it)."""
         key = revision_claim_key(response.identity, response.revision)
-        # The lookup of the newest revision and the claim go to the server side by side: one
-        # round trip less for every webhook. A newer revision decides, whatever the claim found;
-        # a claim taken for a revision that turns out superseded (an older one arriving late) is
-        # released again.
-        newest, claim = await asyncio.gather(
-            self.revisions.newest(response.identity),
-            self.responses.claim(key),
-            return_exceptions=True,
-        )
-        if isinstance(newest, BaseException) or newest > response.revision:
-            if claim is Claim.CLAIMED:
-                await self._release_unused(self.responses, key)
-            if isinstance(newest, BaseException):
-                raise newest
+        seal = seal_key(key) if sealable(response.revision) else None
+        claim = await self.responses.claim(key, seal=seal)
+        if claim is Claim.SEALED:
             return Outcome.SUPERSEDED
-        if isinstance(claim, BaseException):
-            raise claim
         outcome = await self._publish_claimed(
             self.responses,
             claim,
@@ -78,9 +65,19 @@ class Intake:
             response.response_id,
             response if encoded is None else encoded,
         )
-        if outcome is Outcome.ACCEPTED:
-            await self.revisions.accepted(response.identity, response.revision)
+        if outcome is Outcome.ACCEPTED and (
+            seals := seals_below(response.identity, response.revision)
+        ):
+            self._in_background(asyncio.create_task(self._seal(seals), name=f"seal:{key}"))
         return outcome
+
+    async def _seal(self, seals: list[str]) -> None:
+        """Seal the older revisions of one just published. One that fails to be set lets a late
+        first delivery of that revision through: published, and ordered by its consumers."""
+        try:
+            await self.responses.seal(seals)
+        except PyMongoError as exc:
+            logger.warning("cannot seal %d older revisions: %s", len(seals), exc)
 
     async def review(self, review: ResponseReview) -> None:
         """Publish a review or retraction (each is new: it carries its own `review_id`)."""
@@ -132,15 +129,6 @@ class Intake:
     def _in_background(self, task: asyncio.Task[None]) -> None:
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
-
-    @staticmethod
-    async def _release_unused(claims: ClaimStore, key: str) -> None:
-        """Release a claim nothing was published under. Should that fail, the claim only holds
-        back deliveries of the same revision until its lease runs out: nothing is lost."""
-        try:
-            await claims.release(key)
-        except PyMongoError as exc:
-            logger.warning("cannot release the unused claim on %s: %s", key, exc)
 
     async def close(self, within: float) -> None:
         """Give the claims being settled `within` seconds to be written, then stop settling.

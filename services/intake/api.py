@@ -59,8 +59,9 @@ router = APIRouter()
     status_code=202,
     responses={
         200: {
-            "description": "This revision was accepted before (`duplicate`) or a newer one was "
-            "(`superseded`): nothing published"
+            "description": "This revision was delivered before (`duplicate`), or it is an older "
+            "one, delivered for the first time after a newer one was accepted (`superseded`): "
+            "nothing published"
         },
         **_PROBLEMS,
     },

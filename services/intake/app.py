@@ -19,7 +19,6 @@ from services.intake.erasure import router as erasure_router
 from services.intake.publisher import BrokerUnavailable, EventPublisher
 from services.intake.review_api import reviews
 from services.intake.reviews import ReviewClock
-from services.intake.revisions import RevisionStore
 from services.intake.settings import IntakeSettings
 from services.intake.sources import platforms
 from services.intake.surveys import SurveyCatalog
@@ -31,7 +30,6 @@ from shared.observability import instrument
 from shared.redaction import install_redaction
 
 RESPONSE_CLAIMS = "intake_response_claims"
-RESPONSE_REVISIONS = "intake_response_revisions"
 PILOT_CLAIMS = "intake_pilot_claims"
 SETTLE_ON_CLOSE_SECONDS = 2.0  # within the operators' 10 s from SIGTERM to exit
 
@@ -68,7 +66,6 @@ def wire(settings: IntakeSettings) -> Wiring:
         publisher=publisher,
         responses_topic=settings.topic_responses,
         pilots_topic=settings.topic_pilots,
-        revisions=RevisionStore(db[RESPONSE_REVISIONS]),
         reviews_topic=settings.topic_reviews,
     )
     return Wiring(intake, publisher, client)

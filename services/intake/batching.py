@@ -1,11 +1,12 @@
 """Group commit: what concurrent requests ask of one collection while a command is on its way goes
-together in the next command, an `insert_many` of their documents or one `find` of their ids.
+together in the next command, an `insert_many` of their documents or one `delete_many` of their
+ids.
 
 SQLite-backed servers (FerretDB) take one write lock per write command and scan a collection
-once per read command whatever its filter, so one command for 30 requests costs about what one
-for a single request costs; alone, a request waits for no one (its batch is just itself). Each
-request still learns its own outcome: an unordered `insert_many` reports a duplicate `_id` per
-document, and a `find` by `$in` answers each id with its own document or none.
+once per command that filters, whatever the filter, so one command for 30 requests costs about
+what one for a single request costs; alone, a request waits for no one (its batch is just
+itself). Each request still learns its own outcome: an unordered `insert_many` reports a
+duplicate `_id` per document.
 """
 
 from __future__ import annotations
@@ -86,28 +87,22 @@ class InsertBatcher:
         return [errors.get(index) for index in range(len(documents))]
 
 
-class FindBatcher:
-    """Reads of documents by `_id` from one collection, batched across concurrent callers: one
-    `find` with `$in` answers them all."""
+class DeleteBatcher:
+    """Deletes of documents by `_id` from one collection, batched across concurrent callers: one
+    `delete_many` with `$in` serves them all (a server that scans for any filter scans once)."""
 
-    def __init__(self, collection: AsyncCollection[Document], projection: Sequence[str]) -> None:
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._collection = collection
-        self._projection = list(projection)
-        self._batcher: Batcher[str, Document | None] = Batcher(self._find, "find-batcher")
+        self._batcher: Batcher[str, None] = Batcher(self._delete_many, "delete-batcher")
 
-    async def find(self, key: str) -> Document | None:
-        """The document whose `_id` is `key` (the fields of the projection), None if there is
-        none; PyMongo's errors as they come."""
-        return await self._batcher.submit(key)
+    async def delete(self, key: str) -> None:
+        """Delete the document whose `_id` is `key`, if there is one; PyMongo's errors as they
+        come (the whole batch failed: none of its deletes is known to be done)."""
+        await self._batcher.submit(key)
 
-    async def _find(self, keys: list[str]) -> list[Document | None]:
-        wanted = list(dict.fromkeys(keys))
-        # At most one document per id: with the limit, the first batch is the last (no getMore).
-        cursor = self._collection.find(
-            {"_id": {"$in": wanted}}, self._projection, limit=len(wanted), batch_size=len(wanted)
-        )
-        found = {document["_id"]: document async for document in cursor}
-        return [found.get(key) for key in keys]
+    async def _delete_many(self, keys: list[str]) -> list[None]:
+        await self._collection.delete_many({"_id": {"$in": list(dict.fromkeys(keys))}})
+        return [None] * len(keys)
 
 
 def _error_of(error: dict[str, object]) -> PyMongoError:

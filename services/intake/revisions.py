@@ -1,28 +1,25 @@
-"""The newest revision the intake accepted of each revised response (the only I/O here).
+"""Revisions at the intake: the claim of each revision, and the seals a newer one sets on older
+ones.
 
-A revision's own claim (`revision_claim_key`) makes a second delivery of it a duplicate; this
-small document per response, written only once a revision above 1 was published, answers
-`superseded` to a lower revision that arrives later, without a scan: one read by `_id` of a
-collection that holds only the revised responses (a response never revised has no document, so
-its first revision costs a read that finds nothing). The reads of concurrent requests go
-together in one `find` by `$in` (`FindBatcher`): a server that scans the collection for any
-filter (FerretDB) then scans it once for all of them.
+Each revision of a response has its own claim (`revision_claim_key`): a second delivery of it is
+a duplicate. An older revision than one already published is answered `superseded` by a seal
+instead of a read: once a revision is in Kafka, it sets the seal of every older revision it can
+name (`seals_below`), and the first delivery of an older revision then finds its seal set
+(`ClaimStore.claim`). Reading the newest revision of each response instead would scan a
+collection that grows with the campaign on FerretDB, for every webhook.
 
-The document is raised with `$max`, which servers without atomic updates (FerretDB) may apply
-out of order when two revisions of one response are accepted at the same moment: it may then
-lag behind, never run ahead. So it is a hint: a late older revision it lets through is published,
-and analytics, which orders revisions itself, never lets it replace a newer one.
+A seal names one revision, so the seals are bounded: revision 1 (the original, the one that
+arrives late when a platform retries it after its edit) and, when the new revision is at most
+`SEAL_ALL_BELOW`, every revision below it. Kobo numbers its edits by their times in seconds: an
+older edit whose *first* delivery comes after a newer one's is published, like an older revision
+that arrives while a newer one is being published. Analytics and the notifier order revisions
+themselves, so neither lets it replace the newer one: `superseded` is an answer to the platform,
+not what keeps the aggregates exact.
 """
 
 from __future__ import annotations
 
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
-
-from services.intake.batching import FindBatcher
-from shared.mongo import Document
-
-REVISION = "revision"
+SEAL_ALL_BELOW = 64
 
 
 def revision_claim_key(identity: str, revision: int) -> str:
@@ -31,27 +28,20 @@ def revision_claim_key(identity: str, revision: int) -> str:
     return identity if revision == 1 else f"{identity}#r{revision}"
 
 
-class RevisionStore:
-    """The newest accepted revision of each response revised at least once."""
+def seal_key(claim_key: str) -> str:
+    """The seal of a revision's claim (`~` starts no identity: each begins with a survey id)."""
+    return f"~{claim_key}"
 
-    def __init__(self, collection: AsyncCollection[Document]) -> None:
-        self._collection = collection
-        self._reads = FindBatcher(collection, [REVISION])
 
-    async def newest(self, identity: str) -> int:
-        """The newest revision accepted of `identity` as far as known (1 when never revised)."""
-        found = await self._reads.find(identity)
-        return int(found[REVISION]) if found else 1
+def sealable(revision: int) -> bool:
+    """Whether a newer revision ever seals `revision` (so whether its first delivery asks)."""
+    return revision == 1 or revision < SEAL_ALL_BELOW
 
-    async def accepted(self, identity: str, revision: int) -> None:
-        """Revision `revision` of `identity` was published."""
-        if revision <= 1:
-            return
-        for _ in range(2):  # two first upserts of one `_id` race: the loser updates
-            try:
-                await self._collection.update_one(
-                    {"_id": identity}, {"$max": {REVISION: revision}}, upsert=True
-                )
-                return
-            except DuplicateKeyError:
-                continue
+
+def seals_below(identity: str, revision: int) -> list[str]:
+    """The seals a published `revision` of `identity` sets: those of the older revisions it
+    can name (revision 1, and every one below when it is at most `SEAL_ALL_BELOW`)."""
+    if revision <= 1:
+        return []
+    older = range(1, revision) if revision <= SEAL_ALL_BELOW else range(1, 2)
+    return [seal_key(revision_claim_key(identity, number)) for number in older]

@@ -106,7 +106,7 @@ async def test_revision_rejection_approval_move_counts_through_the_api(
         # Revision 2 of e2e-0 moves it from Viet Nam to Thailand; revision 1 again is late.
         assert (await post(generic("e2e-0", "TH", "Bangkok", 2), "r2")).status_code == 202
         late = await post(generic("e2e-0", "VN", "Hà Nội", 1), "r1")
-        assert (late.status_code, late.json()["status"]) == (200, "superseded")
+        assert (late.status_code, late.json()["status"]) == (200, "duplicate")
         moved = await eventually(summary, lambda s: s["by_country"].get("TH") == 1, within=90)
         assert (moved["total"], moved["by_country"]) == (3, {"VN": 1, "KE": 1, "TH": 1})
 

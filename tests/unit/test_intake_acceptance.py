@@ -1,5 +1,6 @@
-"""Accepting a response: the newest-revision lookup and the claim run side by side, a newer
-revision decides whatever the claim found, and the JSON admission encoded is what is published."""
+"""Accepting a response: a first delivery asks its revision's seal with its claim, a sealed one is
+superseded, a published revision seals the older ones it names, and the JSON admission encoded is
+what is published."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from services.intake.acceptance import Intake, Outcome
 from services.intake.admission import Admission
 from services.intake.claims import Claim, ClaimStore
 from services.intake.publisher import EventPublisher
-from services.intake.revisions import RevisionStore, revision_claim_key
+from services.intake.revisions import SEAL_ALL_BELOW, revision_claim_key, seal_key
 from shared.events import SurveyResponse
 
 
@@ -30,9 +31,12 @@ class FakeClaims:
         self.confirm_gate.set()
         self.log: list[tuple[str, str]] = []
         self.lease = timedelta(seconds=30)
+        self.seals_asked: list[str | None] = []
+        self.sealed: list[str] = []
 
-    async def claim(self, key: str) -> Claim:
+    async def claim(self, key: str, seal: str | None = None) -> Claim:
         self.log.append(("claim", key))
+        self.seals_asked.append(seal)
         self.asked.set()
         await asyncio.sleep(0)
         if isinstance(self.answer, BaseException):
@@ -49,24 +53,8 @@ class FakeClaims:
     async def release(self, key: str) -> None:
         self.log.append(("release", key))
 
-
-class FakeRevisions:
-    """The newest revision as configured; with `wait_for`, answers only once that has happened."""
-
-    def __init__(self, newest: int | BaseException, wait_for: asyncio.Event | None = None) -> None:
-        self._newest = newest
-        self._wait_for = wait_for
-        self.accepted_revisions: list[int] = []
-
-    async def newest(self, identity: str) -> int:
-        if self._wait_for is not None:
-            await asyncio.wait_for(self._wait_for.wait(), 1)
-        if isinstance(self._newest, BaseException):
-            raise self._newest
-        return self._newest
-
-    async def accepted(self, identity: str, revision: int) -> None:
-        self.accepted_revisions.append(revision)
+    async def seal(self, seals: list[str]) -> None:
+        self.sealed += seals
 
 
 class FakePublisher:
@@ -79,88 +67,113 @@ class FakePublisher:
         self.events.append(event)
 
 
-def intake_of(claims: FakeClaims, revisions: FakeRevisions, publisher: FakePublisher) -> Intake:
+def intake_of(claims: FakeClaims, publisher: FakePublisher) -> Intake:
     return Intake(
         responses=cast(ClaimStore, claims),
         pilots=cast(ClaimStore, FakeClaims()),
         publisher=cast(EventPublisher, publisher),
         responses_topic="responses",
         pilots_topic="pilots",
-        revisions=cast(RevisionStore, revisions),
         reviews_topic="reviews",
     )
 
 
-async def test_accept_response_lookup_and_claim_go_side_by_side(
+async def test_accept_response_first_delivery_asks_its_seal_with_its_claim(
     make_event: Callable[..., SurveyResponse],
 ) -> None:
     claims, publisher = FakeClaims(), FakePublisher()
-    # The lookup answers only once the claim was asked for: one after the other, it never would.
-    revisions = FakeRevisions(1, wait_for=claims.asked)
     response = make_event(revision=2)
 
-    intake = intake_of(claims, revisions, publisher)
+    intake = intake_of(claims, publisher)
     outcome = await intake.accept_response(response)
     await intake.close(within=1)
 
     key = revision_claim_key(response.identity, 2)
     assert outcome is Outcome.ACCEPTED
+    assert claims.seals_asked == [seal_key(key)]
     assert claims.log == [("claim", key), ("confirm", key)]
     assert publisher.published == [response.response_id]
-    assert revisions.accepted_revisions == [2]
 
 
-async def test_accept_response_superseded_releases_the_claim_it_took(
+async def test_accept_response_published_revision_seals_every_older_one_it_names(
     make_event: Callable[..., SurveyResponse],
 ) -> None:
-    claims, publisher = FakeClaims(Claim.CLAIMED), FakePublisher()
-    response = make_event(revision=2)
+    claims = FakeClaims()
+    intake = intake_of(claims, FakePublisher())
+    first, third = make_event(revision=1), make_event(revision=3)
 
-    outcome = await intake_of(claims, FakeRevisions(3), publisher).accept_response(response)
+    assert await intake.accept_response(first) is Outcome.ACCEPTED
+    assert await intake.accept_response(third) is Outcome.ACCEPTED
+    await intake.close(within=1)
 
-    key = revision_claim_key(response.identity, 2)
-    assert outcome is Outcome.SUPERSEDED
-    assert claims.log == [("claim", key), ("release", key)]
-    assert publisher.published == []
+    identity = third.identity
+    assert claims.sealed == [seal_key(identity), seal_key(f"{identity}#r2")]
+
+
+async def test_accept_response_time_numbered_revision_seals_revision_1_alone(
+    make_event: Callable[..., SurveyResponse],
+) -> None:
+    claims = FakeClaims()
+    intake = intake_of(claims, FakePublisher())
+    edit = make_event(revision=1_717_171_717)  # a Kobo edit: its time in seconds
+
+    assert await intake.accept_response(edit) is Outcome.ACCEPTED
+    await intake.close(within=1)
+
+    assert claims.seals_asked == [None]  # no newer revision names it: nothing to ask
+    assert claims.sealed == [seal_key(edit.identity)]
 
 
 @pytest.mark.parametrize(
-    "claim",
-    [Claim.DUPLICATE, Claim.IN_FLIGHT, AutoReconnect("claim store gone")],
-    ids=["duplicate", "in-flight", "claim-error"],
+    ("revision", "asked"), [(SEAL_ALL_BELOW - 1, True), (SEAL_ALL_BELOW, False)]
 )
-async def test_accept_response_superseded_whatever_the_claim_found(
-    make_event: Callable[..., SurveyResponse], claim: Claim | BaseException
+async def test_accept_response_seal_asked_only_where_a_newer_revision_sets_one(
+    make_event: Callable[..., SurveyResponse], revision: int, asked: bool
 ) -> None:
-    claims, publisher = FakeClaims(claim), FakePublisher()
+    claims = FakeClaims()
 
-    outcome = await intake_of(claims, FakeRevisions(5), publisher).accept_response(make_event())
+    await intake_of(claims, FakePublisher()).accept_response(make_event(revision=revision))
 
-    assert outcome is Outcome.SUPERSEDED
-    assert [action for action, _ in claims.log] == ["claim"]  # nothing of another to release
-    assert publisher.published == []
+    assert (claims.seals_asked != [None]) is asked
 
 
-async def test_accept_response_lookup_error_releases_the_claim_and_fails(
+async def test_accept_response_sealed_superseded_nothing_published_nothing_sealed(
     make_event: Callable[..., SurveyResponse],
 ) -> None:
-    claims, publisher = FakeClaims(Claim.CLAIMED), FakePublisher()
-    revisions = FakeRevisions(AutoReconnect("revisions gone"))
+    claims, publisher = FakeClaims(Claim.SEALED), FakePublisher()
+    response = make_event(revision=2)
 
-    with pytest.raises(AutoReconnect, match="revisions gone"):
-        await intake_of(claims, revisions, publisher).accept_response(make_event())
+    intake = intake_of(claims, publisher)
+    outcome = await intake.accept_response(response)
+    await intake.close(within=1)
 
-    assert [action for action, _ in claims.log] == ["claim", "release"]
-    assert publisher.published == []
+    assert outcome is Outcome.SUPERSEDED
+    assert claims.log == [("claim", revision_claim_key(response.identity, 2))]
+    assert (publisher.published, claims.sealed) == ([], [])
 
 
-async def test_accept_response_claim_error_fails_when_not_superseded(
+@pytest.mark.parametrize(
+    ("claim", "outcome"), [(Claim.DUPLICATE, Outcome.DUPLICATE), (Claim.CLAIMED, Outcome.ACCEPTED)]
+)
+async def test_accept_response_seals_only_what_it_published(
+    make_event: Callable[..., SurveyResponse], claim: Claim, outcome: Outcome
+) -> None:
+    claims = FakeClaims(claim)
+    intake = intake_of(claims, FakePublisher())
+
+    assert await intake.accept_response(make_event(revision=2)) is outcome
+    await intake.close(within=1)
+
+    assert bool(claims.sealed) is (outcome is Outcome.ACCEPTED)
+
+
+async def test_accept_response_claim_error_fails_nothing_published(
     make_event: Callable[..., SurveyResponse],
 ) -> None:
     claims, publisher = FakeClaims(AutoReconnect("claim store gone")), FakePublisher()
 
     with pytest.raises(AutoReconnect, match="claim store gone"):
-        await intake_of(claims, FakeRevisions(1), publisher).accept_response(make_event())
+        await intake_of(claims, publisher).accept_response(make_event())
 
     assert publisher.published == []
 
@@ -176,7 +189,7 @@ async def test_accept_response_publishes_the_json_admission_encoded(
 ) -> None:
     publisher = FakePublisher()
     admitted = Admission().admit_encoded(make_response(), datetime.now(UTC))
-    intake = intake_of(FakeClaims(), FakeRevisions(1), publisher)
+    intake = intake_of(FakeClaims(), publisher)
 
     outcome = await intake.accept_response(admitted.response, admitted.encoded)
 
@@ -189,7 +202,7 @@ async def test_accept_response_answers_before_the_confirmation_is_written(
 ) -> None:
     claims, publisher = FakeClaims(), FakePublisher()
     claims.confirm_gate.clear()  # the database has not answered the confirmation yet
-    intake = intake_of(claims, FakeRevisions(1), publisher)
+    intake = intake_of(claims, publisher)
 
     outcome = await asyncio.wait_for(intake.accept_response(make_event()), 1)
 

@@ -1,17 +1,15 @@
-"""Group-committed inserts and reads by id: each caller learns the fate of its own request."""
+"""Group-committed inserts and deletes by id: each caller learns the fate of its own request."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError, WriteError
 
-from services.intake.batching import FindBatcher, InsertBatcher
-from services.intake.revisions import RevisionStore
+from services.intake.batching import DeleteBatcher, InsertBatcher
 from shared.mongo import Document
 
 
@@ -79,72 +77,48 @@ async def test_insert_write_concern_error_fails_every_document() -> None:
         await inserts.insert({"_id": "x"})
 
 
-class FakeReads:
-    """Records each `find`; holds documents by `_id`, answers `$in` as a server would."""
+class FakeDeletes:
+    """Records each `delete_many` by `$in`, as a server would take it."""
 
-    def __init__(self, documents: list[Document], failure: BaseException | None = None) -> None:
-        self.documents = {document["_id"]: document for document in documents}
-        self.finds: list[list[str]] = []
+    def __init__(self, failure: BaseException | None = None) -> None:
+        self.deletes: list[list[str]] = []
         self.failure = failure
 
-    def find(
-        self, filter: Document, projection: list[str], limit: int, batch_size: int
-    ) -> AsyncIterator[Document]:
-        keys = filter["_id"]["$in"]
-        assert len(keys) == len(set(keys)) == limit <= batch_size
-        self.finds.append(keys)
-        return self._answer(keys, projection)
-
-    async def _answer(self, keys: list[str], projection: list[str]) -> AsyncIterator[Document]:
+    async def delete_many(self, filter: Document) -> None:
+        self.deletes.append(filter["_id"]["$in"])
         await asyncio.sleep(0.01)
         if self.failure is not None:
             raise self.failure
-        for key in keys:
-            if key in self.documents:
-                document = self.documents[key]
-                yield {"_id": key} | {name: document[name] for name in projection}
 
 
-def collection_of(reads: FakeReads) -> AsyncCollection[Document]:
-    return cast(AsyncCollection[Document], reads)
+def deleting(deletes: FakeDeletes) -> DeleteBatcher:
+    return DeleteBatcher(cast(AsyncCollection[Document], deletes))
 
 
-async def test_find_concurrent_one_command_each_own_document() -> None:
-    reads = FakeReads([{"_id": "a", "revision": 3, "other": 1}, {"_id": "c", "revision": 2}])
-    finds = FindBatcher(collection_of(reads), ["revision"])
+async def test_delete_concurrent_one_command_each_id_once() -> None:
+    deletes = FakeDeletes()
+    batcher = deleting(deletes)
 
-    found = await asyncio.gather(*(finds.find(key) for key in ["a", "b", "c", "a"]))
+    await asyncio.gather(*(batcher.delete(key) for key in ["a", "b", "c", "a"]))
 
-    assert reads.finds == [["a", "b", "c"]]  # one command, each id asked once
-    assert found == [{"_id": "a", "revision": 3}, None, {"_id": "c", "revision": 2}, found[0]]
+    assert deletes.deletes == [["a", "b", "c"]]
 
 
-async def test_find_server_error_fails_every_caller_of_the_batch() -> None:
-    finds = FindBatcher(collection_of(FakeReads([], failure=AutoReconnect("gone"))), ["revision"])
+async def test_delete_server_error_fails_every_caller_of_the_batch() -> None:
+    batcher = deleting(FakeDeletes(failure=AutoReconnect("gone")))
 
-    outcomes = await asyncio.gather(*(finds.find(key) for key in "xyz"), return_exceptions=True)
+    outcomes = await asyncio.gather(*(batcher.delete(key) for key in "xyz"), return_exceptions=True)
 
     assert all(isinstance(outcome, AutoReconnect) for outcome in outcomes)
 
 
-async def test_find_later_callers_go_in_the_next_command() -> None:
-    reads = FakeReads([{"_id": "b", "revision": 2}])
-    finds = FindBatcher(collection_of(reads), ["revision"])
+async def test_delete_later_callers_go_in_the_next_command() -> None:
+    deletes = FakeDeletes()
+    batcher = deleting(deletes)
 
-    first = asyncio.ensure_future(finds.find("a"))
+    first = asyncio.ensure_future(batcher.delete("a"))
     await asyncio.sleep(0.001)  # the first command is on its way
-    rest = await asyncio.gather(finds.find("b"), finds.find("c"))
+    await asyncio.gather(batcher.delete("b"), batcher.delete("c"))
+    await first
 
-    assert await first is None
-    assert rest == [{"_id": "b", "revision": 2}, None]
-    assert reads.finds == [["a"], ["b", "c"]]
-
-
-async def test_newest_concurrent_revisions_read_in_one_command() -> None:
-    reads = FakeReads([{"_id": "s/r1", "revision": 4}])
-    revisions = RevisionStore(collection_of(reads))
-
-    newest = await asyncio.gather(*(revisions.newest(f"s/r{n}") for n in range(1, 6)))
-
-    assert newest == [4, 1, 1, 1, 1]
-    assert len(reads.finds) == 1
+    assert deletes.deletes == [["a"], ["b", "c"]]
