@@ -131,7 +131,7 @@ async def import_file(settings: IntakeSettings, args: argparse.Namespace, consol
     console.print(
         f"accepted: {summary.accepted}  duplicates: {summary.duplicates}  "
         f"invalid: {len(summary.invalid)}"
-        # Older revisions than ones accepted before (an export older than an earlier import).
+        # Revisions first delivered after a newer one was accepted.
         + (f"  superseded: {summary.superseded}" if summary.superseded else "")
     )
     if summary.invalid:

@@ -6,7 +6,8 @@ export (XML values and headers, `/` group separator), a Typeform Responses API J
 [...]}`), or JSON lines of canonical responses for `generic`. Re-running an import is safe: what
 was accepted before counts as a duplicate. An export taken after responses were edited brings
 the edits in: each edited response is a newer revision (Kobo: `meta/deprecatedID`), published
-once; an older revision than one accepted before is counted as superseded.
+once; the first delivery of an older revision than one accepted before is counted as
+superseded (an export older than an earlier import holds revisions delivered before: duplicates).
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ class Summary:
 
     accepted: int = 0
     duplicates: int = 0
-    superseded: int = 0  # an older revision than one accepted before
+    superseded: int = 0  # first delivered after a newer revision was accepted
     invalid: list[dict[str, Any]] = field(default_factory=list)
 
 
