@@ -89,7 +89,7 @@ bench-scaleout: stack-up ## Benchmark: analytics x1/x2/x3 on 6 partitions, intak
 	@$(PY) -m bench.scaleout
 
 .PHONY: bench-growth
-bench-growth: stack-up ## Benchmark: analytics' rate and catch-up after SIGKILL with 0, 100k and 1M responses stored
+bench-growth: stack-up ## Benchmark: analytics' rate and catch-up after SIGKILL, the intake's rate and redeliveries, with 0, 100k and 1M responses stored
 	@$(PY) -m bench.growth
 
 .PHONY: bench-notifier

@@ -1,4 +1,5 @@
-"""`python -m bench.growth`: does analytics' cost grow with the responses already stored?
+"""`python -m bench.growth`: does the cost of analytics and of the intake grow with the responses
+already stored?
 
 For each size in `STORED` (0, 100,000 and 1,000,000; `QUICK_STORED` in a smoke run), a fresh
 database is preloaded with that many stored responses (their raw documents, inserted directly:
@@ -13,6 +14,8 @@ what a long campaign leaves behind), then:
   id (`analytics_stored_response_reads_total`, each a scan on FerretDB): a kill during a raw
   insert leaves responses stored without a receipt, which a probe of the unique `origin` index
   settles with no such read.
+- **the intake**: its rate for new webhooks and for redeliveries, with the claims of that many
+  accepted responses stored (`bench/intake_growth.py`).
 
 Targets (issue "Performance"): at the largest size each figure within 1.5x of its value at 0.
 A step that read the whole collection per response or per batch would show here first.
@@ -35,6 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.progress import Progress
 
 from bench.analytics import NotCounted, counted, response
+from bench.intake_growth import intake_at
 from bench.load import (
     drop_database,
     free_port,
@@ -250,10 +254,13 @@ def section(quick: bool = False) -> Section:
     sizes = QUICK_STORED if quick else STORED
     with Progress(transient=True) as progress:
         figures = {stored: measure_at(stored, quick, run, progress) for stored in sizes}
+        intake = {stored: intake_at(stored, quick, run, progress) for stored in sizes}
     more = QUICK_CATCH_UP if quick else CATCH_UP
     largest = sizes[-1]
     first, last = figures[0], figures[largest]
     slower, later = first.rate / last.rate, last.catch_up / first.catch_up
+    intake_slower = intake[0].rate / intake[largest].rate
+    redelivery_slower = intake[0].redelivered / intake[largest].redelivered
     return Section(
         "growth",
         f"Cost against responses already stored: {', '.join(f'{s:,}' for s in sizes)}",
@@ -264,6 +271,14 @@ def section(quick: bool = False) -> Section:
         + [
             Measurement(f"catch-up of {more:,} after SIGKILL with {s:,} stored", at.catch_up, "s")
             for s, at in figures.items()
+        ]
+        + [
+            Measurement(f"intake with {s:,} stored", at.rate, "webhooks/s")
+            for s, at in intake.items()
+        ]
+        + [
+            Measurement(f"intake redeliveries with {s:,} stored", at.redelivered, "webhooks/s")
+            for s, at in intake.items()
         ],
         [
             Verdict(
@@ -278,9 +293,25 @@ def section(quick: bool = False) -> Section:
                 TARGET_GROWTH,
                 later <= TARGET_GROWTH,
             ),
+            Verdict(
+                f"intake rate at 0 / at {largest:,} stored",
+                intake_slower,
+                TARGET_GROWTH,
+                intake_slower <= TARGET_GROWTH,
+            ),
+            Verdict(
+                f"intake redeliveries at 0 / at {largest:,} stored",
+                redelivery_slower,
+                TARGET_GROWTH,
+                redelivery_slower <= TARGET_GROWTH,
+            ),
         ],
-        ["each figure starts an analytics process: its start-up (about 2 s) is in the time"]
-        + [note for at in figures.values() for note in at.notes],
+        [
+            "each analytics figure starts an analytics process: its start-up (about 2 s) is in "
+            "the time"
+        ]
+        + [note for at in figures.values() for note in at.notes]
+        + [note for at in intake.values() for note in at.notes],
         [
             Curve(
                 "responses already stored",
@@ -294,6 +325,14 @@ def section(quick: bool = False) -> Section:
                     f"catch-up of {more:,} after SIGKILL": [
                         (s, at.catch_up) for s, at in figures.items()
                     ]
+                },
+            ),
+            Curve(
+                "responses already stored",
+                "webhooks/s",
+                {
+                    "intake: new webhooks": [(s, at.rate) for s, at in intake.items()],
+                    "intake: redeliveries": [(s, at.redelivered) for s, at in intake.items()],
                 },
             ),
         ],

@@ -11,6 +11,7 @@ So each store keeps three collections:
   publish that failed (`released`), or by a replica that died mid-publish. It holds what is in
   flight and what failed, so reading it stays cheap even where every read scans.
 - `<name>_takeovers`: one marker per takeover of a pending record (below).
+- `<name>_upgrades`: one marker once the claims of earlier versions were taken over (`upgrade`).
 
 A delivery first inserts its pending record (a second delivery meanwhile finds it and is told
 the id is in flight), then the id itself: new, or decided before (a duplicate, and its pending
@@ -37,6 +38,7 @@ other event sealed it first (`seal`). The response claims use it for revisions
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -150,9 +152,11 @@ class ClaimStore:
             return await self.claim(key, now, seal)
         if pending["state"] == PUBLISHING and pending["claimed_at"] > now - self._lease:
             return Claim.IN_FLIGHT
-        return await self._take_over(key, pending, now)
+        return await self._take_over(key, pending, now, seal)
 
-    async def _take_over(self, key: str, stale: dict[str, Any], now: datetime) -> Claim:
+    async def _take_over(
+        self, key: str, stale: dict[str, Any], now: datetime, seal: str | None
+    ) -> Claim:
         # Named after the stale record and its last renewal: one takeover of each, ever.
         marker = f"{key} {stale['claim']} {stale['claimed_at'].isoformat()}"
         try:
@@ -165,7 +169,7 @@ class ClaimStore:
             {"$set": {"state": PUBLISHING, "claimed_at": now, "claim": claim_id}},
         )
         if taken.matched_count == 0:  # renewed, confirmed or released meanwhile: look again
-            return await self.claim(key, now)
+            return await self.claim(key, now, seal)
         self._held[key] = claim_id
         return Claim.CLAIMED
 
@@ -227,6 +231,15 @@ class ClaimStore:
         if (claim_id := self._held.get(key)) is not None:
             held["claim"] = claim_id
         return held
+
+    async def record_decided(self, keys: list[str]) -> None:
+        """Record `keys` as decided long ago, as a campaign leaves them (a benchmark preloads
+        a database with them): one insert, no pending records, nothing left to upgrade."""
+        if keys:
+            await self._decided.insert_many([{"_id": key} for key in keys], ordered=False)
+        with contextlib.suppress(DuplicateKeyError):
+            await self._upgrades.insert_one({"_id": PENDING_RECORDS, "at": datetime.now(UTC)})
+        self._upgraded = True
 
     async def upgrade(self) -> None:
         """Once per database: give every claim an earlier version left unconfirmed a pending

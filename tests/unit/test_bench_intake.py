@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bench.intake import BARE, CPU_UNIT, DURABLE, INTAKE, LOAD_GENERATOR, OWN_PROCESS, cpu_figures
-from bench.load import Result
+from bench.intake_growth import stored_keys
+from bench.load import SURVEY, Result
 
 RESULTS = {
     BARE: Result(BARE, 2_000, 0.5, []),
@@ -50,3 +51,12 @@ def test_cpu_figures_skip_a_server_that_accepted_nothing() -> None:
 
     assert not [m for m in measurements if m.label.startswith(f"{INTAKE}:")]
     assert not [note for note in notes if note.startswith("for 0.8")]
+
+
+def test_stored_keys_one_in_ten_revised_each_with_the_seal_it_asked() -> None:
+    keys = stored_keys(25, 10, 20)  # responses 10 to 24: the last batch stops at the size
+
+    identity = f"{SURVEY}/generic:bench-stored-10"
+    assert keys[:4] == [identity, f"~{identity}", f"{identity}#r2", f"~{identity}#r2"]
+    assert len(keys) == 15 * 2 + 2 * 2  # responses 10 and 20 revised
+    assert len(set(keys)) == len(keys)
