@@ -73,7 +73,9 @@ class Intake:
 
     async def _seal(self, seals: list[str]) -> None:
         """Seal the older revisions of one just published. One that fails to be set lets a late
-        first delivery of that revision through: published, and ordered by its consumers."""
+        first delivery of that revision through: published, and ordered by its consumers. So
+        does a revision the broker acknowledged only after its request was answered 503: it
+        sets no seals (its retry is a duplicate and sets none either)."""
         try:
             await self.responses.seal(seals)
         except PyMongoError as exc:
