@@ -27,6 +27,7 @@ from pymongo import AsyncMongoClient
 
 from shared import mongo
 from shared.mongo import Document
+from tests.private_broker import Broker, private_broker
 from tests.support import Stack, delete_topics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -199,3 +200,14 @@ def remove_test_topics(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     with ThreadPoolExecutor(1) as thread:  # the test's event loop may still be open here
         thread.submit(asyncio.run, delete_topics(stack.kafka, prefix)).result(timeout=120)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A Kafka broker of the test's own (tests/private_broker.py), to stop and start again
+    without touching the shared one."""
+    own = private_broker(tmp_path / "kafka")
+    try:
+        yield own
+    finally:
+        own.close()

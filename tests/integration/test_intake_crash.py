@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,7 +19,7 @@ from services.intake.app import RESPONSE_CLAIMS
 from shared import mongo
 from shared.events import SurveyResponse
 from shared.kafka import ensure_topics
-from tests.private_broker import Broker, private_broker
+from tests.private_broker import Broker
 from tests.support import (
     ServiceProcess,
     Stack,
@@ -39,15 +38,6 @@ pytestmark = pytest.mark.integration
 SURVEY = "cities-2024-priorities"
 WEBHOOK = f"/v1/webhooks/generic/{SURVEY}"
 LEASE_SECONDS = 3
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    own = private_broker(tmp_path / "kafka")
-    try:
-        yield own
-    finally:
-        own.close()
 
 
 def intake_environment(stack: Stack, run_id: str, broker: Broker) -> dict[str, str]:

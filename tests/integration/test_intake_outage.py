@@ -16,7 +16,7 @@ import pytest
 
 from shared.events import SurveyResponse
 from shared.kafka import ensure_topics
-from tests.private_broker import Broker, private_broker
+from tests.private_broker import Broker
 from tests.support import (
     ServiceProcess,
     Stack,
@@ -33,15 +33,6 @@ CLIENTS = 4
 BEFORE_OUTAGE = 20  # responses accepted before the broker is killed
 ANSWERS_WHILE_DOWN = 8  # answers sent and received entirely while it is down
 AFTER_OUTAGE = 20  # responses accepted after it is back
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    own = private_broker(tmp_path / "kafka")
-    try:
-        yield own
-    finally:
-        own.close()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import pytest
 from shared import mongo
 from shared.kafka import consumer_lag, ensure_topics, topics_with_dlq
 from shared.taxonomy import load_taxonomy
-from tests.private_broker import Broker, private_broker
+from tests.private_broker import Broker
 from tests.recount import assert_api_exact, with_focal_points
 from tests.support import (
     Mailbox,
@@ -53,15 +53,6 @@ class Consumers:
     environment: dict[str, str]
     analytics: ServiceProcess
     notifier: ServiceProcess
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    own = private_broker(tmp_path / "kafka")
-    try:
-        yield own
-    finally:
-        own.close()
 
 
 @pytest.fixture
