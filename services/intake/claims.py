@@ -2,7 +2,7 @@
 
 No step reads a collection that grows with the campaign: on FerretDB every read, update or
 delete by `_id` scans its collection, and only the insert of a new `_id` is checked by an index.
-So each store keeps three collections:
+So each store keeps four collections:
 
 - `<name>`: one document per id ever decided, written once by an insert and never read. Its
   insert fails exactly when the id was decided before (published, or found sealed): the answer
@@ -18,7 +18,9 @@ the id is in flight), then the id itself: new, or decided before (a duplicate, a
 record goes). Once the broker acknowledged the event, the pending record is deleted (`confirm`);
 the request is answered while that delete is on its way (`confirm_soon`): this process answers
 later deliveries as duplicates meanwhile, and other replicas find the id in flight, as they did
-while it was being published. A publish that failed marks its record `released`, and the next
+while it was being published. The pending record goes in before the id: the other way round, a
+delivery that found the id inserted could not tell one being published (or failing) right now
+from one published long ago. A publish that failed marks its record `released`, and the next
 delivery takes it over at once; a record older than the lease belongs to a replica that died, and
 the next delivery takes it over once the lease ran out. A taker publishes whatever the dead
 replica got to do: its event may have reached the broker already, which the consumers count once.
