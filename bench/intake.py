@@ -1,7 +1,9 @@
 """`make bench-intake`: sustained accepted webhooks/s and latency of one intake process, against
-two ceilings measured with the same load generator in the same run: a bare FastAPI endpoint that
-only parses the same JSON (the HTTP ceiling), and one that also does the least durable work a
-webhook needs, one MongoDB insert and one acknowledged Kafka produce (`bench.ceiling`).
+ceilings measured with the same load generator in the same run: a bare FastAPI endpoint that
+only parses the same JSON (the HTTP ceiling); one that also does the least durable work a
+webhook needs, one MongoDB insert and one acknowledged Kafka produce (the durable ceiling); and
+one that does the intake's checks (signature, admission) before that work (the checked ceiling,
+the best an intake that validates what it accepts can do here). See `bench.ceiling`.
 
 Every server runs as its own Uvicorn process on this machine; the load generator posts signed
 generic webhooks, each a new response (so every one is claimed in MongoDB and published to
@@ -52,15 +54,19 @@ TARGET_P99_MS = 150.0
 ROUNDS = 4
 BARE = "bare FastAPI (parse only)"
 DURABLE = "durable ceiling (insert + produce)"
+CHECKED = "checked ceiling (checks + insert + produce)"
 INTAKE = "intake"
+SHORT = {BARE: "bare parse", DURABLE: "durable ceiling", CHECKED: "checked ceiling"}
 # The processes whose CPU is counted per accepted webhook, besides the stack's servers.
 OWN_PROCESS = "its own process"
 LOAD_GENERATOR = "load generator"
 CPU_UNIT = "µs of CPU per webhook"
+SHARE_UNIT = "x the durable ceiling's rate"
 UVICORN = ["-m", "uvicorn", "--log-level", "warning", "--no-access-log"]
 SERVERS: list[tuple[str, list[str]]] = [
     (BARE, [*UVICORN, "bench.intake:bare"]),
     (DURABLE, [*UVICORN, "bench.ceiling:durable"]),
+    (CHECKED, [*UVICORN, "bench.ceiling:checked"]),
     (INTAKE, ["-m", "services.intake"]),
 ]
 
@@ -141,21 +147,44 @@ def cpu_figures(
         budget = cores / wanted * 1e6
         per_webhook = {
             name: cpu[name].get(OWN_PROCESS, 0.0) / results[name].accepted * 1e6
-            for name in (INTAKE, DURABLE, BARE)
+            for name in (CHECKED, DURABLE, BARE)
+            if results[name].accepted
         }
+        intake_spent = cpu[INTAKE].get(OWN_PROCESS, 0.0) / intake.accepted * 1e6
+        others = ", ".join(
+            f"the {SHORT[name]} {micros:.0f} µs" for name, micros in per_webhook.items()
+        )
         notes.append(
             f"for {TARGET_DURABLE_RATIO} of the durable ceiling ({wanted:,.0f} webhooks/s) at the "
             f"{cores:.2f} cores its process used, the intake could spend at most {budget:.0f} µs "
-            f"of CPU per webhook; it spent {per_webhook[INTAKE]:.0f} µs, "
-            f"the durable ceiling {per_webhook[DURABLE]:.0f} µs, the bare parse "
-            f"{per_webhook[BARE]:.0f} µs"
+            f"of CPU per webhook; it spent {intake_spent:.0f} µs, {others}"
+        )
+    return measurements, notes
+
+
+def share_of_durable(results: dict[str, Result]) -> tuple[list[Measurement], list[str]]:
+    """The rates of the checked ceiling and of the intake as shares of the durable ceiling's,
+    and, when the checks alone fall short of the target, that no intake running them meets it."""
+    rates = {name: r.accepted / r.seconds if r.seconds else 0.0 for name, r in results.items()}
+    if not rates[DURABLE]:
+        return [], []
+    shares = {name: rates[name] / rates[DURABLE] for name in (CHECKED, INTAKE)}
+    measurements = [Measurement(name, share, SHARE_UNIT) for name, share in shares.items()]
+    notes = []
+    if rates[CHECKED] and shares[CHECKED] < TARGET_DURABLE_RATIO:
+        notes.append(
+            f"the intake's checks alone (signature and admission, then the durable ceiling's "
+            f"work) reached {shares[CHECKED]:.2f} of the durable ceiling, so no intake that "
+            f"runs them could meet the {TARGET_DURABLE_RATIO} target in this run; the intake "
+            f"reached {rates[INTAKE] / rates[CHECKED]:.2f} of the checked ceiling"
         )
     return measurements, notes
 
 
 def section(quick: bool = False) -> Section:
-    """Measure the three servers one after the other, in rounds, and hold the intake against
-    both ceilings. `quick`: a short smoke run (a few hundred requests)."""
+    """Measure the four servers one after the other, in rounds, and hold the intake against
+    the bare parse and the durable ceiling. `quick`: a short smoke run (a few hundred
+    requests)."""
     requests = QUICK_REQUESTS if quick else REQUESTS
     run = uuid.uuid4().hex[:10]
     secret = new_webhook_secret()
@@ -196,7 +225,8 @@ def section(quick: bool = False) -> Section:
             Measurement(f"{result.name}: p99", result.percentile(99), "ms"),
         ]
     cpu_measurements, cpu_notes = cpu_figures(results, cpu)
-    measurements += cpu_measurements
+    share_measurements, share_notes = share_of_durable(results)
+    measurements += cpu_measurements + share_measurements
     to_durable, to_bare, p99 = (
         intake.rate / durable_rate,
         intake.rate / bare_rate,
@@ -219,7 +249,8 @@ def section(quick: bool = False) -> Section:
             Verdict("intake p99 ms (lower is better)", p99, TARGET_P99_MS, p99 < TARGET_P99_MS),
         ],
         [f"{name}: {r.accepted:,} accepted in {r.seconds:.1f} s" for name, r in results.items()]
-        + cpu_notes,
+        + cpu_notes
+        + share_notes,
     )
 
 

@@ -53,6 +53,7 @@ def test_bench_quick_writes_every_section_with_plots(stack: Stack, tmp_path: Pat
     assert [title in report for title in SECTION_TITLES] == [True] * len(SECTION_TITLES)
     assert "- sizes: quick smoke run" in report
     assert "| intake: its own process | " in report  # its CPU per accepted webhook
+    assert "| checked ceiling (checks + insert + produce): accepted/s | " in report
     assert "| intake redeliveries with 0 stored | " in report  # the intake's cost as data grows
     plots = sorted((tmp_path / "bench-results" / "performance").glob("*.png"))
     assert {plot.name.split("-")[0] for plot in plots} == {
