@@ -178,28 +178,37 @@ def run_id() -> str:
 
 
 @pytest.fixture
-async def mongo_client(stack: Stack, run_id: str) -> AsyncIterator[AsyncMongoClient[Document]]:
-    """A client of the stack's MongoDB-wire server; the test's database (`test_<run_id>`) is
-    dropped afterwards."""
+async def mongo_client(stack: Stack) -> AsyncIterator[AsyncMongoClient[Document]]:
+    """A client of the stack's MongoDB-wire server (the test's database, `test_<run_id>`, is
+    dropped by `remove_test_data`)."""
     client = mongo.new_client(stack.mongodb_url)
     yield client
-    await client.drop_database(f"test_{run_id}")
     await client.close()
 
 
 @pytest.fixture(autouse=True)
-def remove_test_topics(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After each test on the real stack, delete the topics named after its `run_id`
-    (`test-<run_id>.*`): those it made and those its services made (DLQs included)."""
+def remove_test_data(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test on the real stack, delete what is named after its `run_id`: the topics
+    `test-<run_id>.*` (those it made and those its services made, DLQs included) and the
+    database `test_<run_id>` (its own and its services')."""
     if not {"stack", "run_id"} <= set(request.fixturenames):
         yield
         return
     # Requested here, so that they outlive this fixture's teardown.
     stack: Stack = request.getfixturevalue("stack")
-    prefix = f"test-{request.getfixturevalue('run_id')}."
+    run_id: str = request.getfixturevalue("run_id")
     yield
     with ThreadPoolExecutor(1) as thread:  # the test's event loop may still be open here
-        thread.submit(asyncio.run, delete_topics(stack.kafka, prefix)).result(timeout=120)
+        thread.submit(asyncio.run, _remove_test_data(stack, run_id)).result(timeout=120)
+
+
+async def _remove_test_data(stack: Stack, run_id: str) -> None:
+    await delete_topics(stack.kafka, f"test-{run_id}.")
+    client = mongo.new_client(stack.mongodb_url)
+    try:
+        await client.drop_database(f"test_{run_id}")
+    finally:
+        await client.close()
 
 
 @pytest.fixture

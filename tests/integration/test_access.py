@@ -313,5 +313,4 @@ async def test_link_lookup_finds_focal_point_by_opaque_id(stack: Stack, run_id: 
         other = opaque_id(registry.key("other@example.org"), "k" * 40)
         assert await registry.by_link(other) is None
     finally:
-        await client.drop_database(f"test_{run_id}")
         await client.close()

@@ -66,7 +66,6 @@ async def test_apply_counts_replays_and_zombies_once(stack: Stack, run_id: str) 
         assert overall["total"] == 9
         assert overall["surveys"] == {"cities-2024-priorities": 6, other: 3}
     finally:
-        await client.drop_database(f"test_{run_id}")
         await client.close()
 
 

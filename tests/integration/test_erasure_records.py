@@ -48,7 +48,6 @@ async def db(stack: Stack, run_id: str) -> AsyncIterator[AsyncDatabase[Document]
     try:
         yield mongo.database(client, f"test_{run_id}")
     finally:
-        await client.drop_database(f"test_{run_id}")
         await client.close()
 
 

@@ -279,7 +279,6 @@ async def test_confirmation_two_replicas_same_response_one_email(
         await asyncio.sleep(0.5)
         inbox = await mailbox.messages_to(person)
     finally:
-        await replicas[0].client.drop_database(f"test_{run_id}")
         for replica in replicas:
             await replica.close()
 

@@ -40,7 +40,6 @@ def response(email: str, *, consent: bool = True, **fields: Any) -> SurveyRespon
 async def db(stack: Stack, run_id: str) -> AsyncIterator[AsyncDatabase[Document]]:
     client = mongo.new_client(stack.mongodb_url)
     yield mongo.database(client, f"test_{run_id}")
-    await client.drop_database(f"test_{run_id}")
     await client.close()
 
 

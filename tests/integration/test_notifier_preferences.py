@@ -44,7 +44,6 @@ async def wiring(run_id: str, settings: NotifierSettings) -> AsyncIterator[Wirin
     subject = wire(settings)
     await subject.deliveries.ensure_indexes()
     yield subject
-    await subject.client.drop_database(f"test_{run_id}")
     await subject.close()
 
 

@@ -71,7 +71,6 @@ async def registry(stack: Stack, run_id: str) -> AsyncIterator[Registry]:
     registry = Registry(mongo.database(client, f"test_{run_id}"), keys, require_confirmation=False)
     await registry.ensure_indexes()
     yield registry
-    await client.drop_database(f"test_{run_id}")
     await client.close()
 
 
@@ -337,7 +336,6 @@ async def test_claim_due_two_replicas_each_delivery_once(stack: Stack, run_id: s
         records = await replicas[0].for_pilot("p")
     finally:
         for client in clients:
-            await client.drop_database(f"test_{run_id}")
             await client.close()
 
     assert sorted(first + second) == sorted(f"p|person-{n}@example.org" for n in range(30))
@@ -355,7 +353,6 @@ async def test_claim_due_abandoned_claim_passed_over_after_lease(stack: Stack, r
         skipped = await deliveries.claim_due()
         taken = await deliveries.claim_due()
     finally:
-        await client.drop_database(f"test_{run_id}")
         await client.close()
 
     assert skipped is None

@@ -40,7 +40,6 @@ async def parts(stack: Stack, run_id: str) -> AsyncIterator[Parts]:
     await registry.ensure_indexes()
     deliveries = Deliveries(db, timedelta(seconds=60))
     yield Parts(registry, deliveries, Notifier(settings, registry, deliveries))
-    await client.drop_database(f"test_{run_id}")
     await client.close()
 
 
