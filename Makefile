@@ -81,7 +81,7 @@ bench: stack-up ## Every benchmark in one run: writes docs/performance.md and it
 	@$(PY) -m bench.suite $(if $(QUICK),--quick)
 
 .PHONY: bench-intake
-bench-intake: stack-up ## Benchmark: webhooks/s and latency of one intake process vs a bare FastAPI parse
+bench-intake: stack-up ## Benchmark: webhooks/s and latency of one intake process vs its ceilings (bare parse, durable, checked)
 	@$(PY) -m bench.intake
 
 .PHONY: bench-scaleout
