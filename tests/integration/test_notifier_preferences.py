@@ -39,7 +39,7 @@ def settings(stack: Stack, run_id: str) -> NotifierSettings:
 
 
 @pytest.fixture
-async def wiring(run_id: str, settings: NotifierSettings) -> AsyncIterator[Wiring]:
+async def wiring(settings: NotifierSettings) -> AsyncIterator[Wiring]:
     # The notifier's own adapters on this test's database, run by hand (no dispatcher).
     subject = wire(settings)
     await subject.deliveries.ensure_indexes()
