@@ -86,6 +86,10 @@ async def fleet(stack: Stack, run_id: str, tmp_path: Path) -> AsyncIterator[Flee
         # The killed notifier's delivery is taken over after this, instead of the default 60 s.
         "SEND_LEASE_SECONDS": "10",
         "ANALYTICS_BATCH_SIZE": "200",
+        # Applied but uncommitted work lasts a moment longer than on its own, as in the
+        # analytics chaos tests: each batch then leaves the catcher a window of 0.3 s at least,
+        # instead of the few milliseconds between applying and committing.
+        "ANALYTICS_COMMIT_DELAY_SECONDS": "0.3",
         # About scale-out and killed processes, not consent: no confirmation step
         # (double opt-in: tests/integration/test_notifier_consent.py).
         "DOUBLE_OPT_IN": "false",
